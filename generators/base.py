@@ -1,0 +1,209 @@
+"""What every built-in generator shares: config, conditioning, save/load and the sampling API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from synthscope.runtime import atomic_write_json, read_json
+
+from .conditioning import Vocabulary
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+class ConditionEmbedding(nn.Module):
+    """Embeds a multi-attribute condition (B, A) of class ids into one vector (B, dim).
+
+    Each attribute has its own table with one extra "unspecified" row, and the rows are summed, so
+    a prompt may name any subset of attributes ("a photo of a nurse" leaves gender unspecified).
+    """
+
+    def __init__(self, sizes: list[int], dim: int):
+        super().__init__()
+        self.sizes = list(sizes)
+        self.tables = nn.ModuleList(nn.Embedding(size + 1, dim) for size in self.sizes)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return sum(table(ids[:, i]) for i, table in enumerate(self.tables))
+
+    def null_ids(self, batch: int, device: torch.device) -> torch.Tensor:
+        return torch.tensor(self.sizes, device=device).expand(batch, -1).clone()
+
+    def drop(self, ids: torch.Tensor, p_attribute: float, p_all: float,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Randomly mark attributes unspecified: teaches partial prompts and the unconditional
+        model needed for classifier-free guidance."""
+        batch = ids.shape[0]
+        null = self.null_ids(batch, ids.device)
+        drop_attr = torch.rand(ids.shape, generator=generator, device=ids.device) < p_attribute
+        drop_all = torch.rand((batch, 1), generator=generator, device=ids.device) < p_all
+        return torch.where(drop_attr | drop_all, null, ids)
+
+
+class Generator(nn.Module):
+    """Base class of the built-in generators.
+
+    Subclasses define ``kind``, ``default_config``, ``build`` (the networks), ``make_optimizers``,
+    ``training_step`` and ``sample``; images cross the API as float tensors in [0, 1].
+    """
+
+    kind: ClassVar[str] = ""
+    default_config: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, channels: int, size: int, vocabulary: Vocabulary | None = None,
+                 conditional: bool = False, **options: Any):
+        super().__init__()
+        unknown = sorted(set(options) - set(self.default_config))
+        if unknown:
+            raise ValueError(
+                f"{self.kind}: unknown option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(self.default_config))}"
+            )
+        if conditional and vocabulary is None:
+            raise ValueError(f"{self.kind}: --conditional needs a data set with labels (digits, portraits)")
+        self.channels = channels
+        self.size = size
+        self.conditional = conditional
+        self.vocabulary = vocabulary if conditional else None
+        self.options = {**self.default_config, **options}
+        self.build()
+
+    # -- to be defined by subclasses -------------------------------------------------------
+    def build(self) -> None:
+        raise NotImplementedError
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def training_step(self, images: torch.Tensor, condition: torch.Tensor | None,
+                      optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
+        """One optimisation step on a batch; returns the losses to log."""
+        raise NotImplementedError
+
+    def generate(self, n: int, condition: torch.Tensor | None, generator: torch.Generator,
+                 **kwargs: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def finish_training(self, images: torch.Tensor) -> None:
+        """Called once training ends, with the training images (e.g. to fit a latent prior)."""
+
+    # -- shared ------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "channels": self.channels,
+            "size": self.size,
+            "conditional": self.conditional,
+            "vocabulary": self.vocabulary.to_dict() if self.vocabulary else None,
+            "options": self.options,
+        }
+
+    def conditions_for(self, n: int, prompt: str | list[str] | None) -> torch.Tensor | None:
+        """Class ids for ``n`` samples: one prompt for all, one prompt per sample, or unconditional."""
+        if prompt is None:
+            return self.null_condition(n) if self.conditional else None
+        if not self.conditional:
+            raise ValueError(
+                f"this {self.kind} model was trained without --conditional, so it cannot follow a prompt"
+            )
+        prompts = [prompt] * n if isinstance(prompt, str) else list(prompt)
+        if len(prompts) != n:
+            raise ValueError(f"got {len(prompts)} prompts for {n} samples")
+        return self.vocabulary.encode(prompts).to(self.device)
+
+    def null_condition(self, n: int) -> torch.Tensor:
+        return torch.tensor(self.vocabulary.sizes(), device=self.device).expand(n, -1).clone()
+
+    @torch.no_grad()
+    def sample(self, n: int, prompt: str | list[str] | None = None, seed: int = 0,
+               batch_size: int = 256, **kwargs: Any) -> torch.Tensor:
+        """``n`` images (n, C, H, W) in [0, 1] on the CPU; the same seed gives the same images."""
+        was_training = self.training
+        self.eval()
+        condition = self.conditions_for(n, prompt)
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        chunks = []
+        for start in range(0, n, batch_size):
+            stop = min(n, start + batch_size)
+            part = None if condition is None else condition[start:stop]
+            chunks.append(self.generate(stop - start, part, generator, **kwargs).clamp(0, 1).cpu())
+        self.train(was_training)
+        return torch.cat(chunks) if chunks else torch.empty(0, self.channels, self.size, self.size)
+
+    def save(self, directory: Path, extra: dict[str, Any] | None = None) -> str:
+        """Weights as safetensors plus a JSON config; returns the weights' SHA-256."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        tmp = directory / f".{WEIGHTS_FILE}.tmp"
+        save_file(state, str(tmp))
+        tmp.replace(directory / WEIGHTS_FILE)
+        digest = sha256_of(directory / WEIGHTS_FILE)
+        atomic_write_json(directory / CONFIG_FILE, {**(extra or {}), "model": self.config(),
+                                                   "weights_sha256": digest})
+        return digest
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def build_generator(model_config: dict[str, Any]) -> Generator:
+    """Construct an untrained generator from the ``model`` section of a run's config."""
+    from . import registry
+
+    kind = model_config.get("kind")
+    if kind not in registry.GENERATORS:
+        raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(registry.GENERATORS)}")
+    vocabulary = model_config.get("vocabulary")
+    return registry.GENERATORS[kind](
+        channels=int(model_config["channels"]),
+        size=int(model_config["size"]),
+        vocabulary=Vocabulary.from_dict(vocabulary) if vocabulary else None,
+        conditional=bool(model_config.get("conditional", False)),
+        **model_config.get("options", {}),
+    )
+
+
+def load_generator(directory: Path, device: str | torch.device = "cpu") -> Generator:
+    """Load a trained generator from a run folder (safetensors only: no pickled code runs)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no such run folder")
+    weights = directory / WEIGHTS_FILE
+    if not weights.exists():
+        raise FileNotFoundError(f"{weights}: missing weight file (was training finished or interrupted "
+                                f"before its first checkpoint?)")
+    config = read_json(directory / CONFIG_FILE)
+    if "model" not in config:
+        raise ValueError(f"{directory / CONFIG_FILE}: no 'model' section")
+    model = build_generator(config["model"])
+    try:
+        state = load_file(str(weights))
+    except Exception as error:  # safetensors raises its own error types
+        raise ValueError(f"{weights}: not a readable safetensors file ({error})") from None
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"{weights}: weights do not match the config "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return model.to(device).eval()
+
+
+def read_run_config(directory: Path) -> dict[str, Any]:
+    return json.loads((Path(directory) / CONFIG_FILE).read_text())

@@ -1,0 +1,592 @@
+"""The corpus contract: a folder of lossless PNGs, a manifest.csv and a corpus.json.
+
+```
+my-corpus/
+  images/000000.png …   lossless PNG, as generated
+  manifest.csv          one row per image: file, source, labels, prompt, seed, attributes
+  corpus.json           provenance: generator, checkpoint hash, config, package versions, times, rows
+```
+
+Writing is append-only and atomic per batch: PNGs are written under temporary names and renamed
+first, then the manifest is replaced in one ``os.replace``. A crash in between leaves only PNGs that
+the manifest does not list; a resumed writer numbers from the manifest and overwrites them. The
+manifest is the truth: an image exists in the corpus if and only if manifest.csv lists it.
+
+Any plain folder of images can be read as a corpus too; its manifest is then inferred.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from .folder import (
+    DEFAULT_MAX_PIXELS,
+    PROGRESS_MIN_FILES,
+    UnreadableImageError,
+    _decode,
+    find_images,
+    fit_square,
+    image_to_tensor,
+)
+from .imageset import ImageSet
+
+MANIFEST_NAME = "manifest.csv"
+PROVENANCE_NAME = "corpus.json"
+IMAGES_DIR = "images"
+CORPUS_FORMAT = "synthscope-corpus"
+FORMAT_VERSION = 1
+
+# Keys the writer owns in corpus.json; a caller's provenance may not set them.
+RESERVED_PROVENANCE_KEYS = frozenset(
+    {"format", "format_version", "created_at", "updated_at", "rows", "package_versions", "resumed"}
+)
+# Distributions whose versions every corpus records (key -> distribution name).
+_VERSIONED = {"synthscope": "synthscope", "torch": "torch", "diffusers": "diffusers",
+              "numpy": "numpy", "PIL": "pillow"}
+_OWN_IMAGE = re.compile(r"^images/(\d+)\.png$")
+_PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I;16"})
+
+WriterMode = Literal["resume", "overwrite", "new"]
+
+
+class CorpusError(ValueError):
+    """A corpus folder that breaks the contract: bad manifest or corpus.json, missing files, ..."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def sha256_file(path: Path | str, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks (checkpoints can be gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages a corpus depends on (None where not installed)."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for key, dist in _VERSIONED.items():
+        try:
+            versions[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[key] = None
+    return versions
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return value.as_posix()
+    if isinstance(value, (np.generic, torch.Tensor)) and getattr(value, "ndim", 0) == 0:
+        return value.item()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as it will read back from JSON (tuples become lists, Paths strings, ...)."""
+    return json.loads(json.dumps(value, default=_json_default))
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the renames themselves durable; not possible on every platform (Windows), hence best-effort.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _temp_name(final: Path) -> Path:
+    return final.with_name(f".{final.name}.{os.getpid()}.tmp")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temp file in the same folder, fsync, then ``os.replace`` it over ``path``."""
+    tmp = _temp_name(path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        raise
+    _fsync_dir(path.parent)
+
+
+def _write_png(image: Image.Image, path: Path) -> None:
+    tmp = _temp_name(path)
+    try:
+        with open(tmp, "wb") as handle:
+            image.save(handle, format="PNG")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _read_manifest(path: Path) -> pd.DataFrame:
+    """manifest.csv with every value a string ("" where empty); one CorpusError for any problem."""
+    try:
+        manifest = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
+                               encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        raise CorpusError(f"{path}: empty file; a manifest needs a header with a 'file' column") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise CorpusError(f"{path}: not a readable CSV manifest ({exc})") from exc
+    if "file" not in manifest.columns:
+        raise CorpusError(
+            f"{path}: no 'file' column (found columns: {', '.join(map(str, manifest.columns))})"
+        )
+    blank = np.flatnonzero(manifest["file"].str.strip().eq("").to_numpy())
+    if len(blank):
+        lines = ", ".join(str(i + 2) for i in blank[:10])  # +2: header line, 1-based
+        raise CorpusError(f"{path}: {len(blank)} rows have an empty 'file' (lines {lines})")
+    return manifest
+
+
+def _read_provenance(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorpusError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise CorpusError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    version = data.get("format_version", FORMAT_VERSION)
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise CorpusError(
+            f"{path}: corpus format version {version} is newer than this synthscope reads "
+            f"({FORMAT_VERSION}); upgrade synthscope"
+        )
+    return data
+
+
+def _cell(value: Any) -> str:
+    """One manifest cell: everything is text; None/NaN become empty, containers become JSON."""
+    if isinstance(value, torch.Tensor) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Path):
+        return value.as_posix()
+    if isinstance(value, (list, tuple, dict, set, frozenset, np.ndarray, torch.Tensor)):
+        return json.dumps(value, default=_json_default)
+    return str(value)
+
+
+def _to_pil_images(images: Any) -> list[Image.Image]:
+    """A batch as Pillow images, validated before anything is written."""
+    if isinstance(images, Image.Image):
+        raise TypeError("append() takes a batch: pass [image] for a single Pillow image")
+    if isinstance(images, (list, tuple)):
+        if all(isinstance(im, Image.Image) for im in images):
+            out = []
+            for i, im in enumerate(images):
+                if im.mode not in _PNG_MODES:
+                    try:
+                        im = im.convert("RGB")  # CMYK, YCbCr, ... have no PNG form
+                    except ValueError as exc:
+                        raise ValueError(f"image {i}: mode {im.mode} cannot be stored as PNG") from exc
+                out.append(im)
+            return out
+        if not images:
+            return []
+        images = torch.stack([torch.as_tensor(np.asarray(im)) if not isinstance(im, torch.Tensor)
+                              else im for im in images])
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(
+            f"images must be a (B, C, H, W) tensor or a list of Pillow images, got {type(images).__name__}"
+        )
+    if images.ndim != 4 or images.shape[1] not in (1, 3, 4):
+        hint = " (channels-last? use .permute(0, 3, 1, 2))" if images.ndim == 4 and images.shape[-1] in (1, 3, 4) else ""
+        raise ValueError(f"images must be (B, C, H, W) with C in 1, 3, 4; got {tuple(images.shape)}{hint}")
+    images = images.detach().cpu()
+    if images.dtype == torch.uint8:
+        data = images
+    elif images.is_floating_point():
+        if not torch.isfinite(images).all():
+            raise ValueError("images contain NaN or infinite values; nothing was written")
+        # Samplers overshoot [0, 1] slightly; clamping is what any viewer would show.
+        data = images.float().clamp(0, 1).mul(255).round().to(torch.uint8)
+    else:
+        raise ValueError(f"images must be float in [0, 1] or uint8, got {images.dtype}")
+    arrays = data.permute(0, 2, 3, 1).numpy()
+    return [Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else np.ascontiguousarray(a)) for a in arrays]
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class CorpusWriter:
+    """Appends batches of images and manifest rows to a corpus folder, atomically per batch.
+
+    ``mode``: "resume" (default) adds to an existing corpus at ``root`` or starts a new one;
+    "overwrite" deletes the corpus files there (images/NNNNNN.png, manifest.csv, corpus.json; nothing
+    else) and starts afresh; "new" refuses a folder that already holds a corpus. Resuming refuses a
+    corpus whose provenance names a different ``generator``. ``provenance`` (generator,
+    checkpoint_sha256, config, seed, ...) is stored at the top level of corpus.json.
+
+    Rows missing a ``source`` get the provenance's ``generator`` (or "unknown"). Every manifest
+    value is stored as text. One writer per folder at a time: there is no lock.
+    """
+
+    def __init__(self, root: Path | str, provenance: dict | None = None, mode: WriterMode = "resume") -> None:
+        if mode not in ("resume", "overwrite", "new"):
+            raise ValueError(f"mode must be 'resume', 'overwrite' or 'new', got {mode!r}")
+        self.root = Path(root)
+        new_provenance = dict(provenance or {})
+        clash = RESERVED_PROVENANCE_KEYS & new_provenance.keys()
+        if clash:
+            raise ValueError(f"provenance keys {sorted(clash)} are set by the writer; rename them")
+        new_provenance = _as_json(new_provenance)  # fails early on values JSON cannot hold
+
+        self.manifest_path = self.root / MANIFEST_NAME
+        self.provenance_path = self.root / PROVENANCE_NAME
+        self.images_dir = self.root / IMAGES_DIR
+        exists = self.manifest_path.exists() or self.provenance_path.exists()
+        if exists and mode == "new":
+            raise FileExistsError(
+                f"{self.root} already holds a corpus; use mode='resume' to add to it or "
+                f"mode='overwrite' to replace it"
+            )
+        if exists and mode == "overwrite":
+            self._remove_corpus_files()
+            exists = False
+        self.images_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_temp_files()
+
+        self._resume_entry: dict | None = None
+        if exists:
+            self._manifest = (_read_manifest(self.manifest_path) if self.manifest_path.exists()
+                              else pd.DataFrame({"file": pd.Series(dtype=str)}))
+            stored = (_read_provenance(self.provenance_path) if self.provenance_path.exists()
+                      else self._fresh_provenance({}))
+            self._provenance = self._merge_provenance(stored, new_provenance)
+        else:
+            self._manifest = pd.DataFrame({"file": pd.Series(dtype=str), "source": pd.Series(dtype=str)})
+            self._provenance = self._fresh_provenance(new_provenance)
+            # Written now, so that even an empty corpus is a readable one.
+            self._write_manifest(self._manifest)
+            self._write_provenance()
+        self._next_index = self._first_free_index()
+
+    # -- set-up
+
+    @staticmethod
+    def _fresh_provenance(caller: dict) -> dict:
+        now = _now()
+        return {"format": CORPUS_FORMAT, "format_version": FORMAT_VERSION, "created_at": now,
+                "updated_at": now, "rows": 0, "package_versions": package_versions(), **caller}
+
+    def _merge_provenance(self, stored: dict, caller: dict) -> dict:
+        old, new = stored.get("generator"), caller.get("generator")
+        if old is not None and new is not None and old != new:
+            raise CorpusError(
+                f"{self.root} holds images from generator {old!r}; refusing to add images from "
+                f"{new!r}. Write to another folder, or pass mode='overwrite' to replace it."
+            )
+        merged = copy.deepcopy(stored)
+        changed = {k: v for k, v in caller.items() if k in stored and stored[k] != v}
+        for key, value in caller.items():
+            merged.setdefault(key, value)
+        versions = package_versions()
+        if stored.get("package_versions") not in (None, versions):
+            changed["package_versions"] = versions
+        # The first session's values stay at the top level; what later sessions changed is
+        # recorded (on their first append) under "resumed", so nothing about the data is hidden.
+        self._resume_entry = {"at": _now(), "rows_before": len(self._manifest)}
+        if changed:
+            self._resume_entry["changed"] = changed
+            keys = ", ".join(sorted(changed))
+            warnings.warn(f"resuming {self.root} with different {keys}; recorded in corpus.json",
+                          stacklevel=3)
+        return merged
+
+    def _remove_corpus_files(self) -> None:
+        for path in (self.manifest_path, self.provenance_path):
+            path.unlink(missing_ok=True)
+        if self.images_dir.is_dir():
+            for path in self.images_dir.iterdir():
+                if re.fullmatch(r"\d+\.png", path.name):
+                    path.unlink()
+
+    def _remove_temp_files(self) -> None:
+        # Left by a crash mid-write; never listed anywhere.
+        for folder in (self.root, self.images_dir):
+            for path in folder.glob(".*.tmp"):
+                path.unlink(missing_ok=True)
+
+    def _first_free_index(self) -> int:
+        # Numbered from the highest listed image, not the row count: a user who deleted rows
+        # must never have a listed image overwritten. Unlisted (orphan) images are overwritten.
+        indices = [int(m.group(1)) for f in self._manifest["file"] if (m := _OWN_IMAGE.match(f))]
+        return max(indices) + 1 if indices else 0
+
+    # -- reading state
+
+    def __len__(self) -> int:
+        return len(self._manifest)
+
+    @property
+    def manifest(self) -> pd.DataFrame:
+        return self._manifest.copy()
+
+    @property
+    def provenance(self) -> dict:
+        return copy.deepcopy(self._provenance)
+
+    @property
+    def next_index(self) -> int:
+        return self._next_index
+
+    def existing(self, column: str) -> set[str]:
+        """The values already in ``column`` (as text), e.g. keys of finished work; empty if no such column."""
+        if column not in self._manifest.columns:
+            return set()
+        return set(self._manifest[column])
+
+    # -- writing
+
+    def _default_source(self) -> str:
+        return str(self._provenance.get("generator") or "unknown")
+
+    def _write_manifest(self, manifest: pd.DataFrame) -> None:
+        _atomic_write_text(self.manifest_path, manifest.to_csv(index=False, lineterminator="\n"))
+
+    def _write_provenance(self) -> None:
+        text = json.dumps(self._provenance, indent=2, default=_json_default) + "\n"
+        _atomic_write_text(self.provenance_path, text)
+
+    def append(self, images: Any, rows: Sequence[dict] | None = None) -> list[str]:
+        """Write a batch; return the new rows' ``file`` values ("images/000123.png", ...).
+
+        ``images``: a float tensor (B, C, H, W) in [0, 1] (C = 1, 3 or 4), a uint8 tensor or array
+        of that shape, or a list of Pillow images (stored in their own mode). ``rows``: one dict
+        per image (``file`` is filled in by the writer and may not be given).
+        """
+        pil_images = _to_pil_images(images)
+        n = len(pil_images)
+        rows = [dict(r) for r in rows] if rows is not None else [{} for _ in range(n)]
+        if len(rows) != n:
+            raise ValueError(f"{n} images but {len(rows)} rows")
+        if n == 0:
+            return []
+        records = []
+        for i, row in enumerate(rows):
+            if "file" in row:
+                raise ValueError(f"row {i}: 'file' is set by the writer; store the value under another name")
+            bad = [k for k in row if not isinstance(k, str) or not k]
+            if bad:
+                raise ValueError(f"row {i}: column names must be non-empty strings, got {bad!r}")
+            record = {k: _cell(v) for k, v in row.items()}
+            if not record.get("source"):
+                record["source"] = self._default_source()
+            records.append(record)
+
+        start = self._next_index
+        files = [f"{IMAGES_DIR}/{start + i:06d}.png" for i in range(n)]
+        # 1) images, each renamed into place whole; unlisted until the manifest names them.
+        for name, image in zip(files, pil_images):
+            _write_png(image, self.root / name)
+        _fsync_dir(self.images_dir)
+
+        # 2) the manifest, replaced in one step: this is the commit point of the batch.
+        batch = pd.DataFrame([{"file": f, **r} for f, r in zip(files, records)], dtype=str)
+        columns = list(self._manifest.columns) + [c for c in batch.columns if c not in self._manifest.columns]
+        # Union of columns across batches; a value a row never had is an empty cell.
+        parts = [df.reindex(columns=columns, fill_value="") for df in (self._manifest, batch) if len(df)]
+        manifest = pd.concat(parts, ignore_index=True).fillna("")
+        self._write_manifest(manifest)
+        self._manifest = manifest
+        self._next_index = start + n
+
+        # 3) provenance; if a crash skips this, the manifest still holds the truth (rows count).
+        if self._resume_entry is not None:
+            self._provenance.setdefault("resumed", []).append(self._resume_entry)
+            self._resume_entry = None
+        self._provenance["rows"] = len(manifest)
+        self._provenance["updated_at"] = _now()
+        self._write_provenance()
+        return files
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class Corpus:
+    """A corpus read from disk: ``manifest`` (all text, one row per image), ``provenance`` (corpus.json).
+
+    ``inferred`` is True for a plain image folder whose manifest was inferred. Unreadable images
+    met by ``load_images`` raise with ``strict``; otherwise they are skipped with a warning,
+    listed in ``skipped`` as (file, reason) and their rows dropped from ``manifest`` so that the
+    images and the manifest stay aligned.
+    """
+
+    root: Path
+    manifest: pd.DataFrame
+    provenance: dict = field(default_factory=dict)
+    inferred: bool = False
+    strict: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.manifest)
+
+    @property
+    def name(self) -> str:
+        return self.root.resolve().name
+
+    def _path(self, file: str) -> Path:
+        return (self.root / file).absolute()
+
+    def paths(self) -> list[Path]:
+        """Absolute paths of the images, in manifest order."""
+        return [self._path(f) for f in self.manifest["file"]]
+
+    def load_images(self, size: int | None = None, channels: int | None = None) -> torch.Tensor:
+        """All images as a float tensor (N, C, H, W) in [0, 1].
+
+        ``size``: resize the shorter side and centre-crop to ``size`` x ``size``; None keeps the
+        native size (all images must then share it). ``channels``: 1 or 3; None gives 1 when every
+        image is greyscale, else 3.
+        """
+        if channels not in (None, 1, 3):
+            raise ValueError(f"channels must be 1, 3 or None, got {channels}")
+        if size is not None and size < 1:
+            raise ValueError(f"size must be a positive number of pixels, got {size}")
+        from tqdm import tqdm
+
+        files = list(self.manifest["file"])
+        grey = None if channels is None else channels == 1
+        tensors: list[torch.Tensor] = []
+        bad_rows: list[int] = []
+        skipped: list[tuple[str, str]] = []
+        for i, file in enumerate(tqdm(files, desc=f"reading {self.name}", unit="img", leave=False,
+                                      disable=len(files) <= PROGRESS_MIN_FILES)):
+            try:
+                image, _ = _decode(self._path(file), self.max_pixels, grey=grey, draft=size)
+            except UnreadableImageError as exc:
+                if self.strict:
+                    raise
+                skipped.append((file, exc.reason))
+                bad_rows.append(i)
+                warnings.warn(f"skipping {exc.path}: {exc.reason}", stacklevel=2)
+                continue
+            if size is not None:
+                image = fit_square(image, size)
+            tensors.append(image_to_tensor(image))
+
+        if bad_rows:
+            self.manifest = self.manifest.drop(index=self.manifest.index[bad_rows]).reset_index(drop=True)
+            self.skipped.extend(skipped)
+            if not tensors:
+                raise CorpusError(f"none of the {len(files)} images in {self.root} could be read "
+                                  f"(first: {skipped[0][0]}: {skipped[0][1]})")
+        if not tensors:
+            side = size or 0
+            return torch.zeros((0, channels or 3, side, side))
+        if channels is None and len({t.shape[0] for t in tensors}) > 1:
+            tensors = [t.expand(3, -1, -1) for t in tensors]  # mixed grey and colour: all colour
+        shapes = {tuple(t.shape[1:]) for t in tensors}
+        if len(shapes) > 1:
+            sizes = ", ".join(f"{w}x{h}" for h, w in sorted(shapes)[:4])
+            raise CorpusError(f"images in {self.root} differ in size ({sizes}, ...); pass size= to resize them")
+        return torch.stack(tensors)
+
+    def to_imageset(self, size: int | None = None, channels: int | None = None) -> ImageSet:
+        """The corpus as an ImageSet: attributes = manifest, captions from ``prompt`` if present."""
+        images = self.load_images(size=size, channels=channels)
+        attributes = self.manifest.copy()
+        captions = (list(attributes["prompt"]) if "prompt" in attributes.columns
+                    else [""] * len(attributes))
+        return ImageSet(name=self.name, images=images, attributes=attributes, captions=captions)
+
+
+def read_corpus(root: Path | str, source: str | None = None, strict: bool = False,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> Corpus:
+    """Read a corpus folder, or infer a corpus from a plain folder of images.
+
+    With manifest.csv: every value is read as text, empty cells as ""; every listed file must
+    exist; corpus.json (if present) becomes ``provenance``. A missing or empty ``source`` is filled
+    with ``source``, else the provenance's generator, else "unknown" (a given source never
+    overrides the manifest's own). Without a manifest: every image under ``root`` gets ``file``,
+    ``folder`` (first sub-folder, "" for top-level files) and ``source`` (``source`` if given,
+    else the sub-folder name, else "unknown").
+    """
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"corpus folder {root} does not exist")
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root} is not a folder")
+    manifest_path = root / MANIFEST_NAME
+    provenance_path = root / PROVENANCE_NAME
+
+    if manifest_path.exists():
+        manifest = _read_manifest(manifest_path)
+        provenance = _read_provenance(provenance_path) if provenance_path.exists() else {}
+        fill = source or str(provenance.get("generator") or "unknown")
+        if "source" not in manifest.columns:
+            manifest.insert(1, "source", fill)
+        else:
+            manifest.loc[manifest["source"].str.strip().eq(""), "source"] = fill
+        missing = [f for f in manifest["file"] if not (root / f).is_file()]
+        if missing:
+            listed = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
+            raise CorpusError(
+                f"{manifest_path}: {len(missing)} of {len(manifest)} listed files are missing: {listed}"
+            )
+        return Corpus(root=root, manifest=manifest, provenance=provenance, strict=strict,
+                      max_pixels=max_pixels)
+
+    files = find_images(root)
+    if not files:
+        raise CorpusError(f"{root} has no {MANIFEST_NAME} and no image files to infer one from")
+    rows = []
+    for path in files:
+        rel = path.relative_to(root)
+        folder = rel.parts[0] if len(rel.parts) > 1 else ""
+        rows.append({"file": rel.as_posix(), "source": source or folder or "unknown", "folder": folder})
+    return Corpus(root=root, manifest=pd.DataFrame(rows, dtype=str), provenance={}, inferred=True,
+                  strict=strict, max_pixels=max_pixels)

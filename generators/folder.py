@@ -1,0 +1,287 @@
+"""Reading any folder of the user's own images: decoding every common format safely into RGB.
+
+Photos arrive in every mode Pillow knows (RGBA, palette with transparency, 16-bit, CMYK, rotated by
+EXIF, animated GIFs, ...) and some files are corrupt. ``open_image`` turns each of them into a plain
+8-bit image or raises one ``UnreadableImageError`` naming the file and the problem; ``load_folder``
+reads a whole folder into an ImageSet, skipping (and reporting) what it cannot read.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, ImageOps
+
+from .imageset import ImageSet
+
+# Lower-case suffixes (with the dot, as ``Path.suffix`` gives them); matching is case-insensitive.
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+DEFAULT_MAX_PIXELS = 64_000_000
+PROGRESS_MIN_FILES = 500
+
+# Modes that carry no colour: a grey corpus can stay one channel.
+_GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+_HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
+_ORIENTATION_TAG = 0x0112
+
+
+class UnreadableImageError(ValueError):
+    """A file that cannot be decoded as an image (corrupt, truncated, empty, too large, not an image)."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class ImageTooLargeError(UnreadableImageError):
+    """An image whose pixel count exceeds the decoding limit (decompression-bomb protection)."""
+
+
+@dataclass
+class FolderReadReport:
+    """What ``read_folder`` found: how many image files, and which were skipped and why."""
+
+    root: Path
+    found: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path relative to root, reason)
+
+    @property
+    def loaded(self) -> int:
+        return self.found - len(self.skipped)
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def find_images(root: Path | str) -> list[Path]:
+    """Every image file under ``root`` (recursive), skipping hidden files and folders.
+
+    The order is deterministic: sorted by the path components relative to ``root``. Symlinked
+    folders are followed once (a link back up the tree is not followed again).
+    """
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"image folder {root} does not exist")
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root} is not a folder")
+    found: list[Path] = []
+    visited: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in visited:  # symlink loop or a second link to the same folder
+            dirnames[:] = []
+            continue
+        visited.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+        for name in filenames:
+            if _is_hidden(name) or os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+                continue
+            path = Path(dirpath) / name
+            if path.is_file():
+                found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(root).parts)
+
+
+def _to_8bit_grey(img: Image.Image) -> Image.Image:
+    """16-bit / 32-bit / float images scaled (not clipped) to 8-bit grey."""
+    arr = np.asarray(img)
+    if img.mode == "F":
+        arr = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo >= 0.0 and hi <= 1.0:  # float images are conventionally in [0, 1]
+            scaled = arr * 255.0
+        else:
+            scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+    else:
+        arr = arr.astype(np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo >= 0.0 and hi <= 65535.0:
+            # 16-bit PNG/TIFF (Pillow opens some as "I"): full scale is 65535, whatever the content.
+            scaled = arr * (255.0 / 65535.0)
+        else:
+            scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+
+
+def _flatten(img: Image.Image, grey: bool) -> Image.Image:
+    """Any Pillow mode to 8-bit "RGB" (or "L" when ``grey``); transparency composited on white."""
+    if img.mode in _HIGH_DEPTH_MODES:
+        img = _to_8bit_grey(img)
+    has_alpha = img.mode in _ALPHA_MODES or (
+        img.mode in ("P", "L", "RGB") and "transparency" in img.info
+    )
+    if has_alpha:
+        # Transparent pixels hold arbitrary colours (often black); white is what viewers show.
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return img.convert("L" if grey else "RGB")
+
+
+def _decode(path: Path, max_pixels: int, grey: bool | None = False,
+            draft: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode ``path``; return the 8-bit image and its original (upright) width and height.
+
+    ``grey=None`` keeps greyscale sources as "L" and everything else as "RGB". ``draft`` lets the
+    JPEG decoder downscale by a power of two while keeping both sides at least ``draft`` pixels.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise UnreadableImageError(path, "empty file (0 bytes)")
+        with warnings.catch_warnings():
+            # We apply our own (lower, configurable) limit below instead of Pillow's warning.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > max_pixels:
+                    raise ImageTooLargeError(
+                        path,
+                        f"image is {width}x{height} = {width * height:,} pixels, above the limit "
+                        f"of {max_pixels:,} (decompression-bomb protection; raise max_pixels if "
+                        f"the file is trusted)",
+                    )
+                # Animated GIF/WebP/APNG: Pillow opens on the first frame; make that explicit.
+                if getattr(img, "n_frames", 1) > 1:
+                    img.seek(0)
+                try:
+                    orientation = img.getexif().get(_ORIENTATION_TAG, 1)
+                except Exception:  # a broken EXIF block should not cost the pixels
+                    orientation = 1
+                if orientation in (5, 6, 7, 8):
+                    width, height = height, width
+                if draft and img.format == "JPEG":
+                    img.draft(None, (draft, draft))
+                img.load()  # inside the try: truncation and corrupt data surface here
+                source_grey = img.mode in _GREY_MODES
+                try:
+                    upright = ImageOps.exif_transpose(img)
+                except Exception:  # a broken EXIF block should not cost the pixels
+                    upright = img
+                out = _flatten(upright, grey=source_grey if grey is None else grey)
+                out.load()
+                return out, (width, height)
+    except UnreadableImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(path, f"refused by Pillow's decompression-bomb limit ({exc})") from exc
+    except Image.UnidentifiedImageError as exc:
+        raise UnreadableImageError(path, "not a recognised image (corrupt or not an image file)") from exc
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{path}: no such file") from exc
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, struct.error, ...
+        raise UnreadableImageError(path, f"cannot decode ({type(exc).__name__}: {exc})") from exc
+
+
+def open_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS, mode: str = "RGB") -> Image.Image:
+    """Decode one image file into an 8-bit ``mode`` ("RGB" or "L") Pillow image.
+
+    Handles alpha (composited on white), palette transparency, 16-bit and float images (scaled to
+    8 bits), CMYK, EXIF orientation and animated files (first frame). Raises
+    ``UnreadableImageError`` for corrupt, truncated, empty or non-image files and
+    ``ImageTooLargeError`` (a subclass) above ``max_pixels``.
+    """
+    if mode not in ("RGB", "L"):
+        raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
+    image, _ = _decode(Path(path), max_pixels, grey=(mode == "L"))
+    return image
+
+
+def fit_square(image: Image.Image, size: int) -> Image.Image:
+    """Resize the shorter side to ``size`` and centre-crop to ``size`` x ``size`` (antialiased)."""
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    # Crop first, so nothing outside the square bleeds in through the filter. Pillow's filters
+    # antialias when shrinking; reducing_gap first box-reduces very large photos (much faster).
+    square = image.crop((left, top, left + side, top + side))
+    return square.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
+
+
+def image_to_tensor(image: Image.Image) -> torch.Tensor:
+    """An 8-bit "L" or "RGB" Pillow image as a float tensor (C, H, W) in [0, 1]."""
+    arr = np.asarray(image, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy()).float().div_(255.0)
+
+
+def _progress(items: list, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="img", disable=len(items) <= PROGRESS_MIN_FILES, leave=False)
+
+
+def read_folder(root: Path | str, size: int = 32, strict: bool = False, source: str | None = None,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[ImageSet, FolderReadReport]:
+    """Like ``load_folder``, but also return a report of the files found and skipped."""
+    root = Path(root)
+    if size < 1:
+        raise ValueError(f"size must be a positive number of pixels, got {size}")
+    files = find_images(root)
+    if not files:
+        raise ValueError(
+            f"no images found in {root} (looked recursively for "
+            f"{', '.join(sorted(IMAGE_EXTENSIONS))}; hidden files are ignored)"
+        )
+    report = FolderReadReport(root=root, found=len(files))
+    tensors: list[torch.Tensor] = []
+    rows: list[dict] = []
+    for path in _progress(files, desc=f"reading {root.name or root}"):
+        rel = path.relative_to(root)
+        try:
+            image, (width, height) = _decode(path, max_pixels, grey=False, draft=size)
+        except UnreadableImageError as exc:
+            if strict:
+                raise
+            report.skipped.append((rel.as_posix(), exc.reason))
+            warnings.warn(f"skipping {path}: {exc.reason}", stacklevel=2)
+            continue
+        tensors.append(image_to_tensor(fit_square(image, size)))
+        folder = rel.parts[0] if len(rel.parts) > 1 else ""
+        rows.append({
+            "file": rel.as_posix(),
+            "source": source if source is not None else (folder or "real"),
+            "folder": folder,
+            "width": width,
+            "height": height,
+        })
+    if not tensors:
+        first = report.skipped[0]
+        raise ValueError(
+            f"none of the {len(files)} image files in {root} could be read "
+            f"(first: {first[0]}: {first[1]})"
+        )
+    attributes = pd.DataFrame(rows)
+    # Also kept on the DataFrame so callers that only see the ImageSet (e.g. load_data) can find it.
+    attributes.attrs["skipped"] = list(report.skipped)
+    data = ImageSet(
+        name=root.resolve().name,
+        images=torch.stack(tensors),
+        attributes=attributes,
+        captions=[""] * len(tensors),
+    )
+    return data, report
+
+
+def load_folder(root: Path | str, size: int = 32, strict: bool = False, source: str | None = None,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageSet:
+    """Every image under ``root`` as an RGB ImageSet of ``size`` x ``size`` images.
+
+    Attributes: ``file`` (posix path relative to ``root``), ``source`` (``source`` if given, else
+    the first sub-folder, else "real"), ``folder`` (first sub-folder or ""), ``width``/``height``
+    (original, upright). Unreadable files raise with ``strict``; otherwise each is skipped with a
+    warning and listed in ``attributes.attrs["skipped"]`` as (file, reason) pairs.
+    """
+    data, _ = read_folder(root, size=size, strict=strict, source=source, max_pixels=max_pixels)
+    return data

@@ -1,0 +1,178 @@
+"""The one training loop every built-in generator uses: batching, progress, checkpoints, resume."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from synthscope.runtime import atomic_write_bytes, read_json
+
+from .base import CONFIG_FILE, Generator
+from .imageset import ImageSet
+
+STATE_FILE = "training_state.pt"
+HISTORY_FILE = "history.csv"
+
+
+@dataclass
+class TrainingRun:
+    """What a finished (or resumed) training run leaves: the model, its loss history, its folder."""
+
+    model: Generator
+    history: pd.DataFrame
+    run_dir: Path
+    step: int
+    seconds: float
+    resumed_from: int
+
+
+class BatchSampler:
+    """Seeded shuffling without replacement, epoch after epoch, whose position can be saved."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        if n == 0:
+            raise ValueError("cannot train on an empty data set")
+        self.n, self.batch_size = n, min(batch_size, n)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = torch.randperm(n, generator=self.generator)
+        self.position = 0
+
+    def next(self) -> torch.Tensor:
+        if self.position + self.batch_size > self.n:  # drop the ragged end of an epoch
+            self.order = torch.randperm(self.n, generator=self.generator)
+            self.position = 0
+        batch = self.order[self.position:self.position + self.batch_size]
+        self.position += self.batch_size
+        return batch
+
+    def state(self) -> dict[str, Any]:
+        return {"rng": self.generator.get_state(), "order": self.order, "position": self.position}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["rng"])
+        self.order, self.position = state["order"], int(state["position"])
+
+
+def data_fingerprint(data: ImageSet) -> str:
+    """SHA-256 of the training pixels, for provenance and to refuse resuming on other data."""
+    pixels = (data.images * 255).round().to(torch.uint8).contiguous().numpy().tobytes()
+    return hashlib.sha256(pixels).hexdigest()
+
+
+def train_generator(model: Generator, data: ImageSet, run_dir: Path, steps: int, seed: int = 0,
+                    device: str | torch.device = "cpu", checkpoint_every: int = 500,
+                    snapshot_every: int | None = None, log_every: int = 1, progress: bool = True,
+                    run_info: dict[str, Any] | None = None) -> TrainingRun:
+    """Train ``model`` on ``data`` for ``steps`` optimiser steps in total, checkpointing to ``run_dir``.
+
+    A run folder that already holds a checkpoint of the same model and data is resumed from its
+    last step: model, optimisers, random-number generators and batch order are all restored, so
+    5 + 5 steps give the same weights as 10. ``snapshot_every`` saves a grid of samples from fixed
+    noise, to show training progress.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    model.to(device).train()
+    optimizers = model.make_optimizers()
+    sampler = BatchSampler(len(data), int(model.options["batch_size"]), seed)
+    images = data.images.to(device)
+    conditions = data.condition_ids().to(device) if model.conditional else None
+    fingerprint = data_fingerprint(data)
+    info = {**(run_info or {}), "data_sha256": fingerprint, "seed": seed}
+
+    start, seconds, records = 0, 0.0, []
+    state_path = run_dir / STATE_FILE
+    if state_path.exists():
+        start, seconds, records = _restore(state_path, model, optimizers, sampler, fingerprint, device)
+    resumed_from = start
+    if start >= steps:
+        return TrainingRun(model.eval(), pd.DataFrame(records), run_dir, start, seconds, resumed_from)
+
+    bar = tqdm(total=steps, initial=start, desc=f"train {model.kind}", unit="step", disable=not progress,
+               dynamic_ncols=True)
+    began = time.perf_counter()
+    for step in range(start + 1, steps + 1):
+        batch = sampler.next()
+        losses = model.training_step(images[batch], None if conditions is None else conditions[batch], optimizers)
+        if step % log_every == 0 or step == steps:
+            records.append({"step": step, **losses})
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
+        if snapshot_every and (step % snapshot_every == 0 or step == steps):
+            _save_snapshot(model, run_dir, step, seed)
+        if step % checkpoint_every == 0 or step == steps:
+            if step == steps:
+                model.finish_training(data.images)
+                model.train()
+            _checkpoint(model, optimizers, sampler, run_dir, step,
+                        seconds + time.perf_counter() - began, records, info)
+    bar.close()
+    seconds += time.perf_counter() - began
+    return TrainingRun(model.eval(), pd.DataFrame(records), run_dir, steps, seconds, resumed_from)
+
+
+def _checkpoint(model, optimizers, sampler, run_dir: Path, step: int, seconds: float,
+                records: list[dict], info: dict[str, Any]) -> None:
+    # The resume state (weights included) is written first and atomically, so a crash at any
+    # point leaves a consistent state to resume from; the safetensors export follows.
+    state = {
+        "step": step, "seconds": seconds,
+        "model": model.state_dict(),
+        "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+        "sampler": sampler.state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "history": records,
+    }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(run_dir / STATE_FILE, buffer.getvalue())
+    atomic_write_bytes(run_dir / HISTORY_FILE, pd.DataFrame(records).to_csv(index=False).encode())
+    model.save(run_dir, extra={**info, "step": step, "train_seconds": round(seconds, 3)})
+
+
+def _restore(path: Path, model, optimizers, sampler, fingerprint: str, device) -> tuple[int, float, list]:
+    config = read_json(path.parent / CONFIG_FILE) if (path.parent / CONFIG_FILE).exists() else {}
+    if config.get("model") and config["model"] != model.config():
+        raise ValueError(f"{path.parent}: holds a run of a different model configuration; "
+                         f"use another --out folder or --force to start over")
+    if config.get("data_sha256") and config["data_sha256"] != fingerprint:
+        raise ValueError(f"{path.parent}: was trained on different data; use another --out folder "
+                         f"or --force to start over")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{path}: unreadable training state ({error}); use --force to start over") from None
+    model.load_state_dict(state["model"])
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(state["optimizers"][name])
+    sampler.restore(state["sampler"])
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+    return int(state["step"]), float(state["seconds"]), list(state["history"])
+
+
+def _save_snapshot(model: Generator, run_dir: Path, step: int, seed: int) -> None:
+    from torchvision.utils import save_image
+
+    folder = run_dir / "snapshots"
+    folder.mkdir(exist_ok=True)
+    prompt = None
+    if model.conditional:  # one row per value of the first attribute, so conditioning is visible
+        attribute, values = next(iter(model.vocabulary.attributes.items()))
+        prompt = [values[i % len(values)] for i in range(8 * len(values))][:64]
+    n = len(prompt) if prompt else 64
+    grid = model.sample(n, prompt=prompt, seed=seed + 12345)
+    save_image(grid, folder / f"step_{step:06d}.png", nrow=8, padding=1)

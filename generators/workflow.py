@@ -1,0 +1,156 @@
+"""End-to-end generator jobs behind the CLI: train (+ visuals + quality), sample to a corpus, export."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from synthscope.runtime import atomic_write_json, resolve_device, seed_everything
+
+from .base import CONFIG_FILE, Generator, build_generator, load_generator
+from .data import load_data
+from .imageset import ImageSet
+from .registry import GENERATORS
+from .training import STATE_FILE, TrainingRun, train_generator
+
+# Default optimiser steps per model kind: each trains on digits (16 px) in about two minutes or
+# less on 2 CPU cores (measured by benchmarks/generator_quality.py).
+DEFAULT_STEPS = {"ae": 1500, "vae": 1500, "gan": 1500, "diffusion": 1200}
+DEFAULT_SIZE = {"digits": 16, "portraits": 32}
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    """``["latent_dim=2", "mode=denoising"]`` -> typed dict (numbers, booleans, lists via JSON)."""
+    import json
+
+    options: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"--set {pair!r}: expected KEY=VALUE")
+        key, value = pair.split("=", 1)
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+def new_generator(kind: str, data: ImageSet, conditional: bool = False, **options: Any) -> Generator:
+    """An untrained generator of ``kind`` shaped for ``data``."""
+    if kind not in GENERATORS:
+        raise ValueError(f"unknown model {kind!r}; choose from {', '.join(GENERATORS)}")
+    return GENERATORS[kind](channels=data.channels, size=data.size, vocabulary=data.vocabulary,
+                            conditional=conditional, **options)
+
+
+def train_run(kind: str, data_spec: str = "digits", out: Path | str = "run", conditional: bool = False,
+              steps: int | None = None, seed: int = 0, size: int | None = None, n: int | None = None,
+              device: str = "auto", options: dict[str, Any] | None = None, force: bool = False,
+              snapshot_every: int | None = None, evaluate: bool = True, progress: bool = True,
+              strict: bool = False) -> TrainingRun:
+    """Train a generator into ``out``; an existing run there is resumed (``force`` starts over).
+
+    With ``evaluate``, the run folder also gets the lecture visuals and the quality scores.
+    """
+    out = Path(out)
+    if force and out.exists():
+        for name in (STATE_FILE, CONFIG_FILE, "model.safetensors", "history.csv"):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "snapshots", ignore_errors=True)
+    seed_everything(seed)
+    size = size or DEFAULT_SIZE.get(data_spec, 32)
+    data = load_data(data_spec, size=size, n=n, seed=seed, strict=strict)
+    train, heldout = data.split(0.2, seed=seed)
+    model = new_generator(kind, data, conditional, **(options or {}))
+    steps = int(steps or DEFAULT_STEPS[kind])
+    if snapshot_every is None:
+        snapshot_every = max(1, steps // 8)
+    run = train_generator(
+        model, train, out, steps=steps, seed=seed, device=resolve_device(device),
+        snapshot_every=snapshot_every, progress=progress,
+        run_info={"data": {"spec": data_spec, "size": size, "n": len(data), "train": len(train),
+                           "heldout": len(heldout)}, "command": "generate train"},
+    )
+    if evaluate:
+        from .evaluation import evaluate_run
+
+        evaluate_run(run, train, heldout, seed=seed, progress=progress)
+    return run
+
+
+def sample_to_corpus(run_dir: Path | str, out: Path | str, n: int, prompts: list[str] | None = None,
+                     seed: int = 0, batch_size: int = 64, device: str = "auto",
+                     progress: bool = True, **sample_options: Any) -> Path:
+    """Write ``n`` samples (per prompt) of a trained generator as a corpus, resuming a partial one.
+
+    Batch ``b`` of prompt ``p`` is drawn with its own seed, so a resumed run writes exactly the
+    images an uninterrupted one would have.
+    """
+    from .corpus import CorpusWriter, sha256_file
+
+    run_dir, out = Path(run_dir), Path(out)
+    model = load_generator(run_dir, device=resolve_device(device))
+    for prompt in prompts or []:
+        model.conditions_for(1, prompt)  # fail on a bad prompt before writing anything
+    provenance = {
+        "generator": model.kind, "run_dir": str(run_dir),
+        "checkpoint_sha256": sha256_file(run_dir / "model.safetensors"),
+        "config": model.config(), "seed": seed, "sample_options": sample_options,
+        "command": "generate sample",
+    }
+    writer = CorpusWriter(out, provenance=provenance)
+    done = writer.existing("key")
+    jobs = [(p, start) for p in (prompts or [None]) for start in range(0, n, batch_size)]
+    bar = tqdm(total=n * len(prompts or [None]), desc=f"sample {model.kind}", unit="img", disable=not progress)
+    for prompt_index, (prompt, start) in enumerate(jobs):
+        count = min(batch_size, n - start)
+        keys = [f"{prompt or ''}#{start + i}" for i in range(count)]
+        if all(k in done for k in keys):
+            bar.update(count)
+            continue
+        batch_seed = int(np.random.SeedSequence([seed, start, _stable_hash(prompt)]).generate_state(1)[0])
+        images = model.sample(count, prompt=prompt, seed=batch_seed, **sample_options)
+        requested = model.vocabulary.parse(prompt) if prompt and model.vocabulary else {}
+        rows = [{"key": key, "source": model.kind, "prompt": prompt or "", "seed": batch_seed,
+                 "batch_index": i, **{f"requested_{a}": v for a, v in requested.items()}}
+                for i, key in enumerate(keys)]
+        writer.append(images, rows)
+        bar.update(count)
+    bar.close()
+    return out
+
+
+def _stable_hash(text: str | None) -> int:
+    import zlib
+
+    return zlib.crc32((text or "").encode())
+
+
+def export_builtin(name: str, out: Path | str, n: int | None = None, seed: int = 0,
+                   size: int | None = None, progress: bool = True) -> Path:
+    """Write built-in real images (digits or portraits) as a corpus: the "real" side."""
+    from .corpus import CorpusWriter
+
+    if name not in DEFAULT_SIZE:
+        raise ValueError(f"unknown built-in data set {name!r}; choose from {', '.join(DEFAULT_SIZE)}")
+    size = size or DEFAULT_SIZE[name]
+    data = load_data(name, size=size, n=n, seed=seed)
+    writer = CorpusWriter(Path(out), provenance={"generator": "real", "data": name, "size": size,
+                                                 "seed": seed, "command": "data export"})
+    done = len(writer)
+    rows = data.attributes.astype(str).to_dict("records")
+    bar = tqdm(total=len(data), initial=done, desc=f"export {name}", unit="img", disable=not progress)
+    for start in range(done, len(data), 256):
+        stop = min(len(data), start + 256)
+        batch_rows = [{"key": f"{name}#{i}", "source": "real", "caption": data.captions[i], **rows[i]}
+                      for i in range(start, stop)]
+        writer.append(data.images[start:stop], batch_rows)
+        bar.update(stop - start)
+    bar.close()
+    return Path(out)

@@ -1,0 +1,1 @@
+"""synthscope package."""

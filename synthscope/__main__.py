@@ -1,0 +1,5 @@
+import sys
+
+from synthscope.cli import main
+
+sys.exit(main())

@@ -1,0 +1,191 @@
+"""Unit tests of the four generators and the shared training loop (a few steps on tiny data)."""
+
+import json
+
+import pytest
+import torch
+
+from synthscope.generators.base import load_generator
+from synthscope.generators.conditioning import PromptError
+from synthscope.generators.training import STATE_FILE, train_generator
+from synthscope.generators.workflow import new_generator
+
+SMALL = {
+    "ae": {"latent_dim": 2, "width": 8, "batch_size": 16},
+    "vae": {"latent_dim": 4, "width": 8, "batch_size": 16},
+    "gan": {"nz": 8, "width": 8, "batch_size": 16},
+    "diffusion": {"block_out_channels": [8, 16], "norm_num_groups": 4, "batch_size": 16,
+                  "sample_steps": 4, "train_timesteps": 100},
+}
+KINDS = list(SMALL)
+
+
+def make(kind, data, conditional=False, **extra):
+    torch.manual_seed(0)  # initial weights, as workflow.train_run seeds them
+    return new_generator(kind, data, conditional, **{**SMALL[kind], **extra})
+
+
+def weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sample_shape_range_and_seeded_determinism(kind, small_digits, tmp_path):
+    model = make(kind, small_digits)
+    train_generator(model, small_digits, tmp_path, steps=3, progress=False)
+    a = model.sample(5, seed=1)
+    assert a.shape == (5, 1, 16, 16)
+    assert a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, model.sample(5, seed=1))
+    assert not torch.equal(a, model.sample(5, seed=2))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_save_load_round_trip_gives_identical_samples(kind, small_digits, tmp_path):
+    model = make(kind, small_digits)
+    train_generator(model, small_digits, tmp_path, steps=3, progress=False)
+    again = load_generator(tmp_path)
+    assert torch.equal(model.sample(4, seed=3), again.sample(4, seed=3))
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["step"] == 3 and len(config["weights_sha256"]) == 64
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_resume_continues_exactly_where_it_stopped(kind, small_digits, tmp_path):
+    straight = make(kind, small_digits)
+    run = train_generator(straight, small_digits, tmp_path / "straight", steps=6, progress=False)
+    assert run.step == 6 and len(run.history) == 6
+
+    torch.manual_seed(999)  # the global RNG state must come from the checkpoint, not from here
+    first = make(kind, small_digits)
+    train_generator(first, small_digits, tmp_path / "split", steps=3, progress=False)
+    second = make(kind, small_digits)
+    torch.manual_seed(999)
+    resumed = train_generator(second, small_digits, tmp_path / "split", steps=6, progress=False)
+    assert resumed.resumed_from == 3
+    assert list(resumed.history["step"]) == [1, 2, 3, 4, 5, 6]
+    expected, got = weights(straight), weights(second)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+
+
+def test_finished_run_is_not_trained_again(small_digits, tmp_path):
+    model = make("ae", small_digits)
+    train_generator(model, small_digits, tmp_path, steps=3, progress=False)
+    before = (tmp_path / STATE_FILE).stat().st_mtime_ns
+    again = train_generator(make("ae", small_digits), small_digits, tmp_path, steps=3, progress=False)
+    assert again.resumed_from == 3
+    assert (tmp_path / STATE_FILE).stat().st_mtime_ns == before
+
+
+def test_resume_refuses_another_model_config(small_digits, tmp_path):
+    train_generator(make("ae", small_digits), small_digits, tmp_path, steps=2, progress=False)
+    with pytest.raises(ValueError, match="different model"):
+        train_generator(make("ae", small_digits, latent_dim=5), small_digits, tmp_path, steps=4, progress=False)
+
+
+def test_resume_refuses_other_data(small_digits, digits16, tmp_path):
+    train_generator(make("ae", small_digits), small_digits, tmp_path, steps=2, progress=False)
+    other = digits16.subset(range(256, 512))
+    with pytest.raises(ValueError, match="different data"):
+        train_generator(make("ae", other), other, tmp_path, steps=4, progress=False)
+
+
+def test_training_reduces_the_loss(small_digits, tmp_path):
+    model = make("ae", small_digits, lr=3e-3)
+    history = train_generator(model, small_digits, tmp_path, steps=40, progress=False).history
+    assert history["loss"].iloc[-5:].mean() < 0.8 * history["loss"].iloc[:5].mean()
+
+
+@pytest.mark.parametrize("kind", ["gan", "diffusion"])
+def test_conditional_models_follow_prompts_and_reject_unknown_words(kind, small_digits, tmp_path):
+    model = make(kind, small_digits, conditional=True)
+    train_generator(model, small_digits, tmp_path, steps=3, progress=False)
+    three = model.sample(4, prompt="a photo of the digit 3", seed=0)
+    seven = model.sample(4, prompt="seven", seed=0)
+    assert not torch.equal(three, seven)
+    with pytest.raises(PromptError, match="giraffe"):
+        model.sample(2, prompt="a giraffe")
+    per_image = model.sample(2, prompt=["three", "seven"], seed=0)
+    assert per_image.shape[0] == 2
+    assert load_generator(tmp_path).conditional
+
+
+def test_guidance_scale_changes_diffusion_samples(small_digits, tmp_path):
+    model = make("diffusion", small_digits, conditional=True)
+    train_generator(model, small_digits, tmp_path, steps=3, progress=False)
+    low = model.sample(3, prompt="three", seed=0, guidance=1.0)
+    high = model.sample(3, prompt="three", seed=0, guidance=5.0)
+    assert not torch.allclose(low, high)
+    ddpm = model.sample(2, prompt="three", seed=0, sampler="ddpm", steps=5)
+    assert ddpm.shape == (2, 1, 16, 16)
+    with pytest.raises(ValueError, match="sampler"):
+        model.sample(1, sampler="euler")
+
+
+def test_unconditional_model_refuses_prompts(small_digits):
+    with pytest.raises(ValueError, match="without --conditional"):
+        make("gan", small_digits).sample(2, prompt="three")
+
+
+def test_unknown_model_option_lists_the_known_ones(small_digits):
+    with pytest.raises(ValueError, match="latent_dim"):
+        make("ae", small_digits, latnet_dim=3)
+
+
+def test_autoencoder_modes(small_digits):
+    noisy = make("ae", small_digits, mode="denoising")
+    images = small_digits.images[:8]
+    corrupted = noisy.corrupt(images)
+    assert corrupted.shape == images.shape and not torch.equal(corrupted, images)
+    assert corrupted.min() >= 0 and corrupted.max() <= 1
+    with pytest.raises(ValueError, match="colour"):
+        make("ae", small_digits, mode="colourising")
+    with pytest.raises(ValueError, match="mode"):
+        make("ae", small_digits, mode="sideways")
+
+
+def test_colourising_input_is_grey():
+    from synthscope.generators.autoencoder import to_grey
+
+    rgb = torch.rand(2, 3, 8, 8)
+    grey = to_grey(rgb)
+    assert torch.allclose(grey[:, 0], grey[:, 1]) and torch.allclose(grey[:, 1], grey[:, 2])
+
+
+def test_vae_interpolation_ends_at_the_reconstructions(small_digits, tmp_path):
+    model = make("vae", small_digits)
+    train_generator(model, small_digits, tmp_path, steps=3, progress=False)
+    a, b = small_digits.images[0], small_digits.images[1]
+    path = model.interpolate(a, b, steps=5)
+    assert path.shape == (5, 1, 16, 16)
+    assert torch.allclose(path[0], model.reconstruct(a[None])[0], atol=1e-5)
+    assert torch.allclose(path[-1], model.reconstruct(b[None])[0], atol=1e-5)
+
+
+def test_missing_and_corrupt_weights_give_clear_errors(small_digits, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such run folder"):
+        load_generator(tmp_path / "nowhere")
+    train_generator(make("ae", small_digits), small_digits, tmp_path, steps=1, progress=False)
+    (tmp_path / "model.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(ValueError, match="model.safetensors"):
+        load_generator(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="missing weight file"):
+        load_generator(tmp_path)
+
+
+def test_diffusion_forward_noising_goes_from_image_to_noise(small_digits):
+    model = make("diffusion", small_digits)
+    strip = model.forward_noising(small_digits.images[:2], [0, 99], seed=0)
+    assert strip.shape == (2, 2, 1, 16, 16)
+    assert (strip[0] - small_digits.images[:2]).abs().mean() < 0.03
+    assert (strip[1] - small_digits.images[:2]).abs().mean() > 0.2
+
+
+def test_gan_discriminator_scores_are_probabilities(small_digits, tmp_path):
+    model = make("gan", small_digits)
+    train_generator(model, small_digits, tmp_path, steps=2, progress=False)
+    scores = model.discriminator_score(small_digits.images[:10])
+    assert scores.shape == (10,) and ((scores >= 0) & (scores <= 1)).all()
