@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,6 +13,7 @@ from torch import nn
 from synthscope.runtime import atomic_write_json, read_json
 
 from .conditioning import Vocabulary
+from .corpus import sha256_file
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -150,18 +150,10 @@ class Generator(nn.Module):
         tmp = directory / f".{WEIGHTS_FILE}.tmp"
         save_file(state, str(tmp))
         tmp.replace(directory / WEIGHTS_FILE)
-        digest = sha256_of(directory / WEIGHTS_FILE)
+        digest = sha256_file(directory / WEIGHTS_FILE)
         atomic_write_json(directory / CONFIG_FILE, {**(extra or {}), "model": self.config(),
                                                    "weights_sha256": digest})
         return digest
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_generator(model_config: dict[str, Any]) -> Generator:

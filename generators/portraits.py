@@ -212,7 +212,8 @@ def _check_vector(name: str, values: Sequence[float], length: int) -> list[float
     total = sum(values)
     if abs(total - 1.0) > 1e-6:
         raise ValueError(f"{name} must sum to 1, got {total:.6f}")
-    return [v / total for v in values]
+    # Renormalise only visible rounding, so that to_dict/from_dict round-trips exactly.
+    return values if abs(total - 1.0) < 1e-12 else [v / total for v in values]
 
 
 def _check_professions(name: str, keys) -> None:
@@ -265,7 +266,8 @@ class PortraitDistribution:
         if total <= 0:
             raise ValueError("profession_weights must give at least one profession a positive weight")
         # Normalise the weights (they may be given as counts); keep everything in canonical order.
-        self.profession_weights = {p: w / total for p, w in weights.items()}
+        self.profession_weights = (weights if abs(total - 1.0) < 1e-12
+                                   else {p: w / total for p, w in weights.items()})
         self.p_female = {p: _check_probability(f"p_female[{p!r}]", self.p_female[p]) for p in PROFESSIONS}
         self.skin_tone = {p: _check_vector(f"skin_tone[{p!r}]", self.skin_tone[p], len(SKIN_TONES))
                           for p in PROFESSIONS}
@@ -284,7 +286,11 @@ class PortraitDistribution:
         Age is not in the table; every profession gets ``DEFAULT_AGE_PROBS``.
         """
         table = load_bls_reference() if table is None else table
-        rows = table[table["profession"].astype(str).str.len() > 0].set_index("profession")
+        rows = table[table["profession"].astype(str).str.len() > 0]
+        doubled = sorted(set(rows["profession"][rows["profession"].duplicated()]))
+        if doubled:
+            raise ValueError(f"labour table has several rows for profession(s) {', '.join(doubled)}")
+        rows = rows.set_index("profession")
         missing = [p for p in PROFESSIONS if p not in rows.index]
         if missing:
             raise ValueError(f"labour table has no row for profession(s) {', '.join(missing)}")
@@ -322,15 +328,17 @@ class PortraitDistribution:
         share_dark: float | Mapping[str, float] | None = None,
         skin_tone: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
         age: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
-        profession_weights: Mapping[str, float] | None = None,
+        profession_shares: Mapping[str, float] | None = None,
     ) -> "PortraitDistribution":
         """A copy with some probabilities replaced; this one is left unchanged.
 
         ``share_female``: P(female), for every profession (a float) or some (``{"doctor": 0.0}``
         makes all doctors male). ``share_dark``: P(tone 5 or 6), keeping the split inside tones
         5-6 and inside tones 1-4 as they were. ``skin_tone`` / ``age``: full probability vectors
-        (6 / 3 values). ``profession_weights``: relative weights of the professions named (others
-        keep theirs). Unknown professions and probabilities outside [0, 1] raise ValueError.
+        (6 / 3 values). ``profession_shares``: P(profession) of the professions named
+        (``{"nurse": 0.5}`` makes half the world nurses); the others share the rest in proportion
+        to their current weights. Unknown professions and probabilities outside [0, 1] raise
+        ValueError.
         """
         new = copy.deepcopy(self)
         described = []
@@ -362,11 +370,12 @@ class PortraitDistribution:
                 values = {p: list(vector) for p in PROFESSIONS}
             new.age.update(values)
             described.append(f"age={_describe(age)}")
-        if profession_weights is not None:
-            _check_professions("profession_weights", profession_weights.keys())
-            # Named weights are relative to the current (normalised) ones of the others.
-            new.profession_weights.update({p: float(w) for p, w in profession_weights.items()})
-            described.append(f"profession_weights={_describe(profession_weights)}")
+        if profession_shares is not None:
+            _check_professions("profession_shares", profession_shares.keys())
+            named = {p: _check_probability(f"profession_shares[{p!r}]", v)
+                     for p, v in profession_shares.items()}
+            new.profession_weights = _set_shares(new.profession_weights, named)
+            described.append(f"profession_shares={_describe(profession_shares)}")
         if described:
             new.notes.append("skew: " + "; ".join(described))
         new.__post_init__()
@@ -464,6 +473,22 @@ def _describe(value) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(f"{float(v):.3g}" for v in value) + "]"
     return f"{float(value):.3g}"
+
+
+def _set_shares(weights: Mapping[str, float], named: Mapping[str, float]) -> dict[str, float]:
+    """Give the named professions these shares; the rest split what is left as they were."""
+    total_named = sum(named.values())
+    if total_named > 1.0 + 1e-9:
+        raise ValueError(f"profession_shares sum to {total_named:.4f}, more than 1")
+    others = [p for p in PROFESSIONS if p not in named]
+    if not others and abs(total_named - 1.0) > 1e-9:
+        raise ValueError(f"profession_shares name every profession but sum to {total_named:.4f}, not 1")
+    rest = max(0.0, 1.0 - total_named)
+    other_total = sum(weights[p] for p in others)
+    result = dict(named)
+    for p in others:
+        result[p] = rest * (weights[p] / other_total if other_total > 0 else 1.0 / len(others))
+    return {p: result[p] for p in PROFESSIONS}
 
 
 def _rescale_dark(probs: Sequence[float], dark: float) -> list[float]:

@@ -1,0 +1,125 @@
+"""After training: quality scores and lecture visuals for one run, written into its folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from synthscope.runtime import atomic_write_bytes, atomic_write_json
+
+from .imageset import ImageSet
+from .training import TrainingRun
+
+QUALITY_FILE = "quality.json"
+ADHERENCE_FILE = "prompt_adherence.csv"
+JUDGE_DIR = "judge"
+VISUALS_DIR = "visuals"
+
+
+@dataclass
+class RunEvaluation:
+    """Quality numbers and visual files of one trained generator (what a report section shows)."""
+
+    run_dir: Path
+    kind: str
+    quality: dict[str, Any]
+    adherence: pd.DataFrame | None
+    visuals: dict[str, Path] = field(default_factory=dict)
+
+
+def evaluation_prompts(vocabulary, n: int, seed: int = 0) -> list[str]:
+    """Prompts that cycle through every value of the first attribute (digits, or professions),
+    so generated and held-out real sets have comparable class balance."""
+    attribute, values = next(iter(vocabulary.attributes.items()))
+    order = np.random.default_rng(seed).permutation(n)
+    return [values[i % len(values)] for i in order]
+
+
+def judge_for(run_dir: Path, train: ImageSet, seed: int = 0):
+    """The feature classifier that judges this run, trained once on the real training images and
+    kept in the run folder."""
+    from .quality import FeatureClassifier, train_feature_classifier
+
+    folder = Path(run_dir) / JUDGE_DIR
+    if (folder / "config.json").exists():
+        try:
+            return FeatureClassifier.load(folder)
+        except (ValueError, OSError):
+            pass  # an unreadable cache is rebuilt, not trusted
+    judge = train_feature_classifier(train, seed=seed)
+    judge.save(folder)
+    return judge
+
+
+def evaluate_run(run: TrainingRun, train: ImageSet, heldout: ImageSet, seed: int = 0,
+                 n_samples: int = 1000, progress: bool = True) -> RunEvaluation:
+    """Score a trained run against held-out real images and draw its lecture visuals."""
+    from . import visuals
+    from .quality import evaluate_quality, prompt_adherence
+
+    model, run_dir = run.model, Path(run.run_dir)
+    n = min(n_samples, len(heldout))
+    adherence = None
+    judge = judge_for(run_dir, train, seed) if train.vocabulary is not None else None
+    if model.conditional:
+        prompts = evaluation_prompts(model.vocabulary, n, seed)
+        generated = model.sample(n, prompt=prompts, seed=seed + 1)
+        adherence = prompt_adherence(judge, generated, [model.vocabulary.parse(p) for p in prompts])
+        atomic_write_bytes(run_dir / ADHERENCE_FILE, adherence.to_csv(index=False).encode())
+    else:
+        generated = model.sample(n, seed=seed + 1)
+    quality: dict[str, Any] = {}
+    if judge is not None:
+        report = evaluate_quality(judge, heldout, train, generated, seed=seed)
+        quality = report.to_dict()
+        quality["summary"] = report.summary()
+    quality["step"] = run.step
+    quality["train_seconds"] = round(run.seconds, 1)
+    atomic_write_json(run_dir / QUALITY_FILE, quality)
+
+    out = run_dir / VISUALS_DIR
+    figures = lecture_figures(model, run, train, seed)
+    paths = {name: visuals.save_figure(figure, out / f"{name}.png") for name, figure in figures.items()}
+    return RunEvaluation(run_dir, model.kind, quality, adherence, paths)
+
+
+def lecture_figures(model, run: TrainingRun, data: ImageSet, seed: int = 0) -> dict[str, Any]:
+    """The lecture visuals that fit this model kind, by file stem."""
+    from . import visuals
+
+    figures: dict[str, Any] = {}
+    if len(run.history):
+        figures["loss_curve"] = visuals.loss_curve_figure(run.history)
+    if (Path(run.run_dir) / "snapshots").is_dir():
+        figures["training_progress"] = visuals.training_progress_figure(run.run_dir)
+    prompts = None
+    if model.conditional:
+        values = next(iter(model.vocabulary.attributes.values()))
+        per_value = max(1, 64 // len(values))
+        prompts = [v for v in values for _ in range(per_value)]
+    figures["samples"] = visuals.prior_samples_figure(model, n=len(prompts) if prompts else 64, seed=seed,
+                                                      prompt=prompts, nrow=per_value if prompts else 8)
+    examples = data.images[:10]
+    if model.kind in ("ae", "vae"):
+        label = {"ae": "autoencoder", "vae": "VAE"}[model.kind]
+        figures["reconstructions"] = visuals.reconstruction_figure(
+            examples, {f"{label}, {model.options['latent_dim']}-D latent": model})
+        if data.vocabulary is not None:
+            first = data.vocabulary.names[0]
+            figures["latent_scatter"] = visuals.latent_scatter(model, data.images, list(data.attributes[first]))
+    if model.kind == "vae":
+        figures["interpolation"] = visuals.interpolation_figure(
+            model, [(data.images[i], data.images[i + 1]) for i in range(0, 6, 2)])
+    if model.kind == "diffusion":
+        steps = model.scheduler.config.num_train_timesteps
+        timesteps = sorted({int(round(f * (steps - 1))) for f in (0, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)})
+        figures["forward_noising"] = visuals.forward_noising_figure(model, examples[:4], timesteps=timesteps,
+                                                                    seed=seed)
+        figures["reverse_strip"] = visuals.reverse_strip_figure(
+            model, n=4, prompt=prompts[:: max(1, len(prompts) // 4)][:4] if prompts else None, seed=seed)
+    return figures

@@ -1,0 +1,95 @@
+"""The command line: conventions (--help, exit 2 on bad usage) and the generator jobs end to end."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from synthscope.cli import main
+
+TINY_AE = ["--set", "width=8", "--set", "latent_dim=2", "--set", "batch_size=16", "--n", "64"]
+
+
+def test_help_everywhere():
+    for argv in (["--help"], ["generate", "--help"], ["generate", "train", "--help"],
+                 ["generate", "sample", "--help"], ["data", "export", "--help"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 0
+
+
+def test_console_script_runs_as_a_module():
+    result = subprocess.run([sys.executable, "-m", "synthscope", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and "synthscope" in result.stdout
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate", "train", "--model", "transformer", "--out", "x"],
+    ["generate", "train", "--model", "ae"],
+    ["nonsense"],
+])
+def test_bad_usage_exits_2(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_input_errors_are_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["generate", "train", "--model", "ae", "--out", str(tmp_path / "r"), "--data",
+                 str(tmp_path / "missing-folder"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "missing-folder" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["generate", "train", "--model", "ae", "--out", str(tmp_path / "r"), "--set", "latnet_dim=2",
+                 "--quiet"]) == 2
+    assert "latnet_dim" in capsys.readouterr().err
+
+
+def test_train_sample_resume_and_export(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["generate", "train", "--model", "ae", "--steps", "3", "--out", str(run), "--no-eval",
+                 "--quiet", "--device", "cpu", *TINY_AE]) == 0
+    assert (run / "model.safetensors").exists() and (run / "config.json").exists()
+
+    corpus = tmp_path / "fake"
+    assert main(["generate", "sample", str(run), "--n", "10", "--batch-size", "4", "--out", str(corpus), "--quiet"]) == 0
+    manifest = pd.read_csv(corpus / "manifest.csv")
+    assert len(manifest) == 10 and set(manifest["source"]) == {"ae"}
+    first = [(corpus / f).read_bytes() for f in manifest["file"]]
+    # Re-running the same command resumes: nothing is written twice.
+    assert main(["generate", "sample", str(run), "--n", "10", "--batch-size", "4", "--out", str(corpus), "--quiet"]) == 0
+    again = pd.read_csv(corpus / "manifest.csv")
+    assert len(again) == 10 and [(corpus / f).read_bytes() for f in again["file"]] == first
+
+    assert main(["generate", "sample", str(run), "--n", "2", "--out", str(tmp_path / "p"), "--prompt", "three",
+                 "--quiet"]) == 2
+    assert "without --conditional" in capsys.readouterr().err
+
+    real = tmp_path / "real"
+    assert main(["data", "export", "digits", "--n", "20", "--out", str(real), "--quiet"]) == 0
+    exported = pd.read_csv(real / "manifest.csv", dtype=str)
+    assert len(exported) == 20 and set(exported["source"]) == {"real"}
+    assert exported["digit"].str.fullmatch(r"\d").all()
+
+
+def test_interrupted_sampling_resumes_to_the_same_images(tmp_path):
+    run = tmp_path / "run"
+    main(["generate", "train", "--model", "ae", "--steps", "2", "--out", str(run), "--no-eval", "--quiet", *TINY_AE])
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    main(["generate", "sample", str(run), "--n", "12", "--batch-size", "4", "--out", str(whole), "--quiet"])
+    main(["generate", "sample", str(run), "--n", "4", "--batch-size", "4", "--out", str(split), "--quiet"])
+    main(["generate", "sample", str(run), "--n", "12", "--batch-size", "4", "--out", str(split), "--quiet"])
+    a, b = pd.read_csv(whole / "manifest.csv"), pd.read_csv(split / "manifest.csv")
+    assert len(b) == 12 and list(a["key"]) == list(b["key"])
+    assert [(whole / f).read_bytes() for f in a["file"]] == [(split / f).read_bytes() for f in b["file"]]
+
+
+def test_unavailable_device_is_a_clear_error(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["generate", "train", "--model", "ae", "--steps", "1", "--out", str(tmp_path / "r"),
+                 "--device", "cuda", "--no-eval", "--quiet", *TINY_AE]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
