@@ -52,7 +52,7 @@ __all__ = [
     "use_style", "style_rc", "save_figure", "figure_png", "grid_array", "image_grid",
     "reconstruction_figure", "latent_scatter", "interpolation_figure", "prior_samples_figure",
     "training_progress_figure", "forward_noising_figure", "reverse_strip_figure",
-    "loss_curve_figure", "GRID_PADDING",
+    "loss_curve_figure", "palette", "GRID_PADDING", "DPI",
 ]
 
 GRID_PADDING = 2  # pixels of white between the tiles of an image grid
@@ -326,7 +326,8 @@ def reconstruction_figure(images: torch.Tensor, models: dict[str, AutoEncoder], 
         rows.append((f"{kind} input{suffix}", inputs.cpu()))
         rows.append((f"{'denoised' if mode == 'denoising' else 'colourised'} ({name})", output))
     if corrupting:
-        rows.append(("clean (ground truth)", images))
+        colour_only = all(models[c].options["mode"] == "colourising" for c in corrupting)
+        rows.append(("colour original (ground truth)" if colour_only else "clean (ground truth)", images))
         default_title = ("Denoising: noisy input, output, clean" if all(
             models[c].options["mode"] == "denoising" for c in corrupting) else
             "Colourising: grey input, output, colour original" if all(
@@ -421,9 +422,9 @@ def interpolation_figure(vae: AutoEncoder, pairs: Sequence[tuple[torch.Tensor, t
                          labels: Sequence[str] | None = None, title: str | None = None) -> Figure:
     """One row per pair (a, b) of images (C, H, W): decoded points on the line from z(a) to z(b).
 
-    The row's first and last decoded images are the reconstructions of a and b (titled so); with
-    ``show_originals`` the original images flank them. Columns between are titled with how far
-    along the line they are. Works for a VAE (its ``interpolate``) and a plain autoencoder.
+    The row's first and last decoded images are the reconstructions of a and b (titled "model's
+    copy"); with ``show_originals`` the original images flank them. Columns between are titled
+    with how far along the line they are. Works for a VAE (its ``interpolate``) and a plain autoencoder.
     """
     if steps < 2:
         raise ValueError(f"interpolation_figure: steps must be at least 2, got {steps}")
@@ -444,13 +445,13 @@ def interpolation_figure(vae: AutoEncoder, pairs: Sequence[tuple[torch.Tensor, t
                 path = vae.decode(z[0] * (1 - w) + z[1] * w).cpu()
         rows.append(([ends[0]] if show_originals else []) + list(path) + ([ends[1]] if show_originals else []))
     middle = [f"{round(100 * k / (steps - 1))} %" for k in range(1, steps - 1)]
-    titles = ["start\n(recon.)"] + middle + ["end\n(recon.)"]
+    titles = ["start\n(model's copy)"] + middle + ["end\n(model's copy)"]
     if show_originals:
         titles = ["start\n(original)"] + titles + ["end\n(original)"]
     row_labels = [_plain(label) for label in labels] if labels is not None else None
     kind = MODEL_NAMES.get(getattr(vae, "kind", ""), type(vae).__name__)
     with use_style():
-        return _image_table(rows, column_titles=titles, row_labels=row_labels,
+        return _image_table(rows, column_titles=titles, row_labels=row_labels, cell=1.2,
                             title=title or f"{kind}: a straight line through the latent space "
                                            f"(percent of the way from start to end)")
 
@@ -586,7 +587,7 @@ def reverse_strip_figure(diffusion: Diffusion, n: int = 4, prompt: str | list[st
     name = "DDIM" if sampler == "ddim" else sampler.upper()
     default = f"Reverse diffusion: from noise to an image ({name}, {len(times)} steps)"
     if isinstance(prompt, str):
-        default += f"\nprompt: \u201c{_plain(prompt)}\u201d"
+        default += f"\nprompt: \u201c{prompt}\u201d"  # escaped once, with the title
     with use_style():
         return _image_table(rows, column_titles=[labels[k] for k in picks], row_labels=row_labels,
                             title=title or default)
