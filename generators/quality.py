@@ -89,7 +89,7 @@ class FeatureClassifier(nn.Module):
             nn.Linear(w2 * 16, self.feature_dim),
             nn.ReLU(inplace=True),
         )
-        # ModuleDict keys must be valid identifiers; keep the heads in vocabulary order by index.
+        # A list in vocabulary order, not a ModuleDict: attribute names need not be valid module names.
         self.heads = nn.ModuleList(nn.Linear(self.feature_dim, k) for k in vocabulary.sizes())
         self.heldout_accuracy: dict[str, float] = {}
         self.heldout_recall: dict[str, dict[str, float]] = {}
@@ -315,6 +315,8 @@ def train_feature_classifier(
                     target = yb[:, i]
                     if (target != IGNORE).any():  # an all-missing head would give a NaN mean
                         loss = loss + F.cross_entropy(logits, target, ignore_index=IGNORE)
+                if not loss.requires_grad:  # every label in this batch is missing
+                    continue
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
