@@ -30,6 +30,30 @@ class RunEvaluation:
     quality: dict[str, Any]
     adherence: pd.DataFrame | None
     visuals: dict[str, Path] = field(default_factory=dict)
+    name: str = ""
+    title: str = ""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.name or Path(self.run_dir).name
+
+    def report_section(self):
+        """This run as a report section (see report_section.py)."""
+        from .report_section import run_subsection
+
+        return run_subsection(self)
+
+    @classmethod
+    def load(cls, run_dir: Path, name: str = "", title: str = "", description: str = "") -> "RunEvaluation":
+        """Read back what evaluate_run wrote into a run folder."""
+        from synthscope.runtime import read_json
+
+        run_dir = Path(run_dir)
+        quality = read_json(run_dir / QUALITY_FILE)
+        config = read_json(run_dir / "config.json")
+        adherence = pd.read_csv(run_dir / ADHERENCE_FILE) if (run_dir / ADHERENCE_FILE).exists() else None
+        visuals = {p.stem: p for p in sorted((run_dir / VISUALS_DIR).glob("*.png"))}
+        return cls(run_dir, config["model"]["kind"], quality, adherence, visuals, name, title, description)
 
 
 def evaluation_prompts(vocabulary, n: int, seed: int = 0) -> list[str]:
@@ -40,24 +64,28 @@ def evaluation_prompts(vocabulary, n: int, seed: int = 0) -> list[str]:
     return [values[i % len(values)] for i in order]
 
 
-def judge_for(run_dir: Path, train: ImageSet, seed: int = 0):
-    """The feature classifier that judges this run, trained once on the real training images and
-    kept in the run folder."""
+def judge_for(folder: Path, train: ImageSet, seed: int = 0):
+    """The feature classifier that judges generators of ``train``'s kind, trained once on the real
+    training images and kept in ``folder`` (reused only if it was trained on the same pixels)."""
     from .quality import FeatureClassifier, train_feature_classifier
+    from .training import data_fingerprint
 
-    folder = Path(run_dir) / JUDGE_DIR
-    if (folder / "config.json").exists():
+    folder = Path(folder)
+    fingerprint = data_fingerprint(train)
+    if (folder / "config.json").exists() and (folder / "data_sha256").exists():
         try:
-            return FeatureClassifier.load(folder)
+            if (folder / "data_sha256").read_text().strip() == fingerprint:
+                return FeatureClassifier.load(folder)
         except (ValueError, OSError):
             pass  # an unreadable cache is rebuilt, not trusted
     judge = train_feature_classifier(train, seed=seed)
     judge.save(folder)
+    atomic_write_bytes(folder / "data_sha256", fingerprint.encode())
     return judge
 
 
 def evaluate_run(run: TrainingRun, train: ImageSet, heldout: ImageSet, seed: int = 0,
-                 n_samples: int = 1000, progress: bool = True) -> RunEvaluation:
+                 n_samples: int = 1000, judge_dir: Path | None = None) -> RunEvaluation:
     """Score a trained run against held-out real images and draw its lecture visuals."""
     from . import visuals
     from .quality import evaluate_quality, prompt_adherence
@@ -65,7 +93,9 @@ def evaluate_run(run: TrainingRun, train: ImageSet, heldout: ImageSet, seed: int
     model, run_dir = run.model, Path(run.run_dir)
     n = min(n_samples, len(heldout))
     adherence = None
-    judge = judge_for(run_dir, train, seed) if train.vocabulary is not None else None
+    judge = None
+    if train.vocabulary is not None:
+        judge = judge_for(judge_dir or run_dir / JUDGE_DIR, train, seed)
     if model.conditional:
         prompts = evaluation_prompts(model.vocabulary, n, seed)
         generated = model.sample(n, prompt=prompts, seed=seed + 1)

@@ -23,15 +23,17 @@ class GAN(Generator):
     kind = "gan"
     default_config: ClassVar[dict[str, Any]] = {
         "nz": 64, "width": 32, "lr": 2e-4, "beta1": 0.5, "batch_size": 128,
-        "p_drop_attribute": 0.2,
+        "p_drop_attribute": 0.2, "discriminator_norm": False,
     }
 
     def build(self) -> None:
         nz, w = int(self.options["nz"]), int(self.options["width"])
         cond_dim = nz if self.conditional else 0
         self.generator_net = ConvDecoder(nz + cond_dim, self.channels, self.size, w)
+        # No batch norm in the discriminator: with separate real and fake batches it would normalise
+        # away a constant offset (a grey background) that the generator then never learns to fix.
         self.discriminator = ConvEncoder(self.channels, self.size, w, 0, activation=nn.LeakyReLU,
-                                         first_norm=False)
+                                         norm=bool(self.options["discriminator_norm"]))
         self.critic_head = nn.Linear(self.discriminator.feature_dim, 1)
         if self.conditional:
             sizes = self.vocabulary.sizes()

@@ -21,7 +21,7 @@ from .training import STATE_FILE, TrainingRun, train_generator
 
 # Default optimiser steps per model kind: each trains on digits (16 px) in about two minutes or
 # less on 2 CPU cores (measured by benchmarks/generator_quality.py).
-DEFAULT_STEPS = {"ae": 1500, "vae": 1500, "gan": 1500, "diffusion": 1200}
+DEFAULT_STEPS = {"ae": 1500, "vae": 5000, "gan": 2500, "diffusion": 1400}
 DEFAULT_SIZE = {"digits": 16, "portraits": 32}
 
 
@@ -53,10 +53,12 @@ def train_run(kind: str, data_spec: str = "digits", out: Path | str = "run", con
               steps: int | None = None, seed: int = 0, size: int | None = None, n: int | None = None,
               device: str = "auto", options: dict[str, Any] | None = None, force: bool = False,
               snapshot_every: int | None = None, evaluate: bool = True, progress: bool = True,
-              strict: bool = False) -> TrainingRun:
+              strict: bool = False, judge_dir: Path | None = None, eval_samples: int = 1000):
     """Train a generator into ``out``; an existing run there is resumed (``force`` starts over).
 
-    With ``evaluate``, the run folder also gets the lecture visuals and the quality scores.
+    With ``evaluate``, the run folder also gets the lecture visuals and the quality scores, and the
+    result is a RunEvaluation (else the TrainingRun). ``judge_dir`` shares the quality judge between
+    runs on the same data.
     """
     out = Path(out)
     if force and out.exists():
@@ -80,7 +82,7 @@ def train_run(kind: str, data_spec: str = "digits", out: Path | str = "run", con
     if evaluate:
         from .evaluation import evaluate_run
 
-        evaluate_run(run, train, heldout, seed=seed, progress=progress)
+        return evaluate_run(run, train, heldout, seed=seed, n_samples=eval_samples, judge_dir=judge_dir)
     return run
 
 

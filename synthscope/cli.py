@@ -77,6 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
     _add_common(sample)
 
+    # lab --------------------------------------------------------------------------------------
+    lab = commands.add_parser(
+        "lab", help="the main job: every stage on built-in data, then an HTML report",
+        description="Train the built-in generators on built-in data (offline), write their corpora and "
+                    "one self-contained HTML report (DIR/index.html). Re-running into the same DIR reuses "
+                    "finished stages; --force redoes them.")
+    lab.add_argument("--out", type=Path, default=Path("lab-report"), help="output folder (default: lab-report)")
+    lab.add_argument("--quick", action="store_true", help="a tenth of the training, same stages (about a minute)")
+    lab.add_argument("--force", action="store_true", help="redo finished stages")
+    _add_common(lab)
+
+    report = commands.add_parser("report", help="re-render a report folder's index.html from its saved data",
+                                 description="Rebuild DIR/index.html from DIR/report.json and the CSV/PNG "
+                                             "files beside it.")
+    report.add_argument("dir", type=Path, help="a folder written by lab (or another command with a report)")
+
     # data -------------------------------------------------------------------------------------
     data = commands.add_parser("data", help="built-in data sets",
                                description="Work with the built-in data sets (no downloads).")
@@ -95,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from synthscope.generators import workflow
 
-    progress = not args.quiet
+    progress = not getattr(args, "quiet", False)
     if args.command == "generate" and args.action == "train":
         result = workflow.train_run(
             args.model, args.data, args.out, conditional=args.conditional, steps=args.steps,
@@ -111,6 +127,16 @@ def run(args: argparse.Namespace) -> int:
                                         seed=args.seed, batch_size=args.batch_size, device=args.device,
                                         progress=progress, **options)
         print(f"corpus -> {out}")
+    elif args.command == "lab":
+        from synthscope.lab import run_lab
+
+        result = run_lab(args.out, quick=args.quick, force=args.force, seed=args.seed, device=args.device,
+                         progress=progress)
+        print("\n".join(result.summary))
+    elif args.command == "report":
+        from synthscope.reports import rerender
+
+        print(f"report -> {rerender(args.dir)}")
     elif args.command == "data" and args.action == "export":
         out = workflow.export_builtin(args.dataset, args.out, n=args.n, seed=args.seed, size=args.size,
                                       progress=progress)
@@ -123,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run(args)
-    except (UsageError, ValueError, FileNotFoundError, NotADirectoryError) as error:
+    except (UsageError, ValueError, FileNotFoundError, NotADirectoryError, FileExistsError) as error:
         # Anticipated problems with the user's input: one clear line, no traceback.
         message = str(error).strip() or error.__class__.__name__
         print(f"synthscope: error: {message}", file=sys.stderr)

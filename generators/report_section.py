@@ -1,0 +1,128 @@
+"""The generators' section of an HTML report, built from evaluated runs (see evaluation.py)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from synthscope.reports import Figure, Gallery, Metric, Section, Table, Text
+
+from .evaluation import RunEvaluation
+from .quality import wilson_interval
+
+MODEL_TITLES = {"ae": "Autoencoder", "vae": "Variational autoencoder (VAE)", "gan": "GAN (DCGAN)",
+                "diffusion": "Diffusion (DDPM/DDIM)"}
+VISUAL_TITLES = {
+    "samples": ("Samples", "What the model generates from fresh random inputs."),
+    "reconstructions": ("Reconstructions", "Top: real images; below: the model's copy after squeezing "
+                        "each image through the latent bottleneck."),
+    "latent_scatter": ("Latent space", "Each dot is a real image placed by its latent code, coloured by its label."),
+    "interpolation": ("Interpolation", "Walking in a straight line between the latent codes of two real images."),
+    "training_progress": ("Samples during training", "The same random inputs, decoded at several points of training."),
+    "forward_noising": ("Forward process: adding noise", "What the model is trained to undo: an image drowning "
+                        "in noise as the timestep t grows."),
+    "reverse_strip": ("Reverse process: removing noise", "Sampling: starting from pure noise and denoising step by step."),
+    "loss_curve": ("Training loss", "Loss per step (faint) and its moving average."),
+}
+CAVEATS = [
+    "Quality scores use features of a small classifier trained on the real training images, not an "
+    "ImageNet network: they are comparable between runs on the same data and sample size only.",
+    "Precision, recall and coverage are shares of samples and carry Wilson 95 % intervals; Fréchet "
+    "distances are point estimates whose size depends on the number of images compared.",
+]
+
+
+def _share_metric(label: str, share: float | None, n: int, note: str) -> Metric:
+    if share is None or n == 0 or (isinstance(share, float) and math.isnan(share)):
+        return Metric(label, None, note=note)
+    low, high = wilson_interval(round(share * n), n)
+    return Metric(label, share, low, high, note=note, fmt=".2f")
+
+
+def quality_table(evaluations: Sequence[RunEvaluation]) -> pd.DataFrame:
+    """One row per run: training cost and the quality scores with their references."""
+    rows = []
+    for ev in evaluations:
+        q = ev.quality
+        prdc = q.get("prdc", {})
+        rows.append({
+            "model": ev.title or MODEL_TITLES.get(ev.kind, ev.name), "steps": q.get("step"), "train seconds": q.get("train_seconds"),
+            "FD": q.get("fd"), "FD real vs real": q.get("fd_real_vs_real"), "FD noise": q.get("fd_noise"),
+            "precision": prdc.get("precision"), "recall": prdc.get("recall"),
+            "coverage": prdc.get("coverage"), "n": q.get("n"),
+        })
+    return pd.DataFrame(rows)
+
+
+def run_subsection(ev: RunEvaluation) -> Section:
+    """One model: its scores with references, then its lecture visuals."""
+    q = ev.quality
+    title = ev.title or MODEL_TITLES.get(ev.kind, ev.kind)
+    section = Section(id=f"gen-{ev.name}", title=title, intro=ev.description)
+    if "fd" in q:
+        n = int(q["n"])
+        section.add(
+            Metric("Fréchet distance", q["fd"], note=f"real vs real {q['fd_real_vs_real']:.1f} · "
+                   f"noise {q['fd_noise']:.0f} · lower is better · n = {n}"),
+            _share_metric("Precision", q["prdc"].get("precision"), n, "share of samples that look real"),
+            _share_metric("Recall", q["prdc"].get("recall"), n, "share of real images the samples cover"),
+        )
+    if ev.adherence is not None and len(ev.adherence):
+        overall = ev.adherence[ev.adherence["level"] == "attribute"]
+        for _, row in overall.iterrows():
+            section.add(Metric(f"Prompt adherence ({row['attribute']})", row["adherence"], row["ci_low"],
+                               row["ci_high"], fmt=".2f",
+                               note=f"n = {int(row['n'])}; judge accuracy {row['judge_accuracy']:.2f}"))
+        section.add(Table("Prompt adherence per requested value",
+                          ev.adherence[ev.adherence["level"] == "value"].drop(columns=["level"]),
+                          caption="Share of samples the judge assigns to the prompted value, with Wilson 95 % "
+                                  "intervals and the judge's recall for that value on real held-out images.",
+                          formats={"adherence": ".2f", "ci_low": ".2f", "ci_high": ".2f"}))
+    for stem in VISUAL_TITLES:
+        path = ev.visuals.get(stem)
+        if path and Path(path).exists():
+            fig_title, caption = VISUAL_TITLES[stem]
+            section.add(Figure(fig_title, Path(path), caption=caption, name=f"{ev.name}-{stem}"))
+    return section
+
+
+def generator_section(evaluations: Sequence[RunEvaluation], extra: Sequence[Section] = (),
+                      intro: str | None = None) -> Section:
+    """The report section of the built-in generators: a comparison table, then one part per run."""
+    section = Section(
+        id="generators", title="Generators",
+        intro=intro or "Four families of image generators, trained on the built-in data on a CPU. "
+                       "Each is scored against held-out real images, next to two reference points: "
+                       "real images against real images (what a perfect generator would score) and "
+                       "random noise (what a useless one would score).",
+        caveats=list(CAVEATS),
+    )
+    table = quality_table(evaluations)
+    if len(table):
+        section.add(Table("Quality of each generator", table, name="generator-quality",
+                          formats={"FD": ".1f", "FD real vs real": ".1f", "FD noise": ".0f",
+                                   "precision": ".2f", "recall": ".2f", "coverage": ".2f",
+                                   "train seconds": ".0f"},
+                          caption="FD: Fréchet distance to held-out real images in the judge's feature "
+                                  "space (lower is better). Precision/recall/coverage: k-NN manifold "
+                                  "estimates (Kynkäänniemi et al. 2019; Naeem et al. 2020)."))
+    for ev in evaluations:
+        section.subsections.append(run_subsection(ev))
+    section.subsections.extend(extra)
+    if not evaluations and not extra:
+        section.add(Text("No generator was trained in this run.", kind="note"))
+    return section
+
+
+def gallery_from_images(title: str, images, labels: Sequence[str] | None = None, caption: str = "") -> Gallery:
+    """A gallery of image tensors (N, C, H, W) in [0, 1]."""
+    tiles = []
+    for i, image in enumerate(images):
+        array = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        if array.shape[2] == 1:
+            array = array[:, :, 0]
+        tiles.append((array, labels[i] if labels else ""))
+    return Gallery(title, tiles, caption=caption)

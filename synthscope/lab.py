@@ -1,0 +1,258 @@
+"""``synthscope lab``: the main job. Every stage on built-in data, offline, then one HTML report.
+
+Stages are reused when their results exist (``force`` redoes them); training and corpus writing
+resume by themselves, so an interrupted lab picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from synthscope.runtime import read_json, seed_everything
+
+RUNS_DIR = "runs"
+JUDGES_DIR = "judges"
+CORPORA_DIR = "corpora"
+
+
+@dataclass
+class GeneratorStage:
+    """One generator the lab trains, evaluates and samples a corpus from."""
+
+    name: str
+    kind: str
+    title: str
+    description: str
+    data: str = "digits"
+    conditional: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+    steps: int = 1000
+    quick_steps: int = 100
+    corpus_size: int = 500  # 0: no corpus (lecture-only models)
+
+    def steps_for(self, quick: bool) -> int:
+        return self.quick_steps if quick else self.steps
+
+    def n_images(self, quick: bool) -> int | None:
+        """Portraits are drawn on the fly: fewer of them for a quick lab."""
+        if self.data == "portraits":
+            return 1000 if quick else 4000
+        return None
+
+
+def lab_stages() -> list[GeneratorStage]:
+    """The lab's generators. Steps are sized so the default lab finishes in about 10 minutes on
+    2 CPU cores (see benchmarks/generator_quality.py for the per-model timings)."""
+    return [
+        GeneratorStage("ae-2d", "ae", "Autoencoder, 2-D latent",
+                       "An autoencoder squeezes each digit through a bottleneck of only two numbers. "
+                       "Compare its reconstructions with the 5-D one: two numbers cannot hold a digit.",
+                       options={"latent_dim": 2}, steps=1500, quick_steps=150, corpus_size=0),
+        GeneratorStage("ae", "ae", "Autoencoder, 5-D latent",
+                       "The same autoencoder with five latent numbers. Its samples decode random points "
+                       "from a Gaussian fitted to the training codes: an autoencoder has no prior of its own.",
+                       options={"latent_dim": 5}, steps=1500, quick_steps=150),
+        GeneratorStage("ae-denoising", "ae", "Denoising autoencoder",
+                       "Trained to map noisy digits to clean ones.",
+                       options={"latent_dim": 16, "mode": "denoising"}, steps=1500, quick_steps=150,
+                       corpus_size=0),
+        GeneratorStage("ae-colourising", "ae", "Colourising autoencoder (portraits)",
+                       "Trained to map grey portraits back to colour. Where colour is ambiguous "
+                       "(skin tone, clothes), it has to guess from what it saw in training.",
+                       data="portraits", options={"latent_dim": 32, "mode": "colourising"}, steps=600,
+                       quick_steps=60, corpus_size=0),
+        GeneratorStage("vae", "vae", "Variational autoencoder (VAE)",
+                       "A VAE learns a latent space with a known prior, so sampling and interpolation "
+                       "work by design.", steps=3000, quick_steps=200),
+        GeneratorStage("gan", "gan", "GAN (DCGAN)",
+                       "A generator and a discriminator trained against each other.",
+                       steps=2500, quick_steps=200),
+        GeneratorStage("diffusion", "diffusion", "Class-conditional diffusion",
+                       "A small UNet learns to remove noise; sampling runs that in reverse from pure "
+                       "noise, guided towards the requested digit (classifier-free guidance).",
+                       conditional=True, steps=1200, quick_steps=120),
+    ]
+
+
+@dataclass
+class LabResult:
+    """Where the lab put things, and the three lines it prints at the end."""
+
+    out: Path
+    report: Path
+    summary: list[str]
+    seconds: float
+
+
+def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int = 0,
+            device: str = "auto", progress: bool = True) -> LabResult:
+    """Run every lab stage into ``out`` and write ``out/index.html``."""
+    from synthscope.generators.evaluation import RunEvaluation
+    from synthscope.generators.workflow import export_builtin, sample_to_corpus, train_run
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    seed_everything(seed)
+    stages = lab_stages()
+    evaluations: list[RunEvaluation] = []
+    reused: list[str] = []
+    corpora: dict[str, Path] = {}
+
+    _say(progress, "[lab] real images")
+    corpora["digits-real"] = export_builtin("digits", out / CORPORA_DIR / "digits-real", seed=seed,
+                                            progress=progress)
+    for number, stage in enumerate(stages, 1):
+        steps = stage.steps_for(quick)
+        run_dir = out / RUNS_DIR / stage.name
+        _say(progress, f"[lab] generator {number}/{len(stages)}: {stage.title} ({steps} steps)")
+        stage_began = time.perf_counter()
+        if not force and _finished(run_dir, steps):
+            evaluation = RunEvaluation.load(run_dir)
+            reused.append(stage.name)
+        else:
+            evaluation = train_run(stage.kind, stage.data, run_dir, conditional=stage.conditional, steps=steps,
+                                   seed=seed, device=device, options=stage.options, force=force,
+                                   progress=progress, n=stage.n_images(quick),
+                                   judge_dir=out / JUDGES_DIR / stage.data,
+                                   snapshot_every=max(1, steps // (4 if quick else 8)),
+                                   eval_samples=200 if quick else 1000)
+        evaluation.name, evaluation.title, evaluation.description = stage.name, stage.title, stage.description
+        evaluations.append(evaluation)
+        if stage.corpus_size:
+            n = max(50, stage.corpus_size // 5) if quick else stage.corpus_size
+            prompts = None
+            if stage.conditional:  # an equal share of every class, like the real set
+                values = next(iter(evaluation_vocabulary(run_dir).attributes.values()))
+                prompts, n = list(values), max(1, n // len(values))
+            corpora[stage.name] = sample_to_corpus(run_dir, out / CORPORA_DIR / stage.name, n=n,
+                                                   prompts=prompts, seed=seed, device=device,
+                                                   progress=progress)
+        _say(progress, f"[lab]   done in {time.perf_counter() - stage_began:.0f} s")
+
+    extras = [compression_section(out / RUNS_DIR, seed)] if {"ae-2d", "ae"} <= {s.name for s in stages} else []
+    _say(progress, "[lab] report")
+    seconds = time.perf_counter() - began
+    report_path = write_lab_report(out, evaluations, corpora, quick=quick, seed=seed, seconds=seconds,
+                                   extras=extras, reused=reused)
+    summary = lab_summary(evaluations, corpora, report_path, seconds, reused)
+    return LabResult(out, report_path, summary, seconds)
+
+
+def _finished(run_dir: Path, steps: int) -> bool:
+    """A stage is reusable when its run reached ``steps`` and its evaluation was written."""
+    try:
+        return read_json(run_dir / "config.json").get("step") == steps and (run_dir / "quality.json").exists()
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+def _say(progress: bool, text: str) -> None:
+    if progress:
+        print(text, flush=True)
+
+
+def evaluation_vocabulary(run_dir: Path):
+    from synthscope.generators.conditioning import Vocabulary
+
+    return Vocabulary.from_dict(read_json(Path(run_dir) / "config.json")["model"]["vocabulary"])
+
+
+def _best(evaluations, corpora: dict[str, Path]) -> Any:
+    """The sampling generator closest to the real data (lecture-only models are not candidates)."""
+    scored = [ev for ev in evaluations if ev.name in corpora and ev.quality.get("fd") is not None]
+    return min(scored, key=lambda ev: ev.quality["fd"]) if scored else None
+
+
+def lab_summary(evaluations, corpora: dict[str, Path], report: Path, seconds: float,
+                reused: Sequence[str] = ()) -> list[str]:
+    """Three plain lines: what was trained, what was best, where the report is."""
+    best = _best(evaluations, corpora)
+    synthetic = [name for name in corpora if name != "digits-real"]
+    minutes, secs = divmod(int(round(seconds)), 60)
+    again = f" ({len(reused)} reused from an earlier run)" if reused else ""
+    lines = [f"{len(evaluations)} generators trained{again}, {len(synthetic)} synthetic corpora "
+             f"and the real digits written in {minutes} min {secs:02d} s."]
+    if best is not None:
+        q = best.quality
+        lines.append(f"Closest to real digits: {best.title} with Fréchet distance {q['fd']:.1f} "
+                     f"(real vs real {q['fd_real_vs_real']:.1f}, noise {q['fd_noise']:.0f}).")
+    else:
+        lines.append("No quality score could be computed.")
+    lines.append(f"Report: {report}")
+    return lines
+
+
+def compression_section(runs: Path, seed: int = 0):
+    """The lecture comparison: the same digits through a 2-D and a 5-D bottleneck."""
+    from synthscope.generators import visuals
+    from synthscope.generators.base import load_generator
+    from synthscope.generators.data import load_data
+    from synthscope.reports import Figure, Section
+
+    small, large = load_generator(runs / "ae-2d"), load_generator(runs / "ae")
+    data = load_data("digits", size=small.size, seed=seed)
+    _, heldout = data.split(0.2, seed=seed)
+    comparison = visuals.reconstruction_figure(heldout.images[:12], {"2-D latent": small, "5-D latent": large})
+    scatter = visuals.latent_scatter(small, heldout.images, list(heldout.attributes["digit"]),
+                                     legend_title="digit")
+    return Section(
+        id="compression", title="Compression: a 2-D vs a 5-D latent",
+        intro="The same held-out digits, squeezed through two numbers or through five. Two numbers are "
+              "enough to draw a map of the digits (below), but not to redraw them faithfully.",
+        blocks=[Figure.from_matplotlib(comparison, "Ground truth vs reconstructions", name="compression",
+                                       caption="Top row: real held-out digits. Below: the 2-D and the 5-D "
+                                               "autoencoder's reconstructions."),
+                Figure.from_matplotlib(scatter, "The 2-D latent space", name="latent-2d",
+                                       caption="Every held-out digit placed by its two latent numbers, "
+                                               "coloured by its true label.")])
+
+
+def write_lab_report(out: Path, evaluations, corpora: dict[str, Path], quick: bool, seed: int,
+                     seconds: float, extras=(), reused: Sequence[str] = ()) -> Path:
+    """Assemble the lab report from the stages' results."""
+    from synthscope import __version__
+    from synthscope.generators.corpus import read_corpus
+    from synthscope.generators.report_section import generator_section
+    from synthscope.reports import Report, collect_provenance
+
+    import pandas as pd
+
+    corpus_rows = []
+    for name, path in corpora.items():
+        corpus = read_corpus(path)
+        corpus_rows.append({"corpus": name, "images": len(corpus), "folder": str(path.relative_to(out)),
+                            "source": ", ".join(sorted(set(corpus.manifest["source"])))})
+    from synthscope.reports import Section, Table
+
+    corpora_section = Section(
+        id="corpora", title="Corpora written",
+        intro="Each corpus is a folder of lossless PNGs with manifest.csv and corpus.json (provenance). "
+              "Detectors and audits read them; so can any other tool.",
+        blocks=[Table("Corpora", pd.DataFrame(corpus_rows), name="corpora")],
+    )
+    summary = lab_summary(evaluations, corpora, out / "index.html", seconds, reused)[:2]
+    summary.append("Every number here comes from built-in data on this machine; nothing was downloaded.")
+    provenance = collect_provenance({
+        "run": {"command": "synthscope lab" + (" --quick" if quick else ""), "seed": seed,
+                "seconds": round(seconds, 1), "synthscope": __version__},
+        "generators": {ev.name: {"kind": ev.kind, "steps": ev.quality.get("step"),
+                                 "weights_sha256": _weights_hash(ev.run_dir)} for ev in evaluations},
+    })
+    report = Report(
+        title="synthscope lab", subtitle="Synthetic images, made and measured on this machine",
+        summary=summary, sections=[generator_section(evaluations, extra=extras), corpora_section], provenance=provenance,
+        caveats=["--quick runs train for a tenth of the steps: expect poor samples."] if quick else [],
+    )
+    report.write(out)
+    return out / "index.html"
+
+
+def _weights_hash(run_dir: Path) -> str | None:
+    try:
+        return read_json(Path(run_dir) / "config.json").get("weights_sha256")
+    except (FileNotFoundError, ValueError):
+        return None

@@ -1,0 +1,83 @@
+"""``synthscope lab --quick``: every stage runs offline, the report is whole, a re-run reuses stages."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from browser_harness import CHROMIUM, Chromium, Page, skip_reason
+from synthscope.cli import main
+from synthscope.lab import lab_stages
+
+
+@pytest.fixture(scope="module")
+def lab_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lab")
+    assert main(["lab", "--quick", "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    return out
+
+
+def test_lab_writes_runs_corpora_and_report(lab_dir):
+    html = (lab_dir / "index.html").read_text()
+    for stage in lab_stages():
+        assert (lab_dir / "runs" / stage.name / "model.safetensors").exists(), stage.name
+        assert f'id="gen-{stage.name}"' in html, stage.name
+        if stage.corpus_size:
+            manifest = pd.read_csv(lab_dir / "corpora" / stage.name / "manifest.csv")
+            assert len(manifest) > 0 and set(manifest["source"]) == {stage.kind}
+    real = pd.read_csv(lab_dir / "corpora" / "digits-real" / "manifest.csv")
+    assert len(real) == 1797 and set(real["source"]) == {"real"}
+    saved = json.loads((lab_dir / "report.json").read_text())
+    assert saved["provenance"]["run"]["command"] == "synthscope lab --quick"
+
+
+def test_report_is_self_contained(lab_dir):
+    html = (lab_dir / "index.html").read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?https?://""", html)
+    assert "@import" not in html and not re.search(r"url\(\s*['\"]?https?:", html)
+    uris = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html)
+    assert len(uris) > 20
+    for uri in uris:
+        Image.open(io.BytesIO(base64.b64decode(uri))).load()
+
+
+def test_rerun_reuses_finished_stages(lab_dir, capsys):
+    weights = lab_dir / "runs" / "vae" / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    started = time.perf_counter()
+    assert main(["lab", "--quick", "--out", str(lab_dir), "--quiet"]) == 0
+    assert weights.stat().st_mtime_ns == before
+    assert time.perf_counter() - started < 60  # only the report is rebuilt
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 3 and out[-1].endswith("index.html")
+
+
+def test_report_rerenders_from_saved_data(lab_dir):
+    original = (lab_dir / "index.html").read_text()
+    (lab_dir / "index.html").unlink()
+    assert main(["report", str(lab_dir)]) == 0
+    assert (lab_dir / "index.html").read_text() == original
+
+
+@pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
+def test_lab_report_in_a_browser(lab_dir, tmp_path):
+    browser = Chromium(CHROMIUM, tmp_path / "profile", tmp_path / "chromium.log")
+    try:
+        page = Page(browser, (lab_dir / "index.html").resolve().as_uri())
+        network = [url for url in page.requests if not url.startswith(("file:", "data:", "about:"))]
+        assert network == []
+        assert page.errors == []
+        shot = page.screenshot()
+        assert shot.std() > 10 and len(np.unique(shot.reshape(-1, shot.shape[-1]), axis=0)) > 50
+        Image.fromarray(shot).save(tmp_path / "lab.png")
+        page.close()
+    finally:
+        browser.close()
