@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 from .base import ConditionEmbedding, Generator
@@ -26,7 +28,7 @@ class Diffusion(Generator):
         "block_out_channels": [16, 32, 32], "layers_per_block": 1, "norm_num_groups": 8,
         "train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2",
         "lr": 2e-3, "batch_size": 64, "p_drop_attribute": 0.15, "p_drop_all": 0.15,
-        "sampler": "ddim", "sample_steps": 50, "guidance": 3.0,
+        "sampler": "ddim", "sample_steps": 50, "guidance": 2.0, "ema_decay": 0.0,
     }
 
     def build(self) -> None:
@@ -41,16 +43,37 @@ class Diffusion(Generator):
         )
         if self.conditional:
             self.embedding = ConditionEmbedding(self.vocabulary.sizes(), self.embed_dim)
+        # An exponential moving average of the weights samples far better than the raw weights
+        # after short training; it is what eval-mode sampling uses.
+        self.ema = None
+        if float(self.options["ema_decay"]) > 0:
+            trained = nn.ModuleDict({"unet": self.unet, **({"embedding": self.embedding} if self.conditional else {})})
+            self.ema = copy.deepcopy(trained).requires_grad_(False)
+            self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
         self.scheduler = DDPMScheduler(num_train_timesteps=int(self.options["train_timesteps"]),
                                        beta_schedule=self.options["beta_schedule"])
 
+    def trained_parameters(self) -> list[nn.Parameter]:
+        return list(self.unet.parameters()) + (list(self.embedding.parameters()) if self.conditional else [])
+
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"model": torch.optim.AdamW(self.parameters(), lr=self.options["lr"])}
+        return {"model": torch.optim.AdamW(self.trained_parameters(), lr=self.options["lr"])}
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """ema <- decay * ema + (1 - decay) * weights, with diffusers' EMAModel warm-up of the decay."""
+        self.ema_updates += 1
+        step = int(self.ema_updates)
+        decay = min(float(self.options["ema_decay"]), (1 + step) / (10 + step))
+        torch._foreach_lerp_(list(self.ema.parameters()), self.trained_parameters(), 1 - decay)
 
     def predict_noise(self, noisy: torch.Tensor, timesteps: torch.Tensor,
                       condition: torch.Tensor | None) -> torch.Tensor:
-        labels = self.embedding(condition) if self.conditional else None
-        return self.unet(noisy, timesteps, class_labels=labels).sample
+        use_ema = self.ema is not None and not self.training
+        unet = self.ema["unet"] if use_ema else self.unet
+        embedding = (self.ema["embedding"] if use_ema else self.embedding) if self.conditional else None
+        labels = embedding(condition) if embedding is not None else None
+        return unet(noisy, timesteps, class_labels=labels).sample
 
     def training_step(self, images, condition, optimizers) -> dict[str, float]:
         x0 = images * 2 - 1
@@ -62,6 +85,8 @@ class Diffusion(Generator):
         optimizers["model"].zero_grad(set_to_none=True)
         loss.backward()
         optimizers["model"].step()
+        if self.ema is not None:
+            self.update_ema()
         return {"loss": loss.item()}
 
     def make_sampler(self, sampler: str | None = None, steps: int | None = None):

@@ -85,8 +85,11 @@ def judge_for(folder: Path, train: ImageSet, seed: int = 0):
 
 
 def evaluate_run(run: TrainingRun, train: ImageSet, heldout: ImageSet, seed: int = 0,
-                 n_samples: int = 1000, judge_dir: Path | None = None) -> RunEvaluation:
-    """Score a trained run against held-out real images and draw its lecture visuals."""
+                 n_samples: int = 1000, judge_dir: Path | None = None, score: bool = True) -> RunEvaluation:
+    """Score a trained run against held-out real images and draw its lecture visuals.
+
+    ``score=False`` draws the visuals only (for lecture models whose samples are not the point,
+    e.g. a colourising autoencoder)."""
     from . import visuals
     from .quality import evaluate_quality, prompt_adherence
 
@@ -94,9 +97,11 @@ def evaluate_run(run: TrainingRun, train: ImageSet, heldout: ImageSet, seed: int
     n = min(n_samples, len(heldout))
     adherence = None
     judge = None
-    if train.vocabulary is not None:
+    if score and train.vocabulary is not None:
         judge = judge_for(judge_dir or run_dir / JUDGE_DIR, train, seed)
-    if model.conditional:
+    if judge is None:
+        generated = None
+    elif model.conditional:
         prompts = evaluation_prompts(model.vocabulary, n, seed)
         generated = model.sample(n, prompt=prompts, seed=seed + 1)
         adherence = prompt_adherence(judge, generated, [model.vocabulary.parse(p) for p in prompts])

@@ -47,6 +47,8 @@ def quality_table(evaluations: Sequence[RunEvaluation]) -> pd.DataFrame:
     rows = []
     for ev in evaluations:
         q = ev.quality
+        if q.get("fd") is None:
+            continue  # a lecture-only model, not scored
         prdc = q.get("prdc", {})
         rows.append({
             "model": ev.title or MODEL_TITLES.get(ev.kind, ev.name), "steps": q.get("step"), "train seconds": q.get("train_seconds"),

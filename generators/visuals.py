@@ -26,7 +26,6 @@ The visuals:
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import re
 import sys
@@ -41,6 +40,8 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from synthscope.reports import style as report_style
+from synthscope.reports.style import figure_png, palette
 from synthscope.runtime import atomic_write_bytes
 
 if TYPE_CHECKING:  # imported lazily at run time: a figure of one kind needs no other model code
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 GRID_PADDING = 2  # pixels of white between the tiles of an image grid
-DPI = 150
+DPI = report_style.DPI
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "h", "<")
 SNAPSHOT_PATTERN = re.compile(r"^step_(\d+)\.png$")
 LOSS_NAMES = {
@@ -68,39 +69,22 @@ MODEL_NAMES = {"ae": "Autoencoder", "vae": "VAE", "gan": "GAN", "diffusion": "Di
 
 # -- style -----------------------------------------------------------------------------------------
 
-def palette(n: int = 10) -> list[tuple[float, float, float]]:
-    """``n`` distinguishable colours: seaborn's colour-blind-safe palette (10 colours), then husl."""
-    import seaborn as sns
-
-    if n <= 10:
-        return [tuple(c) for c in sns.color_palette("colorblind", n)]
-    return [tuple(c) for c in sns.color_palette("husl", n)]
-
-
 def style_rc() -> dict[str, Any]:
-    """The matplotlib rcParams of the synthscope style (also usable with ``rcParams.update``)."""
-    from cycler import cycler
-
+    """The report style (``synthscope.reports.style``) plus what image grids need: grey colour map,
+    slightly larger type for lecture slides."""
     return {
-        "figure.constrained_layout.use": True,
+        **report_style.style_rc(),
         "figure.dpi": 100,
-        "figure.facecolor": "white",
-        "savefig.dpi": DPI,
-        "savefig.facecolor": "white",
         "font.size": 11,
-        "axes.titlesize": 11,
         "axes.labelsize": 11,
         "figure.titlesize": 13,
         "xtick.labelsize": 10,
         "ytick.labelsize": 10,
         "legend.fontsize": 10,
         "legend.title_fontsize": 10,
-        "axes.prop_cycle": cycler(color=palette(10)),
-        "axes.spines.top": False,
-        "axes.spines.right": False,
+        "legend.frameon": True,
+        "axes.grid": False,
         "image.cmap": "gray",
-        "image.interpolation": "nearest",
-        "lines.linewidth": 1.8,
     }
 
 
@@ -130,13 +114,6 @@ def _plain(text: Any) -> str:
 
 
 # -- saving ----------------------------------------------------------------------------------------
-
-def figure_png(fig: Figure, dpi: int = DPI) -> bytes:
-    """The figure as PNG bytes (tight bounding box), e.g. to embed in an HTML report."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
-    return buffer.getvalue()
-
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
     """Write ``fig`` as a PNG at ``path`` (parent folders made, written atomically) and close it.

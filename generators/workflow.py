@@ -53,7 +53,8 @@ def train_run(kind: str, data_spec: str = "digits", out: Path | str = "run", con
               steps: int | None = None, seed: int = 0, size: int | None = None, n: int | None = None,
               device: str = "auto", options: dict[str, Any] | None = None, force: bool = False,
               snapshot_every: int | None = None, evaluate: bool = True, progress: bool = True,
-              strict: bool = False, judge_dir: Path | None = None, eval_samples: int = 1000):
+              strict: bool = False, judge_dir: Path | None = None, eval_samples: int = 1000,
+              score: bool = True):
     """Train a generator into ``out``; an existing run there is resumed (``force`` starts over).
 
     With ``evaluate``, the run folder also gets the lecture visuals and the quality scores, and the
@@ -82,7 +83,8 @@ def train_run(kind: str, data_spec: str = "digits", out: Path | str = "run", con
     if evaluate:
         from .evaluation import evaluate_run
 
-        return evaluate_run(run, train, heldout, seed=seed, n_samples=eval_samples, judge_dir=judge_dir)
+        return evaluate_run(run, train, heldout, seed=seed, n_samples=eval_samples, judge_dir=judge_dir,
+                            score=score)
     return run
 
 

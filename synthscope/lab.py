@@ -32,6 +32,7 @@ class GeneratorStage:
     steps: int = 1000
     quick_steps: int = 100
     corpus_size: int = 500  # 0: no corpus (lecture-only models)
+    score: bool = True  # quality scores against held-out real images
 
     def steps_for(self, quick: bool) -> int:
         return self.quick_steps if quick else self.steps
@@ -63,7 +64,7 @@ def lab_stages() -> list[GeneratorStage]:
                        "Trained to map grey portraits back to colour. Where colour is ambiguous "
                        "(skin tone, clothes), it has to guess from what it saw in training.",
                        data="portraits", options={"latent_dim": 32, "mode": "colourising"}, steps=600,
-                       quick_steps=60, corpus_size=0),
+                       quick_steps=60, corpus_size=0, score=False),
         GeneratorStage("vae", "vae", "Variational autoencoder (VAE)",
                        "A VAE learns a latent space with a known prior, so sampling and interpolation "
                        "work by design.", steps=3000, quick_steps=200),
@@ -119,7 +120,7 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
                                    progress=progress, n=stage.n_images(quick),
                                    judge_dir=out / JUDGES_DIR / stage.data,
                                    snapshot_every=max(1, steps // (4 if quick else 8)),
-                                   eval_samples=200 if quick else 1000)
+                                   eval_samples=200 if quick else 1000, score=stage.score)
         evaluation.name, evaluation.title, evaluation.description = stage.name, stage.title, stage.description
         evaluations.append(evaluation)
         if stage.corpus_size:

@@ -93,3 +93,26 @@ def test_unavailable_device_is_a_clear_error(tmp_path, capsys):
     assert main(["generate", "train", "--model", "ae", "--steps", "1", "--out", str(tmp_path / "r"),
                  "--device", "cuda", "--no-eval", "--quiet", *TINY_AE]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def test_train_on_a_folder_of_own_images_reports_broken_files(tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "mine" / "cats"
+    folder.mkdir(parents=True)
+    rng = __import__("numpy").random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype="uint8")).save(folder / f"{i}.jpg")
+    (folder / "broken.png").write_bytes(b"not an image")
+    with pytest.warns(UserWarning, match="broken.png"):
+        assert main(["generate", "train", "--model", "vae", "--data", str(tmp_path / "mine"), "--size", "16",
+                     "--steps", "2", "--out", str(tmp_path / "run"), "--no-eval", "--quiet",
+                     "--set", "width=8", "--set", "batch_size=4"]) == 0
+    assert (tmp_path / "run" / "model.safetensors").exists()
+    assert main(["generate", "train", "--model", "vae", "--data", str(tmp_path / "mine"), "--size", "16",
+                 "--steps", "2", "--out", str(tmp_path / "run2"), "--no-eval", "--quiet", "--strict"]) == 2
+    assert "broken.png" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="broken.png"):
+        assert main(["generate", "train", "--model", "gan", "--conditional", "--data", str(tmp_path / "mine"),
+                     "--size", "16", "--steps", "1", "--out", str(tmp_path / "run3"), "--no-eval", "--quiet"]) == 2
+    assert "needs a data set with labels" in capsys.readouterr().err
