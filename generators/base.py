@@ -190,7 +190,10 @@ def load_generator(directory: Path, device: str | torch.device = "cpu") -> Gener
         state = load_file(str(weights))
     except Exception as error:  # safetensors raises its own error types
         raise ValueError(f"{weights}: not a readable safetensors file ({error})") from None
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shape mismatches
+        raise ValueError(f"{weights}: weights do not match {directory / CONFIG_FILE} ({error})") from None
     if missing or unexpected:
         raise ValueError(f"{weights}: weights do not match the config "
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

@@ -102,11 +102,16 @@ class Vocabulary:
         return row
 
     def to_dict(self) -> dict:
-        return {"attributes": self.attributes, "phrases": {k: list(v) for k, v in self.phrases.items()}}
+        # Attributes as an ordered list of pairs: their order is the models' input layout, and JSON
+        # writers may sort object keys.
+        return {"attributes": [[name, list(values)] for name, values in self.attributes.items()],
+                "phrases": {k: list(v) for k, v in self.phrases.items()}}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Vocabulary":
+        attributes = data["attributes"]
+        pairs = attributes.items() if isinstance(attributes, dict) else attributes
         return cls(
-            attributes={k: list(v) for k, v in data["attributes"].items()},
+            attributes={name: list(values) for name, values in pairs},
             phrases={k: (v[0], v[1]) for k, v in data.get("phrases", {}).items()},
         )

@@ -46,3 +46,12 @@ def test_round_trip_through_dict():
 def test_phrase_pointing_to_unknown_value_is_rejected():
     with pytest.raises(ValueError, match="unknown"):
         Vocabulary(attributes={"a": ["x"]}, phrases={"y": ("a", "y")})
+
+
+def test_attribute_order_survives_json_with_sorted_keys():
+    import json
+
+    vocab = Vocabulary(attributes={"profession": ["nurse"], "gender": ["female", "male"], "age": ["young"]})
+    again = Vocabulary.from_dict(json.loads(json.dumps(vocab.to_dict(), sort_keys=True)))
+    assert again.names == ["profession", "gender", "age"]
+    assert again.encode(["a male nurse"]).tolist() == vocab.encode(["a male nurse"]).tolist()

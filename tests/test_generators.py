@@ -189,3 +189,15 @@ def test_gan_discriminator_scores_are_probabilities(small_digits, tmp_path):
     train_generator(model, small_digits, tmp_path, steps=2, progress=False)
     scores = model.discriminator_score(small_digits.images[:10])
     assert scores.shape == (10,) and ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_multi_attribute_model_round_trips_through_its_run_folder(tmp_path):
+    from synthscope.generators.portraits import generate_portraits
+
+    portraits = generate_portraits(n=48, seed=0, size=16)
+    model = make("diffusion", portraits, conditional=True)
+    train_generator(model, portraits, tmp_path, steps=2, progress=False)
+    again = load_generator(tmp_path)
+    assert again.vocabulary.names == portraits.vocabulary.names
+    prompt = "a photo of a female doctor with dark skin"
+    assert torch.equal(model.sample(2, prompt=prompt, seed=0), again.sample(2, prompt=prompt, seed=0))
