@@ -1,1 +1,1 @@
-"""synthscope package."""
+"""synthscope.generators — Built-in data, the corpus format, and the AE / VAE / GAN / diffusion generators."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -198,7 +197,3 @@ def load_generator(directory: Path, device: str | torch.device = "cpu") -> Gener
         raise ValueError(f"{weights}: weights do not match the config "
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
     return model.to(device).eval()
-
-
-def read_run_config(directory: Path) -> dict[str, Any]:
-    return json.loads((Path(directory) / CONFIG_FILE).read_text())

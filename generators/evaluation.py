@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from synthscope.runtime import atomic_write_bytes, atomic_write_json
 

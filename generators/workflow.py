@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from synthscope.runtime import atomic_write_json, resolve_device, seed_everything
+from synthscope.runtime import resolve_device, seed_everything
 
-from .base import CONFIG_FILE, Generator, build_generator, load_generator
+from .base import CONFIG_FILE, Generator, load_generator
 from .data import load_data
 from .imageset import ImageSet
 from .registry import GENERATORS
-from .training import STATE_FILE, TrainingRun, train_generator
+from .training import STATE_FILE, train_generator
 
 # Default optimiser steps per model kind: each trains on digits (16 px) in about two minutes or
 # less on 2 CPU cores (measured by benchmarks/generator_quality.py).
