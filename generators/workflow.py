@@ -91,8 +91,9 @@ def sample_to_corpus(run_dir: Path | str, out: Path | str, n: int, prompts: list
                      progress: bool = True, **sample_options: Any) -> Path:
     """Write ``n`` samples (per prompt) of a trained generator as a corpus, resuming a partial one.
 
-    Batch ``b`` of prompt ``p`` is drawn with its own seed, so a resumed run writes exactly the
-    images an uninterrupted one would have.
+    Batch ``b`` of prompt ``p`` is drawn with its own seed, so a resumed run with the same ``n`` and
+    ``batch_size`` writes exactly the images an uninterrupted one would have; asking for more images
+    later adds the missing ones, never a duplicate.
     """
     from .corpus import CorpusWriter, sha256_file
 
@@ -122,7 +123,10 @@ def sample_to_corpus(run_dir: Path | str, out: Path | str, n: int, prompts: list
         rows = [{"key": key, "source": model.kind, "prompt": prompt or "", "seed": batch_seed,
                  "batch_index": i, **{f"requested_{a}": v for a, v in requested.items()}}
                 for i, key in enumerate(keys)]
-        writer.append(images, rows)
+        # A batch that is only partly written (e.g. an earlier run asked for fewer images) adds
+        # only its missing images: a key is never listed twice.
+        keep = [i for i, key in enumerate(keys) if key not in done]
+        writer.append(images[keep], [rows[i] for i in keep])
         bar.update(count)
     bar.close()
     return out

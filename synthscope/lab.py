@@ -37,11 +37,7 @@ class GeneratorStage:
     def steps_for(self, quick: bool) -> int:
         return self.quick_steps if quick else self.steps
 
-    def n_images(self, quick: bool) -> int | None:
-        """Portraits are drawn on the fly: fewer of them for a quick lab."""
-        if self.data == "portraits":
-            return 1000 if quick else 4000
-        return None
+
 
 
 def lab_stages() -> list[GeneratorStage]:
@@ -117,7 +113,7 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
         else:
             evaluation = train_run(stage.kind, stage.data, run_dir, conditional=stage.conditional, steps=steps,
                                    seed=seed, device=device, options=stage.options, force=force,
-                                   progress=progress, n=stage.n_images(quick),
+                                   progress=progress,
                                    judge_dir=out / JUDGES_DIR / stage.data,
                                    snapshot_every=max(1, steps // (4 if quick else 8)),
                                    eval_samples=200 if quick else 1000, score=stage.score)

@@ -116,3 +116,13 @@ def test_train_on_a_folder_of_own_images_reports_broken_files(tmp_path, capsys):
         assert main(["generate", "train", "--model", "gan", "--conditional", "--data", str(tmp_path / "mine"),
                      "--size", "16", "--steps", "1", "--out", str(tmp_path / "run3"), "--no-eval", "--quiet"]) == 2
     assert "needs a data set with labels" in capsys.readouterr().err
+
+
+def test_asking_for_more_samples_later_adds_only_the_missing_ones(tmp_path):
+    run = tmp_path / "run"
+    main(["generate", "train", "--model", "ae", "--steps", "2", "--out", str(run), "--no-eval", "--quiet", *TINY_AE])
+    corpus = tmp_path / "fake"
+    main(["generate", "sample", str(run), "--n", "3", "--batch-size", "8", "--out", str(corpus), "--quiet"])
+    main(["generate", "sample", str(run), "--n", "10", "--batch-size", "8", "--out", str(corpus), "--quiet"])
+    manifest = pd.read_csv(corpus / "manifest.csv")
+    assert len(manifest) == 10 and manifest["key"].is_unique
