@@ -236,8 +236,7 @@ def write_lab_report(out: Path, evaluations, corpora: dict[str, Path], quick: bo
     provenance = collect_provenance({
         "run": {"command": "synthscope lab" + (" --quick" if quick else ""), "seed": seed,
                 "seconds": round(seconds, 1), "synthscope": __version__},
-        "generators": {ev.name: {"kind": ev.kind, "steps": ev.quality.get("step"),
-                                 "weights_sha256": _weights_hash(ev.run_dir)} for ev in evaluations},
+        "generators": {ev.name: _run_provenance(ev) for ev in evaluations},
     })
     report = Report(
         title="synthscope lab", subtitle="Synthetic images, made and measured on this machine",
@@ -248,8 +247,10 @@ def write_lab_report(out: Path, evaluations, corpora: dict[str, Path], quick: bo
     return out / "index.html"
 
 
-def _weights_hash(run_dir: Path) -> str | None:
-    try:
-        return read_json(Path(run_dir) / "config.json").get("weights_sha256")
-    except (FileNotFoundError, ValueError):
-        return None
+def _run_provenance(evaluation) -> dict[str, Any]:
+    """What a reader needs to trace a model: its kind, options, training length and hashes."""
+    config = read_json(Path(evaluation.run_dir) / "config.json")
+    return {"kind": evaluation.kind, "steps": config.get("step"), "seed": config.get("seed"),
+            "data": config.get("data"), "options": config["model"].get("options"),
+            "train_seconds": config.get("train_seconds"),
+            "weights_sha256": config.get("weights_sha256"), "data_sha256": config.get("data_sha256")}
