@@ -25,7 +25,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-runs"))
     parser.add_argument("--kinds", nargs="+", default=["ae", "vae", "gan", "diffusion"])
     parser.add_argument("--portraits", action="store_true", help="also conditional diffusion on portraits")
-    parser.add_argument("--portrait-steps", type=int, default=None)
+    parser.add_argument("--portrait-steps", type=int, default=6000)
+    parser.add_argument("--portrait-size", type=int, default=16,
+                        help="px; 32 px needs several times the CPU budget")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -38,7 +40,8 @@ def main() -> None:
     if args.portraits:
         start = time.perf_counter()
         train_run("diffusion", "portraits", args.out / "diffusion-portraits", conditional=True,
-                  steps=args.portrait_steps, seed=args.seed, force=True, progress=True)
+                  steps=args.portrait_steps, size=args.portrait_size, seed=args.seed, force=True,
+                  progress=True, eval_samples=400)
         wall = time.perf_counter() - start
         rows.append(report("diffusion (conditional)", "portraits", args.out / "diffusion-portraits", wall))
     (args.out / "summary.json").write_text(json.dumps(rows, indent=2))

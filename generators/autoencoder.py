@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from .base import Generator
+from .base import Generator, evaluating
 from .networks import ConvDecoder, ConvEncoder
 
 AE_MODES = ("plain", "denoising", "colourising")
@@ -78,14 +78,13 @@ class AutoEncoder(Generator):
         optimizers["model"].step()
         return {"loss": loss.item()}
 
-    @torch.no_grad()
     def finish_training(self, images: torch.Tensor) -> None:
         """Fit the latent Gaussian used for sampling."""
-        self.eval()
-        z = torch.cat([self.encode(chunk.to(self.device)) for chunk in images.split(512)])
-        self.latent_mean.copy_(z.mean(0))
-        cov = torch.cov(z.T).reshape(z.shape[1], z.shape[1]) + 1e-4 * torch.eye(z.shape[1], device=z.device)
-        self.latent_scale.copy_(torch.linalg.cholesky(cov))
+        with evaluating(self):
+            z = torch.cat([self.encode(chunk.to(self.device)) for chunk in images.split(512)])
+            self.latent_mean.copy_(z.mean(0))
+            cov = torch.cov(z.T).reshape(z.shape[1], z.shape[1]) + 1e-4 * torch.eye(z.shape[1], device=z.device)
+            self.latent_scale.copy_(torch.linalg.cholesky(cov))
 
     def generate(self, n, condition, generator, **kwargs) -> torch.Tensor:
         eps = torch.randn(n, self.latent_mean.numel(), generator=generator, device=self.device)
@@ -130,10 +129,9 @@ class VAE(AutoEncoder):
         z = torch.randn(n, self.latent_mean.numel(), generator=generator, device=self.device)
         return self.decode(z)
 
-    @torch.no_grad()
     def interpolate(self, start: torch.Tensor, end: torch.Tensor, steps: int = 8) -> torch.Tensor:
         """Decoded images along the straight line between the latents of two images."""
-        self.eval()
-        z = self.encode(torch.stack([start, end]).to(self.device))
-        weights = torch.linspace(0, 1, steps, device=self.device).unsqueeze(1)
-        return self.decode(z[0] * (1 - weights) + z[1] * weights).cpu()
+        with evaluating(self):
+            z = self.encode(torch.stack([start, end]).to(self.device))
+            weights = torch.linspace(0, 1, steps, device=self.device).unsqueeze(1)
+            return self.decode(z[0] * (1 - weights) + z[1] * weights).cpu()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,6 +19,23 @@ from .corpus import sha256_file
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+
+
+def null_ids(sizes: list[int], batch: int, device: torch.device | str) -> torch.Tensor:
+    """The all-unspecified condition: each attribute's extra, last id."""
+    return torch.tensor(sizes, device=device).expand(batch, -1).clone()
+
+
+@contextlib.contextmanager
+def evaluating(module: nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients; the previous mode comes back even if the body raises."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        module.train(was_training)
 
 
 class ConditionEmbedding(nn.Module):
@@ -34,7 +54,7 @@ class ConditionEmbedding(nn.Module):
         return sum(table(ids[:, i]) for i, table in enumerate(self.tables))
 
     def null_ids(self, batch: int, device: torch.device) -> torch.Tensor:
-        return torch.tensor(self.sizes, device=device).expand(batch, -1).clone()
+        return null_ids(self.sizes, batch, device)
 
     def drop(self, ids: torch.Tensor, p_attribute: float, p_all: float,
              generator: torch.Generator | None = None) -> torch.Tensor:
@@ -72,7 +92,8 @@ class Generator(nn.Module):
         self.size = size
         self.conditional = conditional
         self.vocabulary = vocabulary if conditional else None
-        self.options = {**self.default_config, **options}
+        # Normalised through JSON so that a tuple option equals the list read back from config.json.
+        self.options = json.loads(json.dumps({**self.default_config, **options}))
         self.build()
 
     # -- to be defined by subclasses -------------------------------------------------------
@@ -123,22 +144,19 @@ class Generator(nn.Module):
         return self.vocabulary.encode(prompts).to(self.device)
 
     def null_condition(self, n: int) -> torch.Tensor:
-        return torch.tensor(self.vocabulary.sizes(), device=self.device).expand(n, -1).clone()
+        return null_ids(self.vocabulary.sizes(), n, self.device)
 
-    @torch.no_grad()
     def sample(self, n: int, prompt: str | list[str] | None = None, seed: int = 0,
                batch_size: int = 256, **kwargs: Any) -> torch.Tensor:
         """``n`` images (n, C, H, W) in [0, 1] on the CPU; the same seed gives the same images."""
-        was_training = self.training
-        self.eval()
         condition = self.conditions_for(n, prompt)
         generator = torch.Generator(device=self.device).manual_seed(seed)
         chunks = []
-        for start in range(0, n, batch_size):
-            stop = min(n, start + batch_size)
-            part = None if condition is None else condition[start:stop]
-            chunks.append(self.generate(stop - start, part, generator, **kwargs).clamp(0, 1).cpu())
-        self.train(was_training)
+        with evaluating(self):
+            for start in range(0, n, batch_size):
+                stop = min(n, start + batch_size)
+                part = None if condition is None else condition[start:stop]
+                chunks.append(self.generate(stop - start, part, generator, **kwargs).clamp(0, 1).cpu())
         return torch.cat(chunks) if chunks else torch.empty(0, self.channels, self.size, self.size)
 
     def save(self, directory: Path, extra: dict[str, Any] | None = None) -> str:
@@ -182,6 +200,10 @@ def load_generator(directory: Path, device: str | torch.device = "cpu") -> Gener
         raise FileNotFoundError(f"{weights}: missing weight file (was training finished or interrupted "
                                 f"before its first checkpoint?)")
     config = read_json(directory / CONFIG_FILE)
+    expected = config.get("weights_sha256")
+    if expected and sha256_file(weights) != expected:
+        raise ValueError(f"{weights}: does not match the weights_sha256 in {directory / CONFIG_FILE} "
+                         f"(changed, or a save was interrupted); retrain or restore the file")
     if "model" not in config:
         raise ValueError(f"{directory / CONFIG_FILE}: no 'model' section")
     model = build_generator(config["model"])

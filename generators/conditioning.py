@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 # Words that carry no attribute: they may appear in any prompt.
@@ -100,6 +101,14 @@ class Vocabulary:
             value = values.get(attribute)
             row.append(len(options) if value is None else options.index(str(value)))
         return row
+
+    def balanced_prompts(self, n: int, seed: int | None = None) -> list[str]:
+        """``n`` prompts cycling through every value of the first attribute (each digit, each
+        profession), in a seeded random order when ``seed`` is given, so samples match the class
+        balance of the real data."""
+        values = next(iter(self.attributes.values()))
+        order = range(n) if seed is None else np.random.default_rng(seed).permutation(n)
+        return [values[i % len(values)] for i in order]
 
     def to_dict(self) -> dict:
         # Attributes as an ordered list of pairs: their order is the models' input layout, and JSON

@@ -33,6 +33,10 @@ class Diffusion(Generator):
 
     def build(self) -> None:
         channels = [int(c) for c in self.options["block_out_channels"]]
+        factor = 2 ** (len(channels) - 1)  # the UNet halves the image at every level but the last
+        if self.size % factor or self.size < factor:
+            raise ValueError(f"diffusion: image size {self.size} px must be a multiple of {factor} "
+                             f"for {len(channels)} UNet levels (e.g. 16 or 32)")
         self.embed_dim = channels[0] * 4  # UNet2DModel's timestep-embedding width
         self.unet = UNet2DModel(
             sample_size=self.size, in_channels=self.channels, out_channels=self.channels,

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from synthscope.runtime import atomic_write_bytes, atomic_write_json
@@ -55,14 +54,6 @@ class RunEvaluation:
         return cls(run_dir, config["model"]["kind"], quality, adherence, visuals, name, title, description)
 
 
-def evaluation_prompts(vocabulary, n: int, seed: int = 0) -> list[str]:
-    """Prompts that cycle through every value of the first attribute (digits, or professions),
-    so generated and held-out real sets have comparable class balance."""
-    attribute, values = next(iter(vocabulary.attributes.items()))
-    order = np.random.default_rng(seed).permutation(n)
-    return [values[i % len(values)] for i in order]
-
-
 def judge_for(folder: Path, train: ImageSet, seed: int = 0):
     """The feature classifier that judges generators of ``train``'s kind, trained once on the real
     training images and kept in ``folder`` (reused only if it was trained on the same pixels)."""
@@ -77,6 +68,7 @@ def judge_for(folder: Path, train: ImageSet, seed: int = 0):
                 return FeatureClassifier.load(folder)
         except (ValueError, OSError):
             pass  # an unreadable cache is rebuilt, not trusted
+    (folder / "data_sha256").unlink(missing_ok=True)  # no stale hash beside a judge being replaced
     judge = train_feature_classifier(train, seed=seed)
     judge.save(folder)
     atomic_write_bytes(folder / "data_sha256", fingerprint.encode())
@@ -101,7 +93,7 @@ def evaluate_run(run: TrainingRun, train: ImageSet, heldout: ImageSet, seed: int
     if judge is None:
         generated = None
     elif model.conditional:
-        prompts = evaluation_prompts(model.vocabulary, n, seed)
+        prompts = model.vocabulary.balanced_prompts(n, seed=seed)
         generated = model.sample(n, prompt=prompts, seed=seed + 1)
         adherence = prompt_adherence(judge, generated, [model.vocabulary.parse(p) for p in prompts])
         atomic_write_bytes(run_dir / ADHERENCE_FILE, adherence.to_csv(index=False).encode())
@@ -114,11 +106,13 @@ def evaluate_run(run: TrainingRun, train: ImageSet, heldout: ImageSet, seed: int
         quality["summary"] = report.summary()
     quality["step"] = run.step
     quality["train_seconds"] = round(run.seconds, 1)
-    atomic_write_json(run_dir / QUALITY_FILE, quality)
+    quality["evaluation"] = {"seed": seed, "n_samples": n_samples, "scored": judge is not None}
 
     out = run_dir / VISUALS_DIR
     figures = lecture_figures(model, run, train, seed)
     paths = {name: visuals.save_figure(figure, out / f"{name}.png") for name, figure in figures.items()}
+    # Written last: its presence marks a finished evaluation (figures included).
+    atomic_write_json(run_dir / QUALITY_FILE, quality)
     return RunEvaluation(run_dir, model.kind, quality, adherence, paths)
 
 
@@ -132,10 +126,10 @@ def lecture_figures(model, run: TrainingRun, data: ImageSet, seed: int = 0) -> d
     if (Path(run.run_dir) / "snapshots").is_dir():
         figures["training_progress"] = visuals.training_progress_figure(run.run_dir)
     prompts = None
-    if model.conditional:
-        values = next(iter(model.vocabulary.attributes.values()))
-        per_value = max(1, 64 // len(values))
-        prompts = [v for v in values for _ in range(per_value)]
+    if model.conditional:  # one row per value of the first attribute
+        per_value = max(1, 64 // model.vocabulary.sizes()[0])
+        prompts = sorted(model.vocabulary.balanced_prompts(per_value * model.vocabulary.sizes()[0]),
+                         key=next(iter(model.vocabulary.attributes.values())).index)
     figures["samples"] = visuals.prior_samples_figure(model, n=len(prompts) if prompts else 64, seed=seed,
                                                       prompt=prompts, nrow=per_value if prompts else 8)
     examples = data.images[:10]

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ConditionEmbedding, Generator
+from .base import ConditionEmbedding, Generator, evaluating
 from .networks import ConvDecoder, ConvEncoder
 
 
@@ -88,13 +88,12 @@ class GAN(Generator):
         z = torch.randn(n, int(self.options["nz"]), generator=generator, device=self.device)
         return (self._generate_raw(z, condition) + 1) / 2
 
-    @torch.no_grad()
     def discriminator_score(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """P(real) by the trained discriminator, unconditional (a detector baseline)."""
-        self.eval()
         scores = []
-        for chunk in images.split(batch_size):
-            chunk = chunk.to(self.device) * 2 - 1
-            condition = self.null_condition(chunk.shape[0]) if self.conditional else None
-            scores.append(torch.sigmoid(self.critic(chunk, condition)).cpu())
+        with evaluating(self):
+            for chunk in images.split(batch_size):
+                chunk = chunk.to(self.device) * 2 - 1
+                condition = self.null_condition(chunk.shape[0]) if self.conditional else None
+                scores.append(torch.sigmoid(self.critic(chunk, condition)).cpu())
         return torch.cat(scores)

@@ -93,7 +93,7 @@ def train_generator(model: Generator, data: ImageSet, run_dir: Path, steps: int,
     start, seconds, records = 0, 0.0, []
     state_path = run_dir / STATE_FILE
     if state_path.exists():
-        start, seconds, records = _restore(state_path, model, optimizers, sampler, fingerprint, device)
+        start, seconds, records = _restore(state_path, model, optimizers, sampler, fingerprint, seed)
     resumed_from = start
     if start >= steps:
         return TrainingRun(model.eval(), pd.DataFrame(records), run_dir, start, seconds, resumed_from)
@@ -142,8 +142,11 @@ def _checkpoint(model, optimizers, sampler, run_dir: Path, step: int, seconds: f
     model.save(run_dir, extra={**info, "step": step, "train_seconds": round(seconds, 3)})
 
 
-def _restore(path: Path, model, optimizers, sampler, fingerprint: str, device) -> tuple[int, float, list]:
+def _restore(path: Path, model, optimizers, sampler, fingerprint: str, seed: int) -> tuple[int, float, list]:
     config = read_json(path.parent / CONFIG_FILE) if (path.parent / CONFIG_FILE).exists() else {}
+    if config.get("seed") is not None and config["seed"] != seed:
+        raise ValueError(f"{path.parent}: was trained with --seed {config['seed']}, not {seed}; use the same "
+                         f"seed to resume, another --out folder, or --force to start over")
     if config.get("model") and config["model"] != model.config():
         raise ValueError(f"{path.parent}: holds a run of a different model configuration; "
                          f"use another --out folder or --force to start over")
@@ -151,10 +154,11 @@ def _restore(path: Path, model, optimizers, sampler, fingerprint: str, device) -
         raise ValueError(f"{path.parent}: was trained on different data; use another --out folder "
                          f"or --force to start over")
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        # On the CPU first: RNG states must stay CPU tensors; the optimisers move their own state.
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise ValueError(f"{path}: unreadable training state ({error}); use --force to start over") from None
-    model.load_state_dict(state["model"])
+    model.load_state_dict(state["model"])  # copies onto the model's device
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(state["optimizers"][name])
     sampler.restore(state["sampler"])
@@ -170,9 +174,8 @@ def _save_snapshot(model: Generator, run_dir: Path, step: int, seed: int) -> Non
     folder = run_dir / "snapshots"
     folder.mkdir(exist_ok=True)
     prompt = None
-    if model.conditional:  # one row per value of the first attribute, so conditioning is visible
-        attribute, values = next(iter(model.vocabulary.attributes.items()))
-        prompt = [values[i % len(values)] for i in range(8 * len(values))][:64]
+    if model.conditional:  # one column per value of the first attribute, so conditioning is visible
+        prompt = model.vocabulary.balanced_prompts(min(64, 8 * model.vocabulary.sizes()[0]))
     n = len(prompt) if prompt else 64
     grid = model.sample(n, prompt=prompt, seed=seed + 12345)
     save_image(grid, folder / f"step_{step:06d}.png", nrow=8, padding=1)

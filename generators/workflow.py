@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from synthscope.runtime import resolve_device, seed_everything
 
-from .base import CONFIG_FILE, Generator, load_generator
+from .base import CONFIG_FILE, WEIGHTS_FILE, Generator, load_generator
 from .data import load_data
 from .imageset import ImageSet
 from .registry import GENERATORS
@@ -61,15 +61,15 @@ def train_run(kind: str, data_spec: str = "digits", out: Path | str = "run", con
     """
     out = Path(out)
     if force and out.exists():
-        for name in (STATE_FILE, CONFIG_FILE, "model.safetensors", "history.csv"):
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / "snapshots", ignore_errors=True)
+        clear_run(out)
     seed_everything(seed)
     size = size or DEFAULT_SIZE.get(data_spec, 32)
     data = load_data(data_spec, size=size, n=n, seed=seed, strict=strict)
     train, heldout = data.split(0.2, seed=seed)
     model = new_generator(kind, data, conditional, **(options or {}))
-    steps = int(steps or DEFAULT_STEPS[kind])
+    steps = int(DEFAULT_STEPS[kind] if steps is None else steps)
+    if steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {steps}")
     if snapshot_every is None:
         snapshot_every = max(1, steps // 8)
     run = train_generator(
@@ -86,28 +86,64 @@ def train_run(kind: str, data_spec: str = "digits", out: Path | str = "run", con
     return run
 
 
+def clear_run(run_dir: Path) -> None:
+    """Remove everything a training run and its evaluation wrote, so nothing stale survives --force."""
+    from .evaluation import ADHERENCE_FILE, JUDGE_DIR, QUALITY_FILE, VISUALS_DIR
+    from .training import HISTORY_FILE
+
+    for name in (STATE_FILE, CONFIG_FILE, WEIGHTS_FILE, HISTORY_FILE, QUALITY_FILE, ADHERENCE_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+    for folder in ("snapshots", VISUALS_DIR, JUDGE_DIR):
+        shutil.rmtree(run_dir / folder, ignore_errors=True)
+
+
+# Provenance entries that must match before new images may join an existing corpus.
+RESUME_KEYS = ("generator", "checkpoint_sha256", "seed", "sample_options", "data", "size", "n", "batch_size")
+
+
+def open_corpus(out: Path, provenance: dict[str, Any], force: bool):
+    """A writer that resumes ``out`` only if it was made the same way (else: an error, or with
+    ``force`` a fresh corpus), so images of two different origins never mix."""
+    from .corpus import CorpusWriter, read_corpus
+
+    if force:
+        return CorpusWriter(out, provenance=provenance, mode="overwrite")
+    if (out / "manifest.csv").exists():
+        existing = read_corpus(out).provenance
+        changed = [k for k in RESUME_KEYS if k in provenance and existing.get(k) != provenance[k]]
+        if changed:
+            raise ValueError(f"{out}: holds a corpus made with other {', '.join(changed)}; "
+                             f"use another --out folder, or --force to replace it")
+    return CorpusWriter(out, provenance=provenance)
+
+
 def sample_to_corpus(run_dir: Path | str, out: Path | str, n: int, prompts: list[str] | None = None,
                      seed: int = 0, batch_size: int = 64, device: str = "auto",
-                     progress: bool = True, **sample_options: Any) -> Path:
+                     progress: bool = True, force: bool = False, **sample_options: Any) -> Path:
     """Write ``n`` samples (per prompt) of a trained generator as a corpus, resuming a partial one.
 
     Batch ``b`` of prompt ``p`` is drawn with its own seed, so a resumed run with the same ``n`` and
     ``batch_size`` writes exactly the images an uninterrupted one would have; asking for more images
     later adds the missing ones, never a duplicate.
     """
-    from .corpus import CorpusWriter, sha256_file
+    from .corpus import sha256_file
 
+    if n < 1 or batch_size < 1:
+        raise ValueError(f"--n and --batch-size must be at least 1 (got {n} and {batch_size})")
     run_dir, out = Path(run_dir), Path(out)
     model = load_generator(run_dir, device=resolve_device(device))
+    if model.kind != "diffusion" and sample_options:
+        raise ValueError(f"{', '.join(sorted(sample_options))}: only diffusion models take these "
+                         f"sampling options; {run_dir} holds a {model.kind}")
     for prompt in prompts or []:
         model.conditions_for(1, prompt)  # fail on a bad prompt before writing anything
     provenance = {
         "generator": model.kind, "run_dir": str(run_dir),
-        "checkpoint_sha256": sha256_file(run_dir / "model.safetensors"),
+        "checkpoint_sha256": sha256_file(run_dir / WEIGHTS_FILE),
         "config": model.config(), "seed": seed, "sample_options": sample_options,
-        "command": "generate sample",
+        "batch_size": batch_size, "command": "generate sample",
     }
-    writer = CorpusWriter(out, provenance=provenance)
+    writer = open_corpus(out, provenance, force)
     done = writer.existing("key")
     jobs = [(p, start) for p in (prompts or [None]) for start in range(0, n, batch_size)]
     bar = tqdm(total=n * len(prompts or [None]), desc=f"sample {model.kind}", unit="img", disable=not progress)
@@ -139,16 +175,16 @@ def _stable_hash(text: str | None) -> int:
 
 
 def export_builtin(name: str, out: Path | str, n: int | None = None, seed: int = 0,
-                   size: int | None = None, progress: bool = True) -> Path:
+                   size: int | None = None, progress: bool = True, force: bool = False) -> Path:
     """Write built-in real images (digits or portraits) as a corpus: the "real" side."""
-    from .corpus import CorpusWriter
-
+    if n is not None and n < 1:
+        raise ValueError(f"--n must be at least 1, got {n}")
     if name not in DEFAULT_SIZE:
         raise ValueError(f"unknown built-in data set {name!r}; choose from {', '.join(DEFAULT_SIZE)}")
     size = size or DEFAULT_SIZE[name]
     data = load_data(name, size=size, n=n, seed=seed)
-    writer = CorpusWriter(Path(out), provenance={"generator": "real", "data": name, "size": size,
-                                                 "seed": seed, "command": "data export"})
+    writer = open_corpus(Path(out), {"generator": "real", "data": name, "size": size, "seed": seed,
+                                     "n": len(data), "command": "data export"}, force)
     done = len(writer)
     rows = data.attributes.astype(str).to_dict("records")
     bar = tqdm(total=len(data), initial=done, desc=f"export {name}", unit="img", disable=not progress)

@@ -15,6 +15,17 @@ class UsageError(Exception):
     """Bad input from the user: reported as one line, exit status 2."""
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (anything else is bad usage, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _add_common(parser: argparse.ArgumentParser, device: bool = True, seed: bool = True) -> None:
     if seed:
         parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -51,12 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, type=Path, help="run folder")
     train.add_argument("--conditional", action="store_true",
                        help="condition on labels/prompts (gan, diffusion; needs digits or portraits)")
-    train.add_argument("--steps", type=int, help="optimiser steps in total (default: per model, ~2 min on CPU)")
-    train.add_argument("--size", type=int, help="image size in px (default: 16 for digits, 32 otherwise)")
-    train.add_argument("--n", type=int, help="use at most N images (portraits: how many to draw)")
+    train.add_argument("--steps", type=positive_int, help="optimiser steps in total (default: per model, ~2 min on CPU)")
+    train.add_argument("--size", type=positive_int, help="image size in px (default: 16 for digits, 32 otherwise)")
+    train.add_argument("--n", type=positive_int, help="use at most N images (portraits: how many to draw)")
     train.add_argument("--set", dest="options", action="append", metavar="KEY=VALUE",
                        help="model option, repeatable (e.g. --set latent_dim=2 --set mode=denoising)")
-    train.add_argument("--snapshot-every", type=int, help="save a sample grid every N steps")
+    train.add_argument("--snapshot-every", type=positive_int, help="save a sample grid every N steps")
     train.add_argument("--no-eval", action="store_true", help="skip lecture visuals and quality scores")
     train.add_argument("--force", action="store_true", help="start over instead of resuming")
     train.add_argument("--strict", action="store_true", help="a corrupt image in --data is an error")
@@ -67,14 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sample images from a trained run into a corpus folder (images/, manifest.csv, "
                     "corpus.json). Re-running resumes and never duplicates images.")
     sample.add_argument("run_dir", type=Path, help="run folder written by 'generate train'")
-    sample.add_argument("--n", type=int, required=True, help="images (per prompt)")
+    sample.add_argument("--n", type=positive_int, required=True, help="images (per prompt)")
     sample.add_argument("--out", required=True, type=Path, help="corpus folder")
     sample.add_argument("--prompt", action="append",
                         help="prompt, repeatable (conditional models), e.g. 'a photo of a female doctor'")
     sample.add_argument("--guidance", type=float, help="classifier-free guidance scale (diffusion)")
     sample.add_argument("--sampler", choices=["ddim", "ddpm"], help="diffusion sampler (default: ddim)")
-    sample.add_argument("--sample-steps", type=int, help="diffusion sampling steps (default: 50 ddim, 1000 ddpm)")
-    sample.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
+    sample.add_argument("--sample-steps", type=positive_int, help="diffusion sampling steps (default: 50 ddim, 1000 ddpm)")
+    sample.add_argument("--batch-size", type=positive_int, default=64, help="images per batch (default: 64)")
+    sample.add_argument("--force", action="store_true",
+                        help="replace a corpus made differently (other run, seed or options) instead of refusing")
     _add_common(sample)
 
     # lab --------------------------------------------------------------------------------------
@@ -101,9 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
                                       description="Write digits or portraits as a corpus: the 'real' side "
                                                   "for detectors and audits.")
     export.add_argument("dataset", choices=["digits", "portraits"])
-    export.add_argument("--n", type=int, help="number of images (digits: at most 1797; default: all / 4000)")
-    export.add_argument("--size", type=int, help="image size in px")
+    export.add_argument("--n", type=positive_int, help="number of images (digits: at most 1797; default: all / 4000)")
+    export.add_argument("--size", type=positive_int, help="image size in px")
     export.add_argument("--out", required=True, type=Path, help="corpus folder")
+    export.add_argument("--force", action="store_true", help="replace a corpus made differently instead of refusing")
     _add_common(export, device=False)
     return parser
 
@@ -119,13 +133,19 @@ def run(args: argparse.Namespace) -> int:
             options=workflow.parse_options(args.options), force=args.force,
             snapshot_every=args.snapshot_every, evaluate=not args.no_eval, progress=progress,
             strict=args.strict)
-        print(f"trained {args.model} to step {result.step} in {result.seconds:.0f} s -> {args.out}")
+        if args.no_eval:
+            print(f"trained {args.model} to step {result.step} in {result.seconds:.0f} s -> {args.out}")
+        else:
+            quality = result.quality
+            print(f"trained {args.model} to step {quality['step']} in {quality['train_seconds']:.0f} s -> {args.out}")
+            if "summary" in quality:
+                print(f"quality: {quality['summary']}")
     elif args.command == "generate" and args.action == "sample":
         options = {k: v for k, v in {"guidance": args.guidance, "sampler": args.sampler,
                                      "steps": args.sample_steps}.items() if v is not None}
         out = workflow.sample_to_corpus(args.run_dir, args.out, n=args.n, prompts=args.prompt,
                                         seed=args.seed, batch_size=args.batch_size, device=args.device,
-                                        progress=progress, **options)
+                                        progress=progress, force=args.force, **options)
         print(f"corpus -> {out}")
     elif args.command == "lab":
         from synthscope.lab import run_lab
@@ -139,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"report -> {rerender(args.dir)}")
     elif args.command == "data" and args.action == "export":
         out = workflow.export_builtin(args.dataset, args.out, n=args.n, seed=args.seed, size=args.size,
-                                      progress=progress)
+                                      progress=progress, force=args.force)
         print(f"corpus -> {out}")
     return 0
 

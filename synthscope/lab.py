@@ -6,6 +6,7 @@ resume by themselves, so an interrupted lab picks up where it stopped.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,7 @@ class LabResult:
 def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int = 0,
             device: str = "auto", progress: bool = True) -> LabResult:
     """Run every lab stage into ``out`` and write ``out/index.html``."""
+    from synthscope.generators.base import load_generator
     from synthscope.generators.evaluation import RunEvaluation
     from synthscope.generators.workflow import export_builtin, sample_to_corpus, train_run
 
@@ -101,13 +103,14 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
 
     _say(progress, "[lab] real images")
     corpora["digits-real"] = export_builtin("digits", out / CORPORA_DIR / "digits-real", seed=seed,
-                                            progress=progress)
+                                            progress=progress, force=force)
     for number, stage in enumerate(stages, 1):
         steps = stage.steps_for(quick)
         run_dir = out / RUNS_DIR / stage.name
         _say(progress, f"[lab] generator {number}/{len(stages)}: {stage.title} ({steps} steps)")
         stage_began = time.perf_counter()
-        if not force and _finished(run_dir, steps):
+        eval_samples = 200 if quick else 1000
+        if not force and _finished(run_dir, stage, steps, seed, eval_samples):
             evaluation = RunEvaluation.load(run_dir)
             reused.append(stage.name)
         else:
@@ -116,18 +119,19 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
                                    progress=progress,
                                    judge_dir=out / JUDGES_DIR / stage.data,
                                    snapshot_every=max(1, steps // (4 if quick else 8)),
-                                   eval_samples=200 if quick else 1000, score=stage.score)
+                                   eval_samples=eval_samples, score=stage.score)
         evaluation.name, evaluation.title, evaluation.description = stage.name, stage.title, stage.description
         evaluations.append(evaluation)
         if stage.corpus_size:
             n = max(50, stage.corpus_size // 5) if quick else stage.corpus_size
             prompts = None
             if stage.conditional:  # an equal share of every class, like the real set
-                values = next(iter(evaluation_vocabulary(run_dir).attributes.values()))
-                prompts, n = list(values), max(1, n // len(values))
+                vocabulary = load_generator(run_dir).vocabulary
+                prompts = vocabulary.balanced_prompts(vocabulary.sizes()[0])
+                n = max(1, n // len(prompts))
             corpora[stage.name] = sample_to_corpus(run_dir, out / CORPORA_DIR / stage.name, n=n,
                                                    prompts=prompts, seed=seed, device=device,
-                                                   progress=progress)
+                                                   progress=progress, force=force)
         _say(progress, f"[lab]   done in {time.perf_counter() - stage_began:.0f} s")
 
     extras = [compression_section(out / RUNS_DIR, seed)] if {"ae-2d", "ae"} <= {s.name for s in stages} else []
@@ -139,23 +143,22 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
     return LabResult(out, report_path, summary, seconds)
 
 
-def _finished(run_dir: Path, steps: int) -> bool:
-    """A stage is reusable when its run reached ``steps`` and its evaluation was written."""
+def _finished(run_dir: Path, stage: GeneratorStage, steps: int, seed: int, eval_samples: int) -> bool:
+    """A stage is reusable when its run was trained and evaluated exactly as asked now."""
     try:
-        return read_json(run_dir / "config.json").get("step") == steps and (run_dir / "quality.json").exists()
+        config = read_json(run_dir / "config.json")
+        evaluation = read_json(run_dir / "quality.json").get("evaluation", {})
     except (FileNotFoundError, ValueError):
         return False
+    options = {k: v for k, v in config["model"]["options"].items() if k in stage.options}
+    return (config.get("step") == steps and config.get("seed") == seed
+            and options == json.loads(json.dumps(stage.options))
+            and evaluation.get("seed") == seed and evaluation.get("n_samples") == eval_samples)
 
 
 def _say(progress: bool, text: str) -> None:
     if progress:
         print(text, flush=True)
-
-
-def evaluation_vocabulary(run_dir: Path):
-    from synthscope.generators.conditioning import Vocabulary
-
-    return Vocabulary.from_dict(read_json(Path(run_dir) / "config.json")["model"]["vocabulary"])
 
 
 def _best(evaluations, corpora: dict[str, Path]) -> Any:

@@ -126,3 +126,57 @@ def test_asking_for_more_samples_later_adds_only_the_missing_ones(tmp_path):
     main(["generate", "sample", str(run), "--n", "10", "--batch-size", "8", "--out", str(corpus), "--quiet"])
     manifest = pd.read_csv(corpus / "manifest.csv")
     assert len(manifest) == 10 and manifest["key"].is_unique
+
+
+def test_train_with_evaluation_prints_quality(tmp_path, capsys):
+    assert main(["generate", "train", "--model", "ae", "--steps", "2", "--out", str(tmp_path / "run"),
+                 "--quiet", "--n", "120", "--set", "width=8", "--set", "batch_size=16"]) == 0
+    out = capsys.readouterr().out
+    assert "trained ae to step 2" in out and "quality: FD" in out
+    assert (tmp_path / "run" / "quality.json").exists() and (tmp_path / "run" / "visuals" / "samples.png").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate", "train", "--model", "ae", "--out", "x", "--steps", "-3"],
+    ["generate", "train", "--model", "ae", "--out", "x", "--steps", "0"],
+    ["generate", "sample", "run", "--n", "4", "--out", "x", "--batch-size", "0"],
+    ["data", "export", "digits", "--out", "x", "--n", "zero"],
+])
+def test_non_positive_numbers_are_bad_usage(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "at least 1" in err or "not a whole number" in err
+
+
+def test_diffusion_size_that_does_not_fit_the_unet_is_a_clear_error(tmp_path, capsys):
+    assert main(["generate", "train", "--model", "diffusion", "--size", "10", "--steps", "1", "--no-eval",
+                 "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "multiple of 4" in capsys.readouterr().err
+
+
+def test_corpus_from_another_origin_is_refused_unless_forced(tmp_path, capsys):
+    run = tmp_path / "run"
+    main(["generate", "train", "--model", "ae", "--steps", "2", "--out", str(run), "--no-eval", "--quiet", *TINY_AE])
+    corpus = tmp_path / "fake"
+    assert main(["generate", "sample", str(run), "--n", "4", "--out", str(corpus), "--quiet"]) == 0
+    first = (corpus / "images" / "000000.png").read_bytes()
+    assert main(["generate", "sample", str(run), "--n", "4", "--out", str(corpus), "--seed", "1", "--quiet"]) == 2
+    assert "seed" in capsys.readouterr().err
+    assert (corpus / "images" / "000000.png").read_bytes() == first  # nothing already written is lost
+    assert main(["generate", "sample", str(run), "--n", "4", "--out", str(corpus), "--seed", "1", "--force",
+                 "--quiet"]) == 0
+    assert len(pd.read_csv(corpus / "manifest.csv")) == 4
+    assert (corpus / "images" / "000000.png").read_bytes() != first
+    assert main(["generate", "sample", str(run), "--n", "4", "--out", str(tmp_path / "g"), "--guidance", "2",
+                 "--quiet"]) == 2
+    assert "only diffusion" in capsys.readouterr().err
+
+
+def test_resume_with_another_seed_names_the_seed(tmp_path, capsys):
+    run = tmp_path / "run"
+    main(["generate", "train", "--model", "ae", "--steps", "2", "--out", str(run), "--no-eval", "--quiet", *TINY_AE])
+    assert main(["generate", "train", "--model", "ae", "--steps", "4", "--out", str(run), "--no-eval", "--quiet",
+                 "--seed", "3", *TINY_AE]) == 2
+    assert "--seed 0" in capsys.readouterr().err

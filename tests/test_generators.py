@@ -201,3 +201,30 @@ def test_multi_attribute_model_round_trips_through_its_run_folder(tmp_path):
     assert again.vocabulary.names == portraits.vocabulary.names
     prompt = "a photo of a female doctor with dark skin"
     assert torch.equal(model.sample(2, prompt=prompt, seed=0), again.sample(2, prompt=prompt, seed=0))
+
+
+def test_tuple_options_resume(small_digits, tmp_path):
+    options = {"block_out_channels": (8, 16)}
+    train_generator(make("diffusion", small_digits, **options), small_digits, tmp_path, steps=1, progress=False)
+    resumed = train_generator(make("diffusion", small_digits, **options), small_digits, tmp_path, steps=2,
+                              progress=False)
+    assert resumed.resumed_from == 1 and resumed.step == 2
+
+
+def test_a_failed_sample_leaves_the_training_mode_alone(small_digits):
+    model = make("gan", small_digits, conditional=True).train()
+    with pytest.raises(PromptError):
+        model.sample(2, prompt="a giraffe")
+    assert model.training
+    model.discriminator_score(small_digits.images[:2])
+    assert model.training
+
+
+def test_weights_that_do_not_match_their_config_hash_are_refused(small_digits, tmp_path):
+    model = make("ae", small_digits)
+    train_generator(model, small_digits, tmp_path, steps=1, progress=False)
+    other = make("ae", small_digits)
+    other.save(tmp_path / "other")
+    (tmp_path / "model.safetensors").write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
+    with pytest.raises(ValueError, match="weights_sha256"):
+        load_generator(tmp_path)
