@@ -21,9 +21,16 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest
 from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import auc, average_precision_score, brier_score_loss, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    auc,
+    average_precision_score,
+    brier_score_loss,
+    roc_auc_score,
+    roc_curve,
+)
+
+from synthscope.stats import wilson_interval
 
 __all__ = [
     "InsufficientRealsWarning",
@@ -271,14 +278,6 @@ def brier_score(labels: Sequence[int] | np.ndarray, probs: Sequence[float] | np.
 
 
 # --------------------------------------------------------------------------- intervals
-
-
-def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float] | tuple[None, None]:
-    """Wilson score interval for a binomial proportion k/n; ``(None, None)`` when n == 0."""
-    if n <= 0:
-        return (None, None)
-    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
-    return (float(ci.low), float(ci.high))
 
 
 def _resample_indices(y: np.ndarray, n_boot: int, seed: int, stratified: bool) -> np.ndarray:

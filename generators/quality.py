@@ -29,7 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from scipy import linalg
-from scipy.stats import binomtest
+
+from synthscope.stats import wilson_interval
 
 from .conditioning import Vocabulary
 from .imageset import ImageSet
@@ -595,14 +596,6 @@ def evaluate_quality(
 # --------------------------------------------------------------------------------------------------
 # Prompt adherence
 # --------------------------------------------------------------------------------------------------
-
-
-def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for k successes in n trials; (nan, nan) when n == 0."""
-    if n == 0:
-        return (float("nan"), float("nan"))
-    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
-    return (float(ci.low), float(ci.high))
 
 
 ADHERENCE_COLUMNS = [

@@ -11,7 +11,7 @@ import pandas as pd
 from synthscope.reports import Figure, Gallery, Metric, Section, Table, Text
 
 from .evaluation import RunEvaluation
-from .quality import wilson_interval
+from synthscope.stats import wilson_interval
 
 MODEL_TITLES = {"ae": "Autoencoder", "vae": "Variational autoencoder (VAE)", "gan": "GAN (DCGAN)",
                 "diffusion": "Diffusion (DDPM/DDIM)"}

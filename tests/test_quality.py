@@ -168,7 +168,7 @@ def test_wilson_interval_known_values():
     assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
     low, high = wilson_interval(5, 10, confidence=0.99)
     assert low < 0.2366 and high > 0.7634
-    assert all(math.isnan(x) for x in wilson_interval(0, 0))
+    assert wilson_interval(0, 0) == (None, None)  # undefined, not zero-width
 
 
 # --------------------------------------------------------------------------------------------------
