@@ -1,0 +1,116 @@
+"""CNN detectors: a small CNN that trains in a minute on a CPU, or a torchvision ResNet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from synthscope.runtime import atomic_write_json, read_json
+
+ARCHS = ("small", "resnet18", "resnet50")
+WEIGHTS_FILE = "detector.safetensors"
+CONFIG_FILE = "detector.json"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def small_cnn(channels: int) -> nn.Module:
+    """Three conv blocks and a global average pool: any input size, about 100k weights."""
+    def block(c_in: int, c_out: int) -> list[nn.Module]:
+        return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+    return nn.Sequential(*block(channels, 32), nn.MaxPool2d(2), *block(32, 64), nn.MaxPool2d(2),
+                         *block(64, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 1))
+
+
+def resnet(arch: str, pretrained: str | None) -> nn.Module:
+    """A torchvision ResNet with a one-logit head; ``pretrained="imagenet"`` loads torchvision's
+    weights (downloaded once into TORCH_HOME), and fails with one clear line when they cannot be had."""
+    import torchvision
+
+    builder = getattr(torchvision.models, arch)
+    weights = None
+    if pretrained == "imagenet":
+        weights = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
+    elif pretrained not in (None, "none"):
+        raise ValueError(f"--pretrained {pretrained!r}: choose 'imagenet' or 'none'")
+    try:
+        network = builder(weights=weights)
+    except Exception as error:  # a failed download surfaces as URLError, RuntimeError, OSError…
+        raise ValueError(
+            f"--pretrained imagenet: could not load torchvision's ImageNet weights for {arch} ({error}). "
+            f"Without network access, put the weight file ({weights.url.rsplit('/', 1)[-1]}) in "
+            f"$TORCH_HOME/hub/checkpoints, or use --pretrained none") from None
+    network.fc = nn.Linear(network.fc.in_features, 1)
+    return network
+
+
+class CNNDetector(nn.Module):
+    """Real-vs-fake image classifier; ``forward`` gives the logit of "fake" for images in [0, 1]."""
+
+    def __init__(self, arch: str = "small", channels: int = 3, size: int = 32, pretrained: str | None = None):
+        super().__init__()
+        if arch not in ARCHS:
+            raise ValueError(f"unknown detector architecture {arch!r}; choose from {', '.join(ARCHS)}")
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        self.arch, self.channels, self.size, self.pretrained = arch, channels, size, pretrained
+        self.network = small_cnn(channels) if arch == "small" else resnet(arch, pretrained)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.arch == "small":
+            return self.network(images * 2 - 1).squeeze(1)
+        if images.shape[1] == 1:  # ResNets take RGB
+            images = images.expand(-1, 3, -1, -1)
+        return self.network((images - self.mean) / self.std).squeeze(1)
+
+    @torch.no_grad()
+    def score(self, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+        """P(fake) per image, in eval mode; the model's mode is restored afterwards."""
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        try:
+            parts = [torch.sigmoid(self(chunk.to(device))).cpu() for chunk in images.split(batch_size)]
+        finally:
+            self.train(was_training)
+        return torch.cat(parts).numpy().astype(np.float64) if parts else np.empty(0)
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": "cnn", "arch": self.arch, "channels": self.channels, "size": self.size,
+                "pretrained": self.pretrained}
+
+    def save(self, directory: Path, extra: dict[str, Any] | None = None) -> None:
+        """Weights as safetensors plus a JSON config (threshold, training record…)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / f".{WEIGHTS_FILE}.tmp"
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(tmp))
+        tmp.replace(directory / WEIGHTS_FILE)
+        atomic_write_json(directory / CONFIG_FILE, {**(extra or {}), "model": self.config()})
+
+    @classmethod
+    def load(cls, directory: Path, device: str | torch.device = "cpu") -> tuple["CNNDetector", dict[str, Any]]:
+        """The detector and its saved config (safetensors only: no pickled code runs)."""
+        directory = Path(directory)
+        config = read_json(directory / CONFIG_FILE)
+        model_config = config.get("model", {})
+        if model_config.get("kind") != "cnn":
+            raise ValueError(f"{directory / CONFIG_FILE}: not a CNN detector")
+        # The saved weights replace any pretrained ones, so nothing is downloaded here.
+        detector = cls(model_config["arch"], int(model_config["channels"]), int(model_config["size"]), None)
+        weights = directory / WEIGHTS_FILE
+        try:
+            detector.load_state_dict(load_file(str(weights)))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{weights}: missing weight file") from None
+        except Exception as error:
+            raise ValueError(f"{weights}: not the weights of this detector ({error})") from None
+        return detector.to(device).eval(), config

@@ -1,0 +1,94 @@
+"""CNN detector: trains on real vs synthetic corpora, fixes its threshold on held-out reals only,
+saves/loads safely and reports deployment metrics."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from synthscope.detectors.cnn import CNNDetector
+from synthscope.detectors.metrics import threshold_at_fpr
+from synthscope.detectors.training import evaluate_detector, load_labelled, stratified_split, train_detector
+from synthscope.generators.corpus import CorpusWriter
+from synthscope.generators.data import load_digits
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    """Real digits, and a 'generator' whose images carry a faint checkerboard artefact."""
+    root = tmp_path_factory.mktemp("corpora")
+    digits = load_digits(16).images.expand(-1, 3, -1, -1).contiguous()
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 0.15
+    real, fake, test_real, test_fake = root / "real", root / "fake", root / "test-real", root / "test-fake"
+    CorpusWriter(real, {"generator": "real"}).append(digits[:300], [{"source": "real"}] * 300)
+    CorpusWriter(fake, {"generator": "toygan"}).append((digits[300:600] + checker).clamp(0, 1),
+                                                       [{"source": "toygan"}] * 300)
+    CorpusWriter(test_real, {"generator": "real"}).append(digits[600:800], [{"source": "real"}] * 200)
+    CorpusWriter(test_fake, {"generator": "toygan"}).append((digits[800:900] + checker).clamp(0, 1),
+                                                            [{"source": "toygan"}] * 100)
+    return real, fake, test_real, test_fake
+
+
+@pytest.fixture(scope="module")
+def trained(corpora, tmp_path_factory):
+    real, fake, _, _ = corpora
+    out = tmp_path_factory.mktemp("detector")
+    run = train_detector(real, [fake], out, size=16, epochs=6, batch_size=32, p_blur=0.0, p_jpeg=0.0, target_fpr=0.05,
+                         seed=0, device="cpu", progress=False)
+    return run, out
+
+
+def test_threshold_comes_from_held_out_reals_only(corpora, trained):
+    run, out = trained
+    real, fake, _, _ = corpora
+    data = load_labelled(real, [fake], size=16)
+    _, val = stratified_split(data, 0.2, seed=0)
+    val_scores = run.detector.score(val.images)
+    assert run.threshold == threshold_at_fpr(val_scores[val.labels == 0], 0.05)
+    saved = json.loads((out / "detector.json").read_text())
+    assert saved["threshold"] == run.threshold and "held-out real" in saved["threshold_source"]
+
+
+def test_detector_separates_and_reports_at_the_fixed_threshold(corpora, trained):
+    _, out = trained
+    _, _, test_real, test_fake = corpora
+    report = evaluate_detector(out, test_real, [test_fake], n_boot=200, device="cpu")
+    assert report["ap"] > 0.95 and report["roc_auc"] > 0.95
+    assert report.n_real == 200 and report.n_fake == 100
+    per_source = report.per_source_table()
+    assert set(per_source["source"]) == {"real", "toygan"}
+    real_only = evaluate_detector(out, test_real, [], n_boot=50, device="cpu")
+    assert real_only["ap"] is None and real_only["fpr_at_threshold"] is not None
+
+
+def test_save_load_round_trip_gives_identical_scores(corpora, trained):
+    run, out = trained
+    again, config = CNNDetector.load(out)
+    images = torch.rand(8, 3, 16, 16)
+    assert np.array_equal(run.detector.score(images), again.score(images))
+    assert config["model"]["arch"] == "small"
+
+
+def test_bad_inputs_are_clear_errors(corpora, tmp_path):
+    real, _, _, _ = corpora
+    with pytest.raises(ValueError, match="at least one synthetic"):
+        train_detector(real, [], tmp_path / "d", progress=False)
+    with pytest.raises(ValueError, match="unknown detector architecture"):
+        CNNDetector("vgg")
+    with pytest.raises(FileNotFoundError, match="detector.json"):
+        CNNDetector.load(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty"):
+        load_labelled(tmp_path / "empty", [real])
+
+
+def test_imagenet_weights_offline_fail_with_one_clear_line(monkeypatch):
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torchvision.models, "resnet18", offline)
+    with pytest.raises(ValueError, match="--pretrained none"):
+        CNNDetector("resnet18", pretrained="imagenet")
