@@ -171,19 +171,19 @@ def train_detector(real: Path | str, fakes: Sequence[Path | str], out: Path | st
 
 
 def evaluate_detector(detector_dir: Path | str, real: Path | str | None, fakes: Sequence[Path | str],
-                      n_boot: int = 1000, seed: int = 0, device: str = "auto") -> DetectionReport:
+                      n_boot: int = 1000, seed: int = 0, device: str = "auto",
+                      return_scores: bool = False) -> DetectionReport | tuple[DetectionReport, pd.DataFrame]:
     """Score test corpora and report the deployment metrics at the detector's saved threshold.
 
     ``real`` or ``fakes`` may be left out: a real-only test set reports the false-positive rate."""
     detector, config = CNNDetector.load(Path(detector_dir), device=resolve_device(device))
     data = load_labelled(real, fakes, size=detector.size, channels=detector.channels)
+    threshold = float(config["threshold"])
     scores = detector.score(data.images)
-    return evaluate_scores(data.labels, scores, float(config["threshold"]), probs=scores,
-                           sources=data.sources, n_boot=n_boot, seed=seed)
-
-
-def scores_table(detector: CNNDetector, data: LabelledImages, threshold: float) -> pd.DataFrame:
-    """One row per image: file, source, label, score and decision at the threshold."""
-    scores = detector.score(data.images)
-    return pd.DataFrame({"file": data.files, "source": data.sources, "label": data.labels,
-                         "score": scores, "decision": np.where(scores > threshold, "fake", "real")})
+    report = evaluate_scores(data.labels, scores, threshold, probs=scores, sources=data.sources,
+                             n_boot=n_boot, seed=seed)
+    if not return_scores:
+        return report
+    table = pd.DataFrame({"file": data.files, "source": data.sources, "label": data.labels, "score": scores,
+                          "decision": np.where(scores > threshold, "fake", "real")})
+    return report, table

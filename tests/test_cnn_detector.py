@@ -92,3 +92,51 @@ def test_imagenet_weights_offline_fail_with_one_clear_line(monkeypatch):
     monkeypatch.setattr(torchvision.models, "resnet18", offline)
     with pytest.raises(ValueError, match="--pretrained none"):
         CNNDetector("resnet18", pretrained="imagenet")
+
+
+def test_command_line_train_eval_and_scan(corpora, tmp_path, capsys):
+    import pandas as pd
+    from PIL import Image
+
+    from synthscope.cli import main
+
+    real, fake, test_real, test_fake = corpora
+    det = tmp_path / "det"
+    assert main(["detect", "train", "--real", str(real), "--fake", str(fake), "--out", str(det), "--size", "16",
+                 "--epochs", "2", "--target-fpr", "0.05", "--quiet", "--device", "cpu"]) == 0
+    assert "held-out reals" in capsys.readouterr().out
+    results = tmp_path / "results"
+    assert main(["detect", "eval", str(det), "--real", str(test_real), "--fake", str(test_fake), "--out",
+                 str(results), "--bootstrap", "50", "--quiet"]) == 0
+    metrics = pd.read_csv(results / "metrics.csv")
+    assert {"ap", "roc_auc", "tpr_at_1pct_fpr", "eer", "ece"} <= set(metrics["metric"])
+    assert len(pd.read_csv(results / "scores.csv")) == 300
+
+    folder = tmp_path / "inbox"
+    (folder / "nested").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (50, 70, 4), dtype="uint8"), "RGBA").save(folder / "a.png")
+    Image.fromarray(rng.integers(0, 255, (20, 20), dtype="uint8"), "L").save(folder / "nested" / "b.jpg")
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "scores.csv"
+    assert main(["detect", "scan", str(det), str(folder), "--out", str(out), "--quiet"]) == 0
+    table = pd.read_csv(out, keep_default_na=False)
+    assert len(table) == 5
+    readable = table[table["error"] == ""]
+    assert set(readable["path"]) == {"a.png", "nested/b.jpg"}
+    assert readable["decision"].isin(["real", "fake"]).all()
+    assert (table.set_index("path").loc[["corrupt.png", "empty.jpg", "notes.txt"], "error"] != "").all()
+
+
+def test_command_line_rejects_bad_detector_options(capsys):
+    from synthscope.cli import main
+
+    for argv in (["detect", "train", "--real", "r", "--fake", "f", "--out", "o", "--p-blur", "1.5"],
+                 ["detect", "train", "--real", "r", "--out", "o"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+    assert main(["detect", "eval", "nowhere", "--out", "o"]) == 2
+    assert "--real" in capsys.readouterr().err
