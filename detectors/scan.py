@@ -28,7 +28,12 @@ def scan_folder(detector_dir: Path | str, folder: Path | str, out: Path | str, b
                 device: str = "auto", progress: bool = True) -> pd.DataFrame:
     """Score every file under ``folder`` and write ``out`` (CSV): path, P(fake), the decision at the
     detector's saved threshold, or why the file could not be read. A bad file never stops a scan."""
-    from synthscope.generators.folder import UnreadableImageError, fit_square, image_to_tensor, open_image
+    from synthscope.generators.folder import (
+        UnreadableImageError,
+        fit_square,
+        image_to_tensor,
+        open_image,
+    )
 
     detector, config = CNNDetector.load(Path(detector_dir), device=resolve_device(device))
     threshold = float(config["threshold"])

@@ -12,10 +12,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from synthscope.runtime import atomic_write_json, read_json
+from synthscope.runtime import atomic_write_json, read_json, sha256_file
 
 from .conditioning import Vocabulary
-from .corpus import sha256_file
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"

@@ -18,16 +18,14 @@ Any plain folder of images can be read as a corpus too; its manifest is then inf
 from __future__ import annotations
 
 import copy
-import hashlib
+import io
 import json
 import math
-import os
 import platform
 import re
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -35,6 +33,8 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
+
+from synthscope.runtime import atomic_write_bytes, fsync_dir, package_version
 
 from .folder import (
     DEFAULT_MAX_PIXELS,
@@ -73,23 +73,10 @@ class CorpusError(ValueError):
 # --------------------------------------------------------------------------- helpers
 
 
-def sha256_file(path: Path | str, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks (checkpoints can be gigabytes)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def package_versions() -> dict[str, str | None]:
     """Installed versions of the packages a corpus depends on (None where not installed)."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
-    for key, dist in _VERSIONED.items():
-        try:
-            versions[key] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[key] = None
+    versions.update({key: package_version(dist) for key, dist in _VERSIONED.items()})
     return versions
 
 
@@ -114,50 +101,10 @@ def _as_json(value: Any) -> Any:
     return json.loads(json.dumps(value, default=_json_default))
 
 
-def _fsync_dir(folder: Path) -> None:
-    # Makes the renames themselves durable; not possible on every platform (Windows), hence best-effort.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _temp_name(final: Path) -> Path:
-    return final.with_name(f".{final.name}.{os.getpid()}.tmp")
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file in the same folder, fsync, then ``os.replace`` it over ``path``."""
-    tmp = _temp_name(path)
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def _write_png(image: Image.Image, path: Path) -> None:
-    tmp = _temp_name(path)
-    try:
-        with open(tmp, "wb") as handle:
-            image.save(handle, format="PNG")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue(), sync_dir=False)  # the batch syncs the folder once
 
 
 def _read_manifest(path: Path) -> pd.DataFrame:
@@ -392,11 +339,11 @@ class CorpusWriter:
         return str(self._provenance.get("generator") or "unknown")
 
     def _write_manifest(self, manifest: pd.DataFrame) -> None:
-        _atomic_write_text(self.manifest_path, manifest.to_csv(index=False, lineterminator="\n"))
+        atomic_write_bytes(self.manifest_path, manifest.to_csv(index=False, lineterminator="\n").encode())
 
     def _write_provenance(self) -> None:
         text = json.dumps(self._provenance, indent=2, default=_json_default) + "\n"
-        _atomic_write_text(self.provenance_path, text)
+        atomic_write_bytes(self.provenance_path, text.encode())
 
     def append(self, images: Any, rows: Sequence[dict] | None = None) -> list[str]:
         """Write a batch; return the new rows' ``file`` values ("images/000123.png", ...).
@@ -429,7 +376,7 @@ class CorpusWriter:
         # 1) images, each renamed into place whole; unlisted until the manifest names them.
         for name, image in zip(files, pil_images):
             _write_png(image, self.root / name)
-        _fsync_dir(self.images_dir)
+        fsync_dir(self.images_dir)
 
         # 2) the manifest, replaced in one step: this is the commit point of the batch.
         batch = pd.DataFrame([{"file": f, **r} for f, r in zip(files, records)], dtype=str)

@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from torch import nn
 
 from .base import ConditionEmbedding, Generator
 

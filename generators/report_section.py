@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
-
 from synthscope.reports import Figure, Gallery, Metric, Section, Table, Text
 
-from .evaluation import RunEvaluation
 from synthscope.stats import wilson_interval
+
+from .evaluation import RunEvaluation
 
 MODEL_TITLES = {"ae": "Autoencoder", "vae": "Variational autoencoder (VAE)", "gan": "GAN (DCGAN)",
                 "diffusion": "Diffusion (DDPM/DDIM)"}

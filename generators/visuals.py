@@ -39,9 +39,9 @@ import pandas as pd
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-
 from synthscope.reports import style as report_style
 from synthscope.reports.style import figure_png, palette
+
 from synthscope.runtime import atomic_write_bytes
 
 if TYPE_CHECKING:  # imported lazily at run time: a figure of one kind needs no other model code

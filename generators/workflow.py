@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from synthscope.runtime import resolve_device, seed_everything
+from synthscope.runtime import resolve_device, seed_everything, sha256_file
 
 from .base import CONFIG_FILE, WEIGHTS_FILE, Generator, load_generator
 from .data import load_data
@@ -126,8 +126,6 @@ def sample_to_corpus(run_dir: Path | str, out: Path | str, n: int, prompts: list
     ``batch_size`` writes exactly the images an uninterrupted one would have; asking for more images
     later adds the missing ones, never a duplicate.
     """
-    from .corpus import sha256_file
-
     if n < 1 or batch_size < 1:
         raise ValueError(f"--n and --batch-size must be at least 1 (got {n} and {batch_size})")
     run_dir, out = Path(run_dir), Path(out)

@@ -39,6 +39,8 @@ __all__ = [
 
 def demo_report(out_dir: str | os.PathLike[str]) -> Path:
     """Write the demo report (every block type, invented numbers) to ``out_dir``; see :mod:`.demo`."""
-    from .demo import demo_report as _demo  # lazy: the demo draws plots, which needs matplotlib
+    from .demo import (
+        demo_report as _demo,  # lazy: the demo draws plots, which needs matplotlib
+    )
 
     return _demo(out_dir)

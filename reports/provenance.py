@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import sys
 from datetime import datetime, timezone
-from importlib import metadata
-from pathlib import Path
 from typing import Any
+
+from synthscope.runtime import package_version, sha256_file
 
 __all__ = ["collect_provenance", "file_sha256", "PROVENANCE_PACKAGES"]
 
@@ -20,10 +19,7 @@ PROVENANCE_PACKAGES: tuple[str, ...] = (
 
 
 def _package_version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
+    return package_version(name) or "not installed"
 
 
 def _timestamp(value: datetime | float | int) -> datetime:
@@ -89,12 +85,8 @@ def collect_provenance(extra: dict[str, Any] | None = None, *,
 
 
 def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
-    """The SHA-256 of a file (a data set, a checkpoint), as ``sha256:<hex>``, read in chunks."""
-    digest = hashlib.sha256()
+    """The SHA-256 of a file (a data set, a checkpoint), as ``sha256:<hex>``."""
     try:
-        with Path(path).open("rb") as handle:
-            for chunk in iter(lambda: handle.read(chunk_size), b""):
-                digest.update(chunk)
+        return "sha256:" + sha256_file(path, chunk_size)
     except OSError as error:
         raise ValueError(f"cannot hash {str(path)!r}: {error.strerror or error}") from None
-    return "sha256:" + digest.hexdigest()

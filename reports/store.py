@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from synthscope.runtime import atomic_write_bytes
 
 from .model import Figure, Gallery, GalleryImage, Metric, Report, Section, Table, Text
 from .render import SCHEMA, render_report
@@ -24,20 +25,6 @@ INDEX = "index.html"
 DOCUMENT = "report.json"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never half of one (an interrupted run loses nothing)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # open(..., "xb") rather than mkstemp: the file gets the usual umask permissions, not 0600
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_report(report: Report, out_dir: str | os.PathLike[str]) -> Path:
     """Write ``report`` to ``out_dir`` (see :meth:`Report.write`); returns the path of ``index.html``."""
     out = Path(out_dir)
@@ -45,14 +32,14 @@ def write_report(report: Report, out_dir: str | os.PathLike[str]) -> Path:
         raise ValueError(f"report folder {str(out)!r} exists and is not a folder")
     rendered = render_report(report)
     for relative, png in rendered.images.items():
-        _atomic_write(out / relative, png)
+        atomic_write_bytes(out / relative, png)
     for relative, frame in rendered.tables.items():
         # repr-precision floats: read back with float_precision="round_trip" they are bit-identical
-        _atomic_write(out / relative, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+        atomic_write_bytes(out / relative, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
     document = json.dumps(rendered.document, indent=2, ensure_ascii=False, allow_nan=False)
-    _atomic_write(out / DOCUMENT, (document + "\n").encode("utf-8"))
+    atomic_write_bytes(out / DOCUMENT, (document + "\n").encode("utf-8"))
     index = out / INDEX
-    _atomic_write(index, rendered.html.encode("utf-8"))  # last: a page on disk has its data beside it
+    atomic_write_bytes(index, rendered.html.encode("utf-8"))  # last: a page on disk has its data beside it
     return index
 
 
@@ -171,5 +158,5 @@ def rerender(report_dir: str | os.PathLike[str]) -> Path:
     base = Path(report_dir)
     report = load_report(base)
     index = base / INDEX
-    _atomic_write(index, render_report(report).html.encode("utf-8"))
+    atomic_write_bytes(index, render_report(report).html.encode("utf-8"))
     return index

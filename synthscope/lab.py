@@ -90,7 +90,11 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
     """Run every lab stage into ``out`` and write ``out/index.html``."""
     from synthscope.generators.base import load_generator
     from synthscope.generators.evaluation import RunEvaluation
-    from synthscope.generators.workflow import export_builtin, sample_to_corpus, train_run
+    from synthscope.generators.workflow import (
+        export_builtin,
+        sample_to_corpus,
+        train_run,
+    )
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -214,12 +218,12 @@ def compression_section(runs: Path, seed: int = 0):
 def write_lab_report(out: Path, evaluations, corpora: dict[str, Path], quick: bool, seed: int,
                      seconds: float, extras=(), reused: Sequence[str] = ()) -> Path:
     """Assemble the lab report from the stages' results."""
+    import pandas as pd
+
     from synthscope import __version__
     from synthscope.generators.corpus import read_corpus
     from synthscope.generators.report_section import generator_section
     from synthscope.reports import Report, collect_provenance
-
-    import pandas as pd
 
     corpus_rows = []
     for name, path in corpora.items():

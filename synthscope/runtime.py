@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
-import tempfile
+import uuid
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -39,20 +41,57 @@ def resolve_device(name: str | None = "auto") -> torch.device:
         raise ValueError(f"--device {name}: {error}") from None
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that readers see either the old or the new content, never half of it."""
+def fsync_dir(folder: Path) -> None:
+    """Make renames in ``folder`` durable; best effort (not possible on every platform)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes, sync_dir: bool = True) -> None:
+    """Write a file so that readers see either the old or the new content, never half of it.
+
+    ``sync_dir=False`` skips the folder fsync, for callers that write many files and sync the
+    folder once (a corpus batch)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # open(..., "xb") rather than mkstemp: the file gets the usual umask permissions, not 0600.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "xb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    if sync_dir:
+        fsync_dir(path.parent)
+
+
+def sha256_file(path: Path | str, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks (checkpoints can be gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def package_version(distribution: str) -> str | None:
+    """The installed version of a distribution (as pip names it), None when not installed."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def atomic_write_json(path: Path, payload: Any) -> None:

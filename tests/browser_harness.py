@@ -4,6 +4,7 @@ Shared by the browser tests. Requests go on fd 3, replies come on fd 4, NUL-sepa
 """
 
 from __future__ import annotations
+
 import base64
 import io
 import json
@@ -15,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
 import numpy as np
 from PIL import Image
 

@@ -6,10 +6,14 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from synthscope.detectors.cnn import CNNDetector
 from synthscope.detectors.metrics import threshold_at_fpr
-from synthscope.detectors.training import evaluate_detector, load_labelled, stratified_split, train_detector
+from synthscope.detectors.training import (
+    evaluate_detector,
+    load_labelled,
+    stratified_split,
+    train_detector,
+)
 from synthscope.generators.corpus import CorpusWriter
 from synthscope.generators.data import load_digits
 

@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from synthscope.generators.conditioning import PromptError, Vocabulary
 from synthscope.generators.data import digits_vocabulary
 

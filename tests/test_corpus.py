@@ -11,15 +11,14 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-
 from synthscope.generators import corpus as corpus_module
 from synthscope.generators.corpus import (
     CorpusError,
     CorpusWriter,
     read_corpus,
-    sha256_file,
 )
 from synthscope.generators.folder import UnreadableImageError
+from synthscope.runtime import sha256_file
 
 PROVENANCE = {"generator": "tiny-gan", "checkpoint_sha256": "ab" * 32, "config": {"nz": 8, "sizes": (1, 2)},
               "seed": 7}
@@ -204,10 +203,10 @@ def test_crash_during_manifest_replace_then_resume(tmp_path, monkeypatch):
             raise OSError("simulated crash")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(corpus_module.os, "replace", crashing_replace)
+    monkeypatch.setattr(os, "replace", crashing_replace)
     with pytest.raises(OSError, match="simulated crash"):
         writer.append(rgb_batch(2, seed=2), [{"key": "c"}, {"key": "d"}])
-    monkeypatch.setattr(corpus_module.os, "replace", real_replace)
+    monkeypatch.setattr(os, "replace", real_replace)
 
     # The manifest still holds batch 1 exactly; batch 2's PNGs are orphans, no temp files remain.
     assert (tmp_path / "manifest.csv").read_bytes() == manifest_before
@@ -231,7 +230,7 @@ def test_failed_append_leaves_writer_usable(tmp_path, monkeypatch):
     writer = CorpusWriter(tmp_path)
     writer.append(rgb_batch(1, seed=1))
     real_replace = os.replace
-    monkeypatch.setattr(corpus_module.os, "replace",
+    monkeypatch.setattr(os, "replace",
                         lambda s, d: (_ for _ in ()).throw(OSError("disk full"))
                         if os.path.basename(d) == "manifest.csv" else real_replace(s, d))
     with pytest.raises(OSError):

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
-
 from synthscope.detectors import metrics as M
 
 

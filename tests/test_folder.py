@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from synthscope.generators.data import load_data
 from synthscope.generators.folder import (
     IMAGE_EXTENSIONS,

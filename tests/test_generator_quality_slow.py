@@ -6,7 +6,6 @@ Marked slow (minutes in total): run with ``python -m pytest -m slow``.
 import math
 
 import pytest
-
 from synthscope.generators.workflow import train_run
 
 pytestmark = pytest.mark.slow

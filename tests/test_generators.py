@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-
 from synthscope.generators.base import load_generator
 from synthscope.generators.conditioning import PromptError
 from synthscope.generators.training import STATE_FILE, train_generator

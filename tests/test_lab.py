@@ -11,9 +11,9 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from browser_harness import CHROMIUM, Chromium, Page, skip_reason
 from PIL import Image
 
-from browser_harness import CHROMIUM, Chromium, Page, skip_reason
 from synthscope.cli import main
 from synthscope.lab import lab_stages
 

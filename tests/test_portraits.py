@@ -11,7 +11,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-
 from synthscope.generators.portraits import (
     AGES,
     GENDERS,

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from synthscope.generators.conditioning import Vocabulary
 from synthscope.generators.data import load_digits
 from synthscope.generators.imageset import ImageSet

@@ -12,8 +12,15 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
-
-from browser_harness import CHROMIUM, HEIGHT, LOCAL_SCHEMES, WIDTH, Chromium, Page, skip_reason
+from browser_harness import (
+    CHROMIUM,
+    HEIGHT,
+    LOCAL_SCHEMES,
+    WIDTH,
+    Chromium,
+    Page,
+    skip_reason,
+)
 from synthscope.reports import Metric, Section, Table, Text
 from synthscope.reports.demo import build_demo_report
 

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-
 from synthscope.reports import (
     DEFAULT_CAVEATS,
     Figure,

@@ -7,7 +7,6 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from PIL import Image
-
 from synthscope.generators import visuals
 from synthscope.generators.autoencoder import VAE, AutoEncoder
 from synthscope.generators.diffusion import Diffusion
