@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from synthscope.runtime import atomic_write_json, read_json
+from synthscope.runtime import atomic_write_json, evaluating, read_json
 
 ARCHS = ("small", "resnet18", "resnet50")
 WEIGHTS_FILE = "detector.safetensors"
@@ -71,16 +71,11 @@ class CNNDetector(nn.Module):
             images = images.expand(-1, 3, -1, -1)
         return self.network((images - self.mean) / self.std).squeeze(1)
 
-    @torch.no_grad()
     def score(self, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
         """P(fake) per image, in eval mode; the model's mode is restored afterwards."""
-        was_training = self.training
-        self.eval()
         device = next(self.parameters()).device
-        try:
+        with evaluating(self):
             parts = [torch.sigmoid(self(chunk.to(device))).cpu() for chunk in images.split(batch_size)]
-        finally:
-            self.train(was_training)
         return torch.cat(parts).numpy().astype(np.float64) if parts else np.empty(0)
 
     def config(self) -> dict[str, Any]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -12,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from synthscope.runtime import atomic_write_json, read_json, sha256_file
+from synthscope.runtime import atomic_write_json, evaluating, read_json, sha256_file
 
 from .conditioning import Vocabulary
 
@@ -23,18 +21,6 @@ CONFIG_FILE = "config.json"
 def null_ids(sizes: list[int], batch: int, device: torch.device | str) -> torch.Tensor:
     """The all-unspecified condition: each attribute's extra, last id."""
     return torch.tensor(sizes, device=device).expand(batch, -1).clone()
-
-
-@contextlib.contextmanager
-def evaluating(module: nn.Module) -> Iterator[None]:
-    """Eval mode and no gradients; the previous mode comes back even if the body raises."""
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        module.train(was_training)
 
 
 class ConditionEmbedding(nn.Module):

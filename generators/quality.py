@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy import linalg
 
+from synthscope.runtime import evaluating
 from synthscope.stats import wilson_interval
 
 from .conditioning import Vocabulary
@@ -128,19 +129,11 @@ class FeatureClassifier(nn.Module):
         h = self.embed(x)
         return [head(h) for head in self.heads]
 
-    @torch.no_grad()
     def _batched(self, images: torch.Tensor, batch_size: int, fn) -> list:
         images = self._check(images)
-        was_training = self.training
-        self.eval()  # BatchNorm running statistics: features must not depend on the batch
-        try:
-            out = []
-            for start in range(0, images.shape[0], batch_size):
-                batch = images[start : start + batch_size].to(self.device)
-                out.append(fn(batch))
-            return out
-        finally:
-            self.train(was_training)
+        with evaluating(self):  # BatchNorm running statistics: features must not depend on the batch
+            return [fn(images[start : start + batch_size].to(self.device))
+                    for start in range(0, images.shape[0], batch_size)]
 
     def features(self, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
         """Penultimate-layer features, (N, feature_dim) float64, eval mode, no gradients."""

@@ -42,7 +42,7 @@ from matplotlib.figure import Figure
 from synthscope.reports import style as report_style
 from synthscope.reports.style import figure_png, palette
 
-from synthscope.runtime import atomic_write_bytes
+from synthscope.runtime import atomic_write_bytes, evaluating
 
 if TYPE_CHECKING:  # imported lazily at run time: a figure of one kind needs no other model code
     from .autoencoder import AutoEncoder
@@ -243,18 +243,6 @@ def image_grid(images: torch.Tensor, nrow: int = 8, title: str | None = None,
 
 # -- autoencoders ----------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _evaluating(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode (BatchNorm running statistics) and no gradients; the previous mode comes back."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
 def _check_fits(model: Generator, images: torch.Tensor, what: str) -> None:
     if images.shape[1] != model.channels or images.shape[-1] != model.size or images.shape[-2] != model.size:
         raise ValueError(
@@ -267,7 +255,7 @@ def _check_fits(model: Generator, images: torch.Tensor, what: str) -> None:
 def _encode(model: AutoEncoder, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
     """Latent codes (the posterior means for a VAE) of the model's own input for ``images``."""
     generator = torch.Generator(device=model.device).manual_seed(0)
-    with _evaluating(model):
+    with evaluating(model):
         codes = [model.encode(model.corrupt(chunk.to(model.device), generator=generator)).cpu()
                  for chunk in images.split(batch)]
     return torch.cat(codes)
@@ -291,7 +279,7 @@ def reconstruction_figure(images: torch.Tensor, models: dict[str, AutoEncoder], 
         _check_fits(model, images, f"reconstruction_figure (model {name!r})")
         mode = model.options["mode"]
         generator = torch.Generator(device=model.device).manual_seed(seed)
-        with _evaluating(model):
+        with evaluating(model):
             x = images.to(model.device)
             inputs = model.corrupt(x, generator=generator)
             output = model.reconstruct(inputs).cpu()
@@ -413,7 +401,7 @@ def interpolation_figure(vae: AutoEncoder, pairs: Sequence[tuple[torch.Tensor, t
     for start, end in pairs:
         ends = _check_images(torch.stack([torch.as_tensor(start), torch.as_tensor(end)]), "pair")
         _check_fits(vae, ends, "interpolation_figure")
-        with _evaluating(vae):
+        with evaluating(vae):
             if hasattr(vae, "interpolate"):
                 path = vae.interpolate(ends[0], ends[1], steps).cpu()
             else:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import random
 import uuid
 from importlib import metadata
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,19 @@ def resolve_device(name: str | None = "auto") -> torch.device:
         return torch.device(name)
     except RuntimeError as error:
         raise ValueError(f"--device {name}: {error}") from None
+
+
+@contextlib.contextmanager
+def evaluating(module: torch.nn.Module) -> Iterator[None]:
+    """Eval mode (BatchNorm running statistics) and no gradients; the previous mode comes back
+    even if the body raises."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        module.train(was_training)
 
 
 def fsync_dir(folder: Path) -> None:

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from synthscope.generators import corpus as corpus_module
 from synthscope.generators.corpus import (
     CorpusError,
     CorpusWriter,
