@@ -15,26 +15,27 @@ class UsageError(Exception):
     """Bad input from the user: reported as one line, exit status 2."""
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1 (anything else is bad usage, exit 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def bounded(convert: type, low: float, high: float | None = None):
+    """An argparse type: a number converted by ``convert`` and kept within [low, high]; anything
+    else is bad usage (exit 2) with a message saying what was expected."""
+    noun = "whole number" if convert is int else "number"
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {noun}") from None
+        if value < low or (high is not None and value > high):
+            expected = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {value}")
+        return value
+
+    parse.__name__ = f"{noun} >= {low}" if high is None else f"{noun} in [{low}, {high}]"
+    return parse
 
 
-def probability(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return value
+positive_int = bounded(int, 1)
+probability = bounded(float, 0, 1)
 
 
 def _add_common(parser: argparse.ArgumentParser, device: bool = True, seed: bool = True) -> None:
