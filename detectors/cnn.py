@@ -7,10 +7,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from synthscope.runtime import atomic_write_json, evaluating, read_json
+from synthscope.runtime import atomic_write_json, evaluating, load_weights, read_json, save_weights
 
 ARCHS = ("small", "resnet18", "resnet50")
 WEIGHTS_FILE = "detector.safetensors"
@@ -85,11 +84,8 @@ class CNNDetector(nn.Module):
     def save(self, directory: Path, extra: dict[str, Any] | None = None) -> None:
         """Weights as safetensors plus a JSON config (threshold, training record…)."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".{WEIGHTS_FILE}.tmp"
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, str(tmp))
-        tmp.replace(directory / WEIGHTS_FILE)
-        atomic_write_json(directory / CONFIG_FILE, {**(extra or {}), "model": self.config()})
+        digest = save_weights(self, directory / WEIGHTS_FILE)
+        atomic_write_json(directory / CONFIG_FILE, {**(extra or {}), "model": self.config(), "weights_sha256": digest})
 
     @classmethod
     def load(cls, directory: Path, device: str | torch.device = "cpu") -> tuple["CNNDetector", dict[str, Any]]:
@@ -101,11 +97,5 @@ class CNNDetector(nn.Module):
             raise ValueError(f"{directory / CONFIG_FILE}: not a CNN detector")
         # The saved weights replace any pretrained ones, so nothing is downloaded here.
         detector = cls(model_config["arch"], int(model_config["channels"]), int(model_config["size"]), None)
-        weights = directory / WEIGHTS_FILE
-        try:
-            detector.load_state_dict(load_file(str(weights)))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{weights}: missing weight file") from None
-        except Exception as error:
-            raise ValueError(f"{weights}: not the weights of this detector ({error})") from None
+        load_weights(detector, directory / WEIGHTS_FILE, expected_sha256=config.get("weights_sha256"))
         return detector.to(device).eval(), config

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from synthscope.runtime import atomic_write_json, evaluating, read_json, sha256_file
+from synthscope.runtime import atomic_write_json, evaluating, load_weights, read_json, save_weights
 
 from .conditioning import Vocabulary
 
@@ -147,12 +146,7 @@ class Generator(nn.Module):
     def save(self, directory: Path, extra: dict[str, Any] | None = None) -> str:
         """Weights as safetensors plus a JSON config; returns the weights' SHA-256."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        tmp = directory / f".{WEIGHTS_FILE}.tmp"
-        save_file(state, str(tmp))
-        tmp.replace(directory / WEIGHTS_FILE)
-        digest = sha256_file(directory / WEIGHTS_FILE)
+        digest = save_weights(self, directory / WEIGHTS_FILE)
         atomic_write_json(directory / CONFIG_FILE, {**(extra or {}), "model": self.config(),
                                                    "weights_sha256": digest})
         return digest
@@ -185,22 +179,8 @@ def load_generator(directory: Path, device: str | torch.device = "cpu") -> Gener
         raise FileNotFoundError(f"{weights}: missing weight file (was training finished or interrupted "
                                 f"before its first checkpoint?)")
     config = read_json(directory / CONFIG_FILE)
-    expected = config.get("weights_sha256")
-    if expected and sha256_file(weights) != expected:
-        raise ValueError(f"{weights}: does not match the weights_sha256 in {directory / CONFIG_FILE} "
-                         f"(changed, or a save was interrupted); retrain or restore the file")
     if "model" not in config:
         raise ValueError(f"{directory / CONFIG_FILE}: no 'model' section")
     model = build_generator(config["model"])
-    try:
-        state = load_file(str(weights))
-    except Exception as error:  # safetensors raises its own error types
-        raise ValueError(f"{weights}: not a readable safetensors file ({error})") from None
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as error:  # shape mismatches
-        raise ValueError(f"{weights}: weights do not match {directory / CONFIG_FILE} ({error})") from None
-    if missing or unexpected:
-        raise ValueError(f"{weights}: weights do not match the config "
-                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    load_weights(model, weights, expected_sha256=config.get("weights_sha256"))
     return model.to(device).eval()

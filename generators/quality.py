@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy import linalg
 
-from synthscope.runtime import evaluating
+from synthscope.runtime import atomic_write_json, evaluating, load_weights, save_weights
 from synthscope.stats import wilson_interval
 
 from .conditioning import Vocabulary
@@ -173,20 +173,14 @@ class FeatureClassifier(nn.Module):
 
     def save(self, directory: str | Path) -> Path:
         """Write ``model.safetensors`` and ``config.json`` into ``directory``; returns the folder."""
-        from safetensors.torch import save_file
-
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS_NAME))
-        (directory / CONFIG_NAME).write_text(json.dumps(self.config(), indent=2))
+        save_weights(self, directory / WEIGHTS_NAME)
+        atomic_write_json(directory / CONFIG_NAME, self.config())
         return directory
 
     @classmethod
     def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> "FeatureClassifier":
         """Load a classifier saved by ``save`` (safetensors only: no pickle is ever executed)."""
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
         for path in (config_path, weights_path):
@@ -205,7 +199,7 @@ class FeatureClassifier(nn.Module):
             feature_dim=config["feature_dim"],
             widths=tuple(config["widths"]),
         )
-        model.load_state_dict(load_file(str(weights_path), device="cpu"))
+        load_weights(model, weights_path)
         model.heldout_accuracy = {k: float(v) for k, v in config.get("heldout_accuracy", {}).items()}
         model.heldout_recall = config.get("heldout_recall", {})
         model.train_info = config.get("train_info", {})

@@ -101,6 +101,39 @@ def sha256_file(path: Path | str, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def save_weights(module: torch.nn.Module, path: Path) -> str:
+    """A module's state as safetensors, written atomically; returns the file's SHA-256."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    atomic_write_bytes(Path(path), save(state))
+    return sha256_file(path)
+
+
+def load_weights(module: torch.nn.Module, path: Path, expected_sha256: str | None = None) -> None:
+    """Load safetensors weights into ``module`` (no pickled code can run); a missing, corrupt,
+    changed or mismatched file is one clear error naming it."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing weight file")
+    if expected_sha256 and sha256_file(path) != expected_sha256:
+        raise ValueError(f"{path}: does not match the weights_sha256 recorded beside it "
+                         f"(changed, or a save was interrupted); retrain or restore the file")
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as error:  # safetensors raises its own error types
+        raise ValueError(f"{path}: not a readable safetensors file ({error})") from None
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # shape mismatches
+        raise ValueError(f"{path}: weights do not match the model's config ({error})") from None
+    if missing or unexpected:
+        raise ValueError(f"{path}: weights do not match the model's config "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
 def package_version(distribution: str) -> str | None:
     """The installed version of a distribution (as pip names it), None when not installed."""
     try:
