@@ -127,9 +127,9 @@ def lecture_figures(model, run: TrainingRun, data: ImageSet, seed: int = 0) -> d
         figures["training_progress"] = visuals.training_progress_figure(run.run_dir)
     prompts = None
     if model.conditional:  # one row per value of the first attribute
-        per_value = max(1, 64 // model.vocabulary.sizes()[0])
-        prompts = sorted(model.vocabulary.balanced_prompts(per_value * model.vocabulary.sizes()[0]),
-                         key=next(iter(model.vocabulary.attributes.values())).index)
+        values = next(iter(model.vocabulary.attributes.values()))
+        per_value = max(1, 64 // len(values))
+        prompts = [value for value in values for _ in range(per_value)]
     figures["samples"] = visuals.prior_samples_figure(model, n=len(prompts) if prompts else 64, seed=seed,
                                                       prompt=prompts, nrow=per_value if prompts else 8)
     examples = data.images[:10]

@@ -145,7 +145,7 @@ def sample_to_corpus(run_dir: Path | str, out: Path | str, n: int, prompts: list
     done = writer.existing("key")
     jobs = [(p, start) for p in (prompts or [None]) for start in range(0, n, batch_size)]
     bar = tqdm(total=n * len(prompts or [None]), desc=f"sample {model.kind}", unit="img", disable=not progress)
-    for prompt_index, (prompt, start) in enumerate(jobs):
+    for prompt, start in jobs:
         count = min(batch_size, n - start)
         keys = [f"{prompt or ''}#{start + i}" for i in range(count)]
         if all(k in done for k in keys):
