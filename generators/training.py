@@ -109,12 +109,14 @@ def train_generator(model: Generator, data: ImageSet, run_dir: Path, steps: int,
         bar.update(1)
         if step % 50 == 0:
             bar.set_postfix({k: f"{v:.3g}" for k, v in losses.items()}, refresh=False)
-        if snapshot_every and (step % snapshot_every == 0 or step == steps):
+        snapshot_due = bool(snapshot_every) and (step % snapshot_every == 0 or step == steps)
+        if snapshot_due or step == steps:
+            # What sampling needs but training only settles at its end (the autoencoder's latent
+            # Gaussian); it leaves the training state untouched, so snapshots show real samples.
+            model.finish_training(data.images)
+        if snapshot_due:
             _save_snapshot(model, run_dir, step, seed)
         if step % checkpoint_every == 0 or step == steps:
-            if step == steps:
-                model.finish_training(data.images)
-                model.train()
             _checkpoint(model, optimizers, sampler, run_dir, step,
                         seconds + time.perf_counter() - began, records, info)
     bar.close()
