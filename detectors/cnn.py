@@ -91,6 +91,9 @@ class CNNDetector(nn.Module):
     def load(cls, directory: Path, device: str | torch.device = "cpu") -> tuple["CNNDetector", dict[str, Any]]:
         """The detector and its saved config (safetensors only: no pickled code runs)."""
         directory = Path(directory)
+        if not (directory / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"{directory}: not a detector folder (no {CONFIG_FILE}); "
+                                    f"make one with 'synthscope detect train'")
         config = read_json(directory / CONFIG_FILE)
         model_config = config.get("model", {})
         if model_config.get("kind") != "cnn":

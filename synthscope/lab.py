@@ -97,6 +97,8 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
     )
 
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     seed_everything(seed)
