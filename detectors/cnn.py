@@ -9,11 +9,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from synthscope.runtime import atomic_write_json, evaluating, load_weights, read_json, save_weights
+from synthscope.runtime import atomic_write_json, evaluating, load_weights, save_weights
+
+from .base import CONFIG_FILE, read_detector_config
 
 ARCHS = ("small", "resnet18", "resnet50")
 WEIGHTS_FILE = "detector.safetensors"
-CONFIG_FILE = "detector.json"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -91,10 +92,7 @@ class CNNDetector(nn.Module):
     def load(cls, directory: Path, device: str | torch.device = "cpu") -> tuple["CNNDetector", dict[str, Any]]:
         """The detector and its saved config (safetensors only: no pickled code runs)."""
         directory = Path(directory)
-        if not (directory / CONFIG_FILE).is_file():
-            raise FileNotFoundError(f"{directory}: not a detector folder (no {CONFIG_FILE}); "
-                                    f"make one with 'synthscope detect train'")
-        config = read_json(directory / CONFIG_FILE)
+        config = read_detector_config(directory)
         model_config = config.get("model", {})
         if model_config.get("kind") != "cnn":
             raise ValueError(f"{directory / CONFIG_FILE}: not a CNN detector")
@@ -102,3 +100,8 @@ class CNNDetector(nn.Module):
         detector = cls(model_config["arch"], int(model_config["channels"]), int(model_config["size"]), None)
         load_weights(detector, directory / WEIGHTS_FILE, expected_sha256=config.get("weights_sha256"))
         return detector.to(device).eval(), config
+
+
+def load_saved(directory: Path, config: dict[str, Any], device: str | torch.device) -> CNNDetector:
+    """Open a saved CNN detector (the hook ``base.load_detector`` calls for kind "cnn")."""
+    return CNNDetector.load(directory, device)[0]

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from synthscope.runtime import atomic_write_bytes, resolve_device
 
-from .cnn import CNNDetector
+from .base import load_detector
 
 COLUMNS = ["path", "score", "decision", "error"]
 
@@ -35,7 +35,7 @@ def scan_folder(detector_dir: Path | str, folder: Path | str, out: Path | str, b
         open_image,
     )
 
-    detector, config = CNNDetector.load(Path(detector_dir), device=resolve_device(device))
+    detector, config = load_detector(detector_dir, device=resolve_device(device))
     threshold = float(config["threshold"])
     folder = Path(folder)
     files = list_files(folder)

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from synthscope.runtime import atomic_write_bytes, resolve_device, seed_everything
 
+from .base import load_detector
 from .cnn import CNNDetector
 from .metrics import DetectionReport, evaluate_scores, threshold_at_fpr
 from .perturbations import BlurJpegAugment
@@ -176,7 +177,7 @@ def evaluate_detector(detector_dir: Path | str, real: Path | str | None, fakes: 
     """Score test corpora and report the deployment metrics at the detector's saved threshold.
 
     ``real`` or ``fakes`` may be left out: a real-only test set reports the false-positive rate."""
-    detector, config = CNNDetector.load(Path(detector_dir), device=resolve_device(device))
+    detector, config = load_detector(detector_dir, device=resolve_device(device))
     data = load_labelled(real, fakes, size=detector.size, channels=detector.channels)
     threshold = float(config["threshold"])
     scores = detector.score(data.images)
