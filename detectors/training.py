@@ -7,7 +7,7 @@ import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from synthscope.runtime import atomic_write_bytes, resolve_device, seed_everything
 
-from .base import load_detector
+from .base import Detector, load_detector
 from .cnn import CNNDetector
 from .metrics import DetectionReport, evaluate_scores, threshold_at_fpr
 from .perturbations import BlurJpegAugment
@@ -89,9 +89,9 @@ def stratified_split(data: LabelledImages, fraction: float, seed: int) -> tuple[
 
 @dataclass
 class DetectorRun:
-    """A trained detector, its threshold (fixed on held-out reals) and its training record."""
+    """A trained detector (any kind), its threshold (fixed on held-out reals) and its training record."""
 
-    detector: CNNDetector
+    detector: Detector
     threshold: float
     target_fpr: float
     history: pd.DataFrame
@@ -100,20 +100,30 @@ class DetectorRun:
 
 
 def train_detector(real: Path | str, fakes: Sequence[Path | str], out: Path | str, arch: str = "small",
-                   size: int = 32, pretrained: str | None = None, epochs: int = 10, batch_size: int = 64,
-                   lr: float = 1e-3, p_blur: float = 0.5, p_jpeg: float = 0.5, val_fraction: float = 0.2,
-                   patience: int = 3, target_fpr: float = 0.01, seed: int = 0, device: str = "auto",
-                   progress: bool = True) -> DetectorRun:
+                   size: int = 32, **options: Any) -> DetectorRun:
+    """Train a CNN detector on a real corpus against synthetic corpora (see :func:`fit_detector`)."""
+    if not fakes:
+        raise ValueError("give at least one synthetic corpus (--fake)")
+    data = load_labelled(real, fakes, size=size)
+    return fit_detector(data, out, arch=arch, size=size,
+                        record={"real": str(real), "fakes": [str(f) for f in fakes]}, **options)
+
+
+def fit_detector(data: LabelledImages, out: Path | str, arch: str = "small", size: int = 32,
+                 pretrained: str | None = None, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3,
+                 p_blur: float = 0.5, p_jpeg: float = 0.5, val_fraction: float = 0.2, patience: int = 3,
+                 target_fpr: float = 0.01, seed: int = 0, device: str = "auto", progress: bool = True,
+                 record: dict | None = None) -> DetectorRun:
     """Train a CNN detector with balanced real/fake batches and blur+JPEG augmentation.
 
     A stratified ``val_fraction`` is held out: its loss drives early stopping (the best epoch's
     weights are kept) and its *real* images alone fix the decision threshold for ``target_fpr``.
+    ``record`` (e.g. the corpora used) is saved with the training settings.
     """
-    if not fakes:
-        raise ValueError("give at least one synthetic corpus (--fake)")
+    if not (data.labels == 0).any() or not (data.labels == 1).any():
+        raise ValueError("training needs both real and synthetic images")
     seed_everything(seed)
     device = resolve_device(device)
-    data = load_labelled(real, fakes, size=size)
     train, val = stratified_split(data, val_fraction, seed)
     detector = CNNDetector(arch, channels=data.images.shape[1], size=size, pretrained=pretrained).to(device)
     optimizer = torch.optim.AdamW(detector.parameters(), lr=lr, weight_decay=1e-4)
@@ -162,13 +172,25 @@ def train_detector(real: Path | str, fakes: Sequence[Path | str], out: Path | st
     detector.save(out, extra={
         "threshold": threshold, "target_fpr": target_fpr,
         "threshold_source": f"{int((val.labels == 0).sum())} held-out real images (no test labels)",
-        "training": {"real": str(real), "fakes": [str(f) for f in fakes], "epochs_run": len(records),
+        "training": {**(record or {}), "epochs_run": len(records),
                      "best_val_loss": best_loss, "batch_size": batch_size, "lr": lr, "p_blur": p_blur,
                      "p_jpeg": p_jpeg, "seed": seed, "n_train": len(train), "n_val": len(val),
                      "seconds": round(seconds, 1)},
     })
     atomic_write_bytes(out / HISTORY_FILE, history.to_csv(index=False).encode())
     return DetectorRun(detector.eval(), threshold, target_fpr, history, out, seconds)
+
+
+def score_labelled(detector: Detector, threshold: float, data: LabelledImages, n_boot: int = 1000,
+                   seed: int = 0) -> tuple[DetectionReport, pd.DataFrame]:
+    """Score labelled images: the metrics at ``threshold`` and one row per image (file, source,
+    label, score, decision)."""
+    scores = detector.score(data.images)
+    report = evaluate_scores(data.labels, scores, threshold, probs=scores, sources=data.sources,
+                             n_boot=n_boot, seed=seed)
+    table = pd.DataFrame({"file": data.files, "source": data.sources, "label": data.labels, "score": scores,
+                          "decision": np.where(scores > threshold, "fake", "real")})
+    return report, table
 
 
 def evaluate_detector(detector_dir: Path | str, real: Path | str | None, fakes: Sequence[Path | str],
@@ -179,12 +201,5 @@ def evaluate_detector(detector_dir: Path | str, real: Path | str | None, fakes: 
     ``real`` or ``fakes`` may be left out: a real-only test set reports the false-positive rate."""
     detector, config = load_detector(detector_dir, device=resolve_device(device))
     data = load_labelled(real, fakes, size=detector.size, channels=detector.channels)
-    threshold = float(config["threshold"])
-    scores = detector.score(data.images)
-    report = evaluate_scores(data.labels, scores, threshold, probs=scores, sources=data.sources,
-                             n_boot=n_boot, seed=seed)
-    if not return_scores:
-        return report
-    table = pd.DataFrame({"file": data.files, "source": data.sources, "label": data.labels, "score": scores,
-                          "decision": np.where(scores > threshold, "fake", "real")})
-    return report, table
+    report, table = score_labelled(detector, float(config["threshold"]), data, n_boot=n_boot, seed=seed)
+    return (report, table) if return_scores else report

@@ -34,6 +34,10 @@ def bounded(convert: type, low: float, high: float | None = None):
     return parse
 
 
+# The robustness sweeps of synthscope.detectors.perturbations.SWEEPS (named here so that --help
+# does not import torch; a test keeps the two in step).
+SWEEP_NAMES = ("jpeg", "blur", "downscale", "crop", "noise", "social")
+
 positive_int = bounded(int, 1)
 probability = bounded(float, 0, 1)
 
@@ -45,6 +49,27 @@ def _add_common(parser: argparse.ArgumentParser, device: bool = True, seed: bool
         parser.add_argument("--device", default="auto",
                             help="cpu, cuda, cuda:N, mps or auto (default: auto = best available)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    """The CNN detector's training settings, shared by 'detect train' and 'detect matrix'."""
+    parser.add_argument("--arch", choices=["small", "resnet18", "resnet50"], default="small",
+                        help="network (default: small, trains in about a minute on a CPU)")
+    parser.add_argument("--pretrained", choices=["none", "imagenet"], default="none",
+                        help="start a ResNet from torchvision's ImageNet weights (needs them downloaded once)")
+    parser.add_argument("--size", type=positive_int, default=32, help="input size in px (default: 32)")
+    parser.add_argument("--epochs", type=positive_int, default=10, help="at most this many epochs (default: 10)")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--p-blur", type=probability, default=0.5, help="blur augmentation probability")
+    parser.add_argument("--p-jpeg", type=probability, default=0.5, help="JPEG augmentation probability")
+    parser.add_argument("--target-fpr", type=probability, default=0.01,
+                        help="false-positive rate the threshold is set for, on held-out reals (default: 0.01)")
+
+
+def _training_options(args: argparse.Namespace) -> dict:
+    return {"arch": args.arch, "pretrained": None if args.pretrained == "none" else args.pretrained,
+            "epochs": args.epochs, "batch_size": args.batch_size, "p_blur": args.p_blur, "p_jpeg": args.p_jpeg,
+            "target_fpr": args.target_fpr}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,29 +140,39 @@ def build_parser() -> argparse.ArgumentParser:
     dtrain.add_argument("--real", required=True, type=Path, help="corpus (or image folder) of real images")
     dtrain.add_argument("--fake", required=True, type=Path, nargs="+", help="one or more synthetic corpora")
     dtrain.add_argument("--out", required=True, type=Path, help="detector folder")
-    dtrain.add_argument("--arch", choices=["small", "resnet18", "resnet50"], default="small",
-                        help="network (default: small, trains in about a minute on a CPU)")
-    dtrain.add_argument("--pretrained", choices=["none", "imagenet"], default="none",
-                        help="start a ResNet from torchvision's ImageNet weights (needs them downloaded once)")
-    dtrain.add_argument("--size", type=positive_int, default=32, help="input size in px (default: 32)")
-    dtrain.add_argument("--epochs", type=positive_int, default=10, help="at most this many epochs (default: 10)")
-    dtrain.add_argument("--batch-size", type=positive_int, default=64)
-    dtrain.add_argument("--p-blur", type=probability, default=0.5, help="blur augmentation probability")
-    dtrain.add_argument("--p-jpeg", type=probability, default=0.5, help="JPEG augmentation probability")
-    dtrain.add_argument("--target-fpr", type=probability, default=0.01,
-                        help="false-positive rate the threshold is set for, on held-out reals (default: 0.01)")
+    _add_training_options(dtrain)
     _add_common(dtrain)
     deval = detect_commands.add_parser(
         "eval", help="deployment metrics of a detector on test corpora",
         description="AP, ROC-AUC, accuracy at the saved threshold, TPR at 1 %% and 0.1 %% FPR, EER, calibration, "
-                    "each with a 95 %% interval, and a per-generator breakdown. Writes metrics.json, "
-                    "metrics.csv, per_source.csv and scores.csv into --out.")
+                    "each with a 95 %% interval, a per-generator breakdown and a format-shortcut check; with "
+                    "--robustness, perturbation sweeps too. Writes metrics.json, metrics.csv, per_source.csv, "
+                    "scores.csv, robustness.csv, format_shortcut.csv and an HTML report (index.html) into --out.")
     deval.add_argument("detector_dir", type=Path)
     deval.add_argument("--real", type=Path, help="real test corpus")
     deval.add_argument("--fake", type=Path, nargs="*", default=[], help="synthetic test corpora")
     deval.add_argument("--out", required=True, type=Path, help="results folder")
     deval.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples (default: 1000)")
+    deval.add_argument("--robustness", nargs="*", metavar="SWEEP", choices=list(SWEEP_NAMES),
+                       help=f"perturbation sweeps to run, applied alike to reals and fakes "
+                            f"({', '.join(SWEEP_NAMES)}; no names: all of them)")
     _add_common(deval)
+    dmatrix = detect_commands.add_parser(
+        "matrix", help="cross-generator matrix and leave-one-generator-out",
+        description="Split every corpus once into training and test parts; train one detector per synthetic "
+                    "corpus, one on all of them and one per left-out corpus; test each on every corpus. "
+                    "Writes matrix.csv, leave_one_out.csv, the detectors and an HTML report into --out. "
+                    "Detectors trained before on the same images and settings are reused.")
+    dmatrix.add_argument("--real", required=True, type=Path, help="corpus (or image folder) of real images")
+    dmatrix.add_argument("--fake", required=True, type=Path, nargs="+",
+                         help="synthetic corpora, each named by its folder")
+    dmatrix.add_argument("--out", required=True, type=Path, help="results folder")
+    dmatrix.add_argument("--test-fraction", type=bounded(float, 0.05, 0.95), default=0.3,
+                         help="share of every corpus kept for testing (default: 0.3)")
+    dmatrix.add_argument("--bootstrap", type=positive_int, default=200,
+                         help="bootstrap resamples per cell (default: 200)")
+    _add_training_options(dmatrix)
+    _add_common(dmatrix)
     dscan = detect_commands.add_parser(
         "scan", help="score every file of a folder (CSV)",
         description="One CSV row per file: path, P(fake), decision at the detector's threshold, or why the "
@@ -225,35 +260,52 @@ def run(args: argparse.Namespace) -> int:
 
 def run_detect(args: argparse.Namespace, progress: bool) -> None:
     from synthscope.detectors import training
-    from synthscope.runtime import atomic_write_bytes, atomic_write_json
 
     if args.action == "train":
-        run = training.train_detector(
-            args.real, args.fake, args.out, arch=args.arch,
-            pretrained=None if args.pretrained == "none" else args.pretrained, size=args.size,
-            epochs=args.epochs, batch_size=args.batch_size, p_blur=args.p_blur, p_jpeg=args.p_jpeg,
-            target_fpr=args.target_fpr, seed=args.seed, device=args.device, progress=progress)
+        run = training.train_detector(args.real, args.fake, args.out, size=args.size, seed=args.seed,
+                                      device=args.device, progress=progress, **_training_options(args))
         print(f"detector -> {args.out} (threshold {run.threshold:.4f} for {run.target_fpr:.1%} FPR on held-out "
               f"reals; {len(run.history)} epochs in {run.seconds:.0f} s)")
     elif args.action == "eval":
         if args.real is None and not args.fake:
             raise UsageError("give --real, --fake or both")
-        report, scores = training.evaluate_detector(args.detector_dir, args.real, args.fake,
-                                                    n_boot=args.bootstrap, seed=args.seed, device=args.device,
-                                                    return_scores=True)
-        args.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(args.out / "metrics.json", report.to_dict())
-        atomic_write_bytes(args.out / "metrics.csv", report.table().to_csv(index=False).encode())
-        atomic_write_bytes(args.out / "per_source.csv", report.per_source_table().to_csv(index=False).encode())
-        atomic_write_bytes(args.out / "scores.csv", scores.to_csv(index=False).encode())
-        print(report.table()[["metric", "value", "ci_low", "ci_high"]].to_string(index=False))
-        print(f"results -> {args.out}")
+        from synthscope.detectors.assessment import assess_detector
+        from synthscope.detectors.base import load_detector
+        from synthscope.detectors.report_section import detector_section
+
+        detector, _ = load_detector(args.detector_dir)
+        data = training.load_labelled(args.real, args.fake, size=detector.size, channels=detector.channels)
+        sweeps = [] if args.robustness is None else (args.robustness or list(SWEEP_NAMES))
+        assessment = assess_detector(args.detector_dir, data, sweeps=sweeps, n_boot=args.bootstrap, seed=args.seed,
+                                     device=args.device, progress=progress)
+        assessment.save(args.out)
+        _write_detector_report(args.out, detector_section(assessment), f"detect eval {args.detector_dir}")
+        print(assessment.report.table()[["metric", "value", "ci_low", "ci_high"]].to_string(index=False))
+        print(f"results and report -> {args.out}")
+    elif args.action == "matrix":
+        from synthscope.detectors.generalisation import cross_generator, split_corpora
+        from synthscope.detectors.report_section import detector_section
+
+        split = split_corpora(args.real, args.fake, size=args.size, test_fraction=args.test_fraction,
+                              seed=args.seed)
+        result = cross_generator(split, args.out, n_boot=args.bootstrap, seed=args.seed, device=args.device,
+                                 progress=progress, size=args.size, **_training_options(args))
+        _write_detector_report(args.out, detector_section(generalisation=result), "detect matrix")
+        print(result.pivot("ap").round(3).to_string())
+        print(f"results and report -> {args.out}")
     elif args.action == "scan":
         from synthscope.detectors.scan import scan_folder
 
         table = scan_folder(args.detector_dir, args.folder, args.out, device=args.device, progress=progress)
         failed = int((table["error"] != "").sum())
         print(f"{len(table)} files scored -> {args.out}" + (f" ({failed} could not be read)" if failed else ""))
+
+
+def _write_detector_report(out: Path, section, command: str) -> None:
+    from synthscope.reports import Report, collect_provenance
+
+    Report(title="synthscope detectors", subtitle=command, sections=[section],
+           provenance=collect_provenance({"command": f"synthscope {command}"})).write(out)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -1,0 +1,170 @@
+"""Detector stress tests: robustness sweeps, the format-shortcut check, the cross-generator matrix
+with leave-one-out, the saved assessment and the report section."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from synthscope.detectors import generalisation as generalisation_module
+from synthscope.detectors.assessment import Assessment, assess_detector
+from synthscope.detectors.base import load_detector
+from synthscope.detectors.generalisation import ALL, Generalisation, cross_generator, split_corpora
+from synthscope.detectors.report_section import detector_section
+from synthscope.detectors.robustness import format_shortcut_check, robustness_sweeps
+from synthscope.generators.corpus import CorpusWriter
+from synthscope.generators.data import load_digits
+from synthscope.reports import Report
+
+TRAIN = {"epochs": 6, "batch_size": 32, "p_blur": 0.0, "p_jpeg": 0.0, "target_fpr": 0.05}
+
+
+def _artefacts() -> dict[str, torch.Tensor]:
+    """Three toy 'generators', each leaving its own faint trace on real digits."""
+    grid = torch.arange(16)
+    checker = ((grid[:, None] + grid[None, :]) % 2 * 0.15).expand(3, -1, -1)
+    stripes = (grid[None, :] % 4 < 2).float().expand(16, -1) * 0.15
+    stripes = stripes.expand(3, -1, -1)
+    tint = torch.tensor([0.15, 0.0, 0.0]).view(3, 1, 1).expand(3, 16, 16)
+    return {"checker-gan": checker, "stripe-vae": stripes, "tint-diffusion": tint}
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study-corpora")
+    digits = load_digits(16).images.expand(-1, 3, -1, -1).contiguous()
+    CorpusWriter(root / "real", {"generator": "real"}).append(digits[:400], [{"source": "real"}] * 400)
+    fakes = []
+    for number, (name, artefact) in enumerate(_artefacts().items()):
+        start = 400 + 300 * number
+        CorpusWriter(root / name, {"generator": name}).append((digits[start:start + 300] + artefact).clamp(0, 1),
+                                                              [{"source": name}] * 300)
+        fakes.append(root / name)
+    return root / "real", fakes
+
+
+@pytest.fixture(scope="module")
+def study(corpora, tmp_path_factory):
+    real, fakes = corpora
+    out = tmp_path_factory.mktemp("study")
+    split = split_corpora(real, fakes, size=16, test_fraction=0.3, seed=0)
+    result = cross_generator(split, out, n_boot=50, seed=0, device="cpu", progress=False, **TRAIN)
+    return split, result, out
+
+
+def test_test_parts_are_never_trained_on(study):
+    split, _, _ = study
+    for name in ["real", *split.names]:
+        assert not set(split.train[name].files) & set(split.test[name].files)
+        assert len(split.test[name]) == pytest.approx(0.3 * (len(split.train[name]) + len(split.test[name])), abs=1)
+
+
+def test_matrix_has_every_pair_and_the_diagonal_is_learnt(study):
+    split, result, out = study
+    names = split.names
+    assert len(result.matrix) == (len(names) + 1) * len(names)  # one detector per corpus, plus all of them
+    pivot = result.pivot("ap")
+    assert list(pivot.index) == [*names, ALL] and list(pivot.columns) == names
+    for name in names:
+        assert pivot.loc[name, name] > 0.95, f"in-distribution AP for {name}"
+        assert pivot.loc[ALL, name] > 0.9
+    # the cells carry intervals and the class counts of the shared real test part
+    assert (result.matrix["ap_low"] <= result.matrix["ap"]).all()
+    assert (result.matrix["n_real"] == len(split.test["real"])).all()
+    assert Generalisation.load(out).matrix.shape == result.matrix.shape
+
+
+def test_leave_one_out_rows_test_on_the_held_out_generator(study):
+    split, result, _ = study
+    loo = result.leave_one_out
+    assert sorted(loo["held_out"]) == sorted(split.names)
+    for _, row in loo.iterrows():
+        assert row["held_out"] not in row["trained_on"].split(", ")
+        assert row["n_fake"] == len(split.test[row["held_out"]])
+    # the detectors were trained on corpora whose traces differ: seen generators are caught more often
+    assert (loo["fake_accuracy_seen"] >= loo["fake_accuracy"]).mean() >= 2 / 3
+
+
+def test_detectors_are_reused_when_nothing_changed(study, monkeypatch):
+    split, result, out = study
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("retrained although the training set and settings are unchanged")
+
+    monkeypatch.setattr(generalisation_module, "fit_detector", refuse)
+    again = cross_generator(split, out, n_boot=50, seed=0, device="cpu", progress=False, **TRAIN)
+    pd.testing.assert_frame_equal(again.matrix, result.matrix)
+
+
+def test_robustness_keeps_the_threshold_and_shows_where_it_fails(study):
+    split, result, _ = study
+    detector, config = load_detector(result.detectors["checker-gan"])
+    threshold = float(config["threshold"])
+    data = split.test_set(["checker-gan"])
+    table = robustness_sweeps(detector, data, threshold, sweeps=["blur", "jpeg", "noise"], n_boot=50, progress=False)
+    assert list(dict.fromkeys(table["sweep"])) == ["blur", "jpeg", "noise"]
+    clean = table[table["step"] == 0]
+    assert clean["ap"].nunique() == 1 and clean["fpr_at_threshold"].nunique() == 1  # every sweep starts clean
+    blur = table[table["sweep"] == "blur"].set_index("level")
+    assert blur.loc["blur 3", "ap"] < blur.loc["blur 0", "ap"] - 0.05  # a 1-px checkerboard does not survive blur
+    again = robustness_sweeps(detector, data, threshold, sweeps=["noise"], n_boot=50, progress=False)
+    pd.testing.assert_frame_equal(again.reset_index(drop=True),
+                                  table[table["sweep"] == "noise"].reset_index(drop=True))
+    with pytest.raises(ValueError, match="unknown robustness sweep 'rain'"):
+        robustness_sweeps(detector, data, threshold, sweeps=["rain"])
+
+
+def test_format_shortcut_check(study):
+    split, result, _ = study
+    detector, config = load_detector(result.detectors[ALL])
+    data = split.test_set(split.names)
+    table = format_shortcut_check(detector, data, float(config["threshold"]), n_boot=0)
+    png = table[table["reencoding"] == "PNG (lossless)"]
+    # the corpora are PNGs already: a lossless round trip must not move a single score
+    assert (png["mean_abs_score_change"] < 1e-6).all() and (png["decisions_flipped"] == 0).all()
+    jpeg = table[table["reencoding"] == "JPEG 75"]
+    assert set(jpeg["class"]) == {"real", "fake"} and (jpeg["mean_abs_score_change"] > 0).all()
+
+
+def test_assessment_round_trip_and_report_section(study, tmp_path):
+    split, result, out = study
+    data = split.test_set(split.names)
+    assessment = assess_detector(result.detectors[ALL], data, sweeps=["blur"], n_boot=50, device="cpu",
+                                 progress=False)
+    assert assessment.report["ap"] > 0.9 and len(assessment.scores) == len(data)
+    assessment.save(tmp_path / "eval")
+    loaded = Assessment.load(tmp_path / "eval")
+    assert loaded.report["ap"] == pytest.approx(assessment.report["ap"])
+    assert loaded.report.metrics["fake_accuracy"].ci_low == pytest.approx(
+        assessment.report.metrics["fake_accuracy"].ci_low)
+    assert np.allclose(loaded.scores["score"], assessment.scores["score"])
+    section = detector_section(loaded, result)
+    Report(title="detectors", sections=[section]).write(tmp_path / "report")
+    html = (tmp_path / "report" / "index.html").read_text()
+    for expected in ("Cross-generator matrix", "Robustness", "Calibration", "Most confident mistakes",
+                     "Leave one generator out", "ROC and precision-recall"):
+        assert expected in html
+
+
+def test_cli_matrix_and_eval_write_results_and_a_report(corpora, study, tmp_path):
+    from synthscope.cli import SWEEP_NAMES, main
+    from synthscope.detectors.perturbations import SWEEPS
+
+    assert tuple(SWEEPS) == SWEEP_NAMES
+    real, fakes = corpora
+    out = tmp_path / "matrix"
+    assert main(["detect", "matrix", "--real", str(real), "--fake", *map(str, fakes[:2]), "--out", str(out),
+                 "--size", "16", "--epochs", "3", "--bootstrap", "20", "--device", "cpu", "--quiet"]) == 0
+    matrix = pd.read_csv(out / "matrix.csv")
+    assert len(matrix) == 3 * 2 and (out / "index.html").is_file()
+    _, result, _ = study
+    evaluation = tmp_path / "eval"
+    assert main(["detect", "eval", str(result.detectors[ALL]), "--real", str(real), "--fake", str(fakes[0]),
+                 "--out", str(evaluation), "--robustness", "blur", "--bootstrap", "50", "--device", "cpu",
+                 "--quiet"]) == 0
+    robustness = pd.read_csv(evaluation / "robustness.csv")
+    assert set(robustness["sweep"]) == {"blur"} and (evaluation / "format_shortcut.csv").is_file()
+    assert "Robustness" in (evaluation / "index.html").read_text()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["detect", "eval", str(result.detectors[ALL]), "--real", str(real), "--out", str(evaluation),
+              "--robustness", "rain"])
+    assert exit_info.value.code == 2
