@@ -1,0 +1,519 @@
+"""CLIP detector in the style of UnivFD (Ojha et al. 2023): a frozen open_clip image encoder and a probe
+(logistic regression or k-nearest neighbours) on its L2-normalised image features.
+
+The encoder never trains, so its features are a pure function of (model, image): they are cached on
+disk, keyed by the image's pixels and the model's identity, and a second evaluation, another probe or
+a re-scan of the same images does not run the encoder again.
+
+Weights come from an open_clip pretrained tag (downloaded once by open_clip into the Hugging Face
+cache) or from a local checkpoint file, loaded through the same ``open_clip.create_model(name,
+pretrained=...)`` call. Probes are saved as safetensors: nothing is unpickled when a detector loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from synthscope.runtime import (
+    atomic_write_bytes,
+    atomic_write_json,
+    load_weights,
+    resolve_device,
+    save_weights,
+    seed_everything,
+    sha256_file,
+)
+
+from .base import CONFIG_FILE
+from .metrics import threshold_at_fpr
+from .training import HISTORY_FILE, DetectorRun, load_labelled, stratified_split
+
+PROBES = ("logistic", "knn")
+KNN_WEIGHTS = ("uniform", "distance")
+PROBE_FILE = "probe.safetensors"
+ENCODER_CONFIG_DIR = "open_clip_config"  # the architecture, so a custom model reopens in a new process
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+DEFAULT_CS = (0.01, 0.1, 1.0, 10.0, 100.0)
+CACHE_ENV = "SYNTHSCOPE_CACHE"
+CACHE_FORMAT = "synthscope-clip-features/1"
+# Part of every cache key: a change to how images are prepared must never reuse old features.
+PREPROCESSING = "tensor-resize-antialias-clamp/1"
+
+
+# --------------------------------------------------------------------------- encoder
+
+
+def default_cache_dir() -> Path:
+    """Where features are cached: ``$SYNTHSCOPE_CACHE/clip-features``, else
+    ``~/.cache/synthscope/clip-features`` (``$XDG_CACHE_HOME`` is honoured)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser() / "clip-features"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
+    return base / "synthscope" / "clip-features"
+
+
+def _weights_error(model: str, pretrained: str | None, checkpoint: str | None, error: Exception) -> ValueError:
+    reason = " ".join(str(error).split())[:300] or type(error).__name__  # one line, however long the original
+    if checkpoint is not None:
+        return ValueError(f"CLIP checkpoint {checkpoint} could not be loaded as open_clip model {model!r} ({reason}). "
+                          f"Check that the file is a state dict of that architecture (--clip-model)")
+    return ValueError(
+        f"CLIP weights {model}/{pretrained} could not be loaded ({reason}). Without network access, either "
+        f"download them once where there is network (open_clip keeps them in the Hugging Face cache, $HF_HOME) "
+        f"and set HF_HUB_OFFLINE=1 here, or put the checkpoint file on this machine and pass its path "
+        f"(--clip-checkpoint PATH)")
+
+
+class ClipEncoder:
+    """A frozen open_clip image encoder with its own tensor preprocessing.
+
+    ``checkpoint`` (a local file) replaces the ``pretrained`` tag when given; both go through
+    ``open_clip.create_model(model, pretrained=...)``. ``expected_checkpoint_sha256`` makes a changed
+    file an error (a saved probe only fits the features of the weights it was trained on).
+    """
+
+    def __init__(self, model: str = DEFAULT_MODEL, pretrained: str | None = DEFAULT_PRETRAINED,
+                 checkpoint: Path | str | None = None, device: str | torch.device = "cpu",
+                 expected_checkpoint_sha256: str | None = None):
+        import open_clip
+
+        model = model.replace("/", "-")  # open_clip's own spelling: ViT-B/32 is ViT-B-32
+        if ":" in model:  # hf-hub:… / local-dir:… schemas carry no stable identity here
+            raise ValueError(f"CLIP model {model!r}: give an open_clip model name (e.g. {DEFAULT_MODEL}) with "
+                             f"--clip-pretrained TAG or --clip-checkpoint FILE, not a hub/local-dir schema")
+        architecture = open_clip.get_model_config(model)
+        if architecture is None:
+            raise ValueError(f"unknown open_clip model {model!r}; see open_clip.list_models() "
+                             f"(e.g. {DEFAULT_MODEL}, ViT-B-16, ViT-L-14)")
+        self.checkpoint_sha256 = None
+        if checkpoint is not None:
+            checkpoint, pretrained = str(Path(checkpoint).expanduser().absolute()), None
+            if not Path(checkpoint).is_file():
+                raise ValueError(f"CLIP checkpoint {checkpoint}: no such file; put the open_clip checkpoint of "
+                                 f"{model} (.safetensors, .bin or .pt) on this machine and pass its path "
+                                 f"(--clip-checkpoint PATH), or give a pretrained tag (--clip-pretrained)")
+            self.checkpoint_sha256 = sha256_file(checkpoint)
+            if expected_checkpoint_sha256 and self.checkpoint_sha256 != expected_checkpoint_sha256:
+                raise ValueError(f"CLIP checkpoint {checkpoint} has changed since the detector was trained "
+                                 f"(sha256 differs); restore that file or retrain the detector")
+            identity = f"open_clip:{model}:sha256={self.checkpoint_sha256}"
+        elif pretrained:
+            tags = open_clip.list_pretrained_tags_by_model(model)
+            if pretrained not in tags:
+                raise ValueError(f"unknown pretrained tag {pretrained!r} for CLIP model {model}; known tags: "
+                                 f"{', '.join(tags) or 'none'}; or pass a local file with --clip-checkpoint")
+            identity = f"open_clip:{model}:{pretrained}"
+        else:
+            # Randomly initialised features would differ between runs and mean nothing.
+            raise ValueError(f"CLIP model {model}: give a pretrained tag (--clip-pretrained) or a local "
+                             f"checkpoint file (--clip-checkpoint)")
+        try:
+            network = open_clip.create_model(model, pretrained=checkpoint or pretrained, device=device)
+        except Exception as error:  # noqa: BLE001 (downloads, file formats and state dicts all fail differently)
+            raise _weights_error(model, pretrained, checkpoint, error) from None
+
+        self.model, self.pretrained, self.checkpoint = model, pretrained, checkpoint
+        self.architecture = architecture
+        self.feature_dim = int(architecture["embed_dim"])
+        self.network = network.eval().requires_grad_(False)
+        self.device = torch.device(device)
+        cfg = network.visual.preprocess_cfg  # the tag's mean/std when it has its own, else OpenAI's
+        size = cfg["size"]
+        self.image_size = tuple(size) if isinstance(size, (tuple, list)) else (int(size), int(size))
+        self.interpolation = "bicubic" if cfg.get("interpolation", "bicubic") == "bicubic" else "bilinear"
+        self.mean = torch.tensor(cfg["mean"], dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(cfg["std"], dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        preprocessing = (f"{PREPROCESSING};size={self.image_size};{self.interpolation};"
+                         f"mean={tuple(cfg['mean'])};std={tuple(cfg['std'])}")
+        digest = hashlib.sha256(f"{identity}|{preprocessing}".encode()).hexdigest()[:16]
+        readable = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model}-{pretrained or 'checkpoint'}")
+        self.identity = identity
+        self.model_id = f"{readable}-{digest}"  # the cache folder: readable, and unique per model
+        self.images_encoded = 0  # how often the network actually ran, per image (the cache's proof)
+
+    def spec(self) -> dict[str, Any]:
+        """How to open this encoder again (the ``model`` section of ``detector.json``)."""
+        return {"model": self.model, "pretrained": self.pretrained, "checkpoint": self.checkpoint,
+                "checkpoint_sha256": self.checkpoint_sha256, "model_id": self.model_id,
+                "feature_dim": self.feature_dim, "encoder_image_size": list(self.image_size)}
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] (any size, 1 or 3 channels) as the encoder's normalised RGB input."""
+        images = images.to(self.device, torch.float32)
+        if images.shape[1] == 1:
+            images = images.expand(-1, 3, -1, -1)
+        if tuple(images.shape[-2:]) != self.image_size:
+            images = F.interpolate(images, size=self.image_size, mode=self.interpolation, align_corners=False,
+                                   antialias=True).clamp(0, 1)  # bicubic overshoots the range
+        return (images - self.mean) / self.std
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """L2-normalised image features (N, feature_dim), float32 on the CPU; one forward pass."""
+        with torch.inference_mode():
+            features = self.network.encode_image(self.preprocess(images), normalize=True)
+        self.images_encoded += len(images)
+        return features.float().cpu()
+
+
+# --------------------------------------------------------------------------- feature cache
+
+
+def image_keys(images: torch.Tensor) -> list[bytes]:
+    """One SHA-256 per image, of its shape and float32 pixels: equal pixels, equal key."""
+    array = images.detach().to("cpu", torch.float32).contiguous().numpy()
+    shape = "x".join(map(str, array.shape[1:])).encode()
+    return [hashlib.sha256(shape + b"|" + image.tobytes()).digest() for image in array]
+
+
+def _shard_digest(keys: torch.Tensor, features: torch.Tensor) -> str:
+    return hashlib.sha256(keys.numpy().tobytes() + features.numpy().tobytes()).hexdigest()
+
+
+class FeatureCache:
+    """Features of one encoder on disk: ``root/<model_id>/<hash>.safetensors`` shards, each holding the
+    image keys and their features with a checksum. Shards are written atomically; a corrupt or
+    partial one is ignored (and removed), so its images are simply encoded again."""
+
+    def __init__(self, root: Path | str, model_id: str):
+        self.folder = Path(root).expanduser() / model_id
+        self.model_id = model_id
+        self.hits = 0
+        self.misses = 0
+        self._index: dict[bytes, tuple[str, int]] = {}
+        self._read: set[str] = set()
+
+    def _drop(self, shard: str, error: Exception | str) -> None:
+        self._index = {k: v for k, v in self._index.items() if v[0] != shard}
+        self._read.discard(shard)
+        warnings.warn(f"{self.folder / shard}: unreadable feature-cache shard ({error}); "
+                      f"ignoring it and encoding those images again", stacklevel=3)
+        (self.folder / shard).unlink(missing_ok=True)
+
+    def _refresh(self) -> None:
+        """Index the shards written since the last look (by this or another process)."""
+        from safetensors import SafetensorError, safe_open
+
+        if not self.folder.is_dir():
+            return
+        for path in sorted(self.folder.glob("*.safetensors")):
+            if path.name in self._read:
+                continue
+            self._read.add(path.name)
+            try:
+                with safe_open(str(path), framework="pt") as handle:
+                    if (handle.metadata() or {}).get("model_id") != self.model_id:
+                        raise ValueError("written for another model")
+                    keys = handle.get_tensor("keys").numpy()
+            except (OSError, ValueError, KeyError, SafetensorError) as error:  # an unreadable shard is a cache miss
+                self._drop(path.name, error)
+                continue
+            for row, key in enumerate(keys):
+                self._index[key.tobytes()] = (path.name, row)
+
+    def lookup(self, keys: Sequence[bytes]) -> dict[bytes, torch.Tensor]:
+        """The cached features of those ``keys`` that are cached (verified against their checksum)."""
+        from safetensors import SafetensorError, safe_open
+
+        self._refresh()
+        by_shard: dict[str, list[bytes]] = {}
+        for key in dict.fromkeys(keys):
+            if key in self._index:
+                by_shard.setdefault(self._index[key][0], []).append(key)
+        found: dict[bytes, torch.Tensor] = {}
+        for shard, wanted in by_shard.items():
+            try:
+                with safe_open(str(self.folder / shard), framework="pt") as handle:
+                    expected = (handle.metadata() or {}).get("sha256")
+                    shard_keys, features = handle.get_tensor("keys"), handle.get_tensor("features")
+                if _shard_digest(shard_keys, features) != expected:
+                    raise ValueError("checksum mismatch")
+            except (OSError, ValueError, KeyError, SafetensorError) as error:  # changed since indexed: recompute
+                self._drop(shard, error)
+                continue
+            for key in wanted:
+                found[key] = features[self._index[key][1]]
+        return found
+
+    def store(self, keys: Sequence[bytes], features: torch.Tensor) -> None:
+        """Add one batch of features as a new shard."""
+        from safetensors.torch import save
+
+        key_tensor = torch.from_numpy(np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 32).copy())
+        features = features.detach().to("cpu", torch.float32).contiguous()
+        digest = _shard_digest(key_tensor, features)
+        name = f"{hashlib.sha256(b''.join(keys)).hexdigest()[:32]}.safetensors"
+        data = save({"keys": key_tensor, "features": features},
+                    metadata={"format": CACHE_FORMAT, "model_id": self.model_id, "sha256": digest})
+        atomic_write_bytes(self.folder / name, data, sync_dir=False)  # a lost shard is only recomputed
+        self._read.add(name)
+        for row, key in enumerate(keys):
+            self._index[key] = (name, row)
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def _as_numpy(features: torch.Tensor | np.ndarray) -> np.ndarray:
+    return features.numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
+
+
+class LogisticProbe(nn.Module):
+    """Logistic regression on the features; its weights are plain tensors (safetensors, no pickle)."""
+
+    kind = "logistic"
+
+    def __init__(self, feature_dim: int):
+        super().__init__()
+        self.register_buffer("coef", torch.zeros(feature_dim, dtype=torch.float64))
+        self.register_buffer("intercept", torch.zeros(1, dtype=torch.float64))
+        self.options: dict[str, Any] = {}
+
+    @classmethod
+    def fit(cls, features: np.ndarray, labels: np.ndarray, C: float | None = None,
+            seed: int = 0) -> tuple[LogisticProbe, pd.DataFrame]:
+        """Fit with balanced class weights. ``C=None`` picks C from ``DEFAULT_CS`` by cross-validated
+        log-loss on the training features alone, so the held-out split stays untouched for the
+        threshold. Returns the probe and the C search as a table."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+        base = LogisticRegression(class_weight="balanced", max_iter=5000)
+        folds = min(5, int(np.bincount(labels, minlength=2).min()))
+        if C is None and folds >= 2:
+            search = GridSearchCV(base, {"C": list(DEFAULT_CS)}, scoring="neg_log_loss",
+                                  cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+            search.fit(features, labels)
+            fitted, C = search.best_estimator_, float(search.best_params_["C"])
+            history = pd.DataFrame({"C": list(DEFAULT_CS), "cv_log_loss": -search.cv_results_["mean_test_score"]})
+        else:
+            C = 1.0 if C is None else float(C)  # too few images per class to cross-validate
+            fitted = base.set_params(C=C).fit(features, labels)
+            history = pd.DataFrame({"C": [C], "cv_log_loss": [np.nan]})
+        probe = cls(features.shape[1])
+        probe.coef.copy_(torch.from_numpy(fitted.coef_[0].astype(np.float64)))
+        probe.intercept.copy_(torch.from_numpy(fitted.intercept_.astype(np.float64)))
+        probe.options = {"C": C}
+        return probe, history
+
+    def predict(self, features: torch.Tensor | np.ndarray) -> np.ndarray:
+        """P(fake) per feature row, float64."""
+        from scipy.special import expit
+
+        # A row-wise sum, not a matrix product: BLAS may round a row differently depending on its
+        # neighbours, and an image's score should not depend on the batch it came in.
+        logits = (_as_numpy(features).astype(np.float64) * self.coef.numpy()).sum(axis=1) + float(self.intercept[0])
+        return expit(logits)
+
+
+class KNNProbe(nn.Module):
+    """k-nearest neighbours by cosine distance among the stored training features; P(fake) is the
+    (optionally distance-weighted) share of fake neighbours. The stored features and labels are the
+    whole model, kept as tensors."""
+
+    kind = "knn"
+
+    def __init__(self, n: int, feature_dim: int, k: int = 10, weights: str = "uniform"):
+        super().__init__()
+        if weights not in KNN_WEIGHTS:
+            raise ValueError(f"k-NN weights must be one of {', '.join(KNN_WEIGHTS)}, got {weights!r}")
+        self.register_buffer("features", torch.zeros(n, feature_dim, dtype=torch.float32))
+        self.register_buffer("labels", torch.zeros(n, dtype=torch.int64))
+        self.k, self.weights = int(k), weights
+        self.options: dict[str, Any] = {"k": self.k, "weights": weights, "n": n}
+        self._classifier = None
+
+    @classmethod
+    def fit(cls, features: np.ndarray, labels: np.ndarray, k: int = 10,
+            weights: str = "uniform") -> tuple[KNNProbe, pd.DataFrame]:
+        """Store the training features; ``k`` may not exceed their number."""
+        if not 1 <= k <= len(labels):
+            raise ValueError(f"k-NN: k={k} must be between 1 and the {len(labels)} training images")
+        probe = cls(len(labels), features.shape[1], k, weights)
+        probe.features.copy_(torch.from_numpy(np.asarray(features, dtype=np.float32)))
+        probe.labels.copy_(torch.from_numpy(np.asarray(labels, dtype=np.int64)))
+        return probe, pd.DataFrame({"k": [k], "weights": [weights], "n_reference": [len(labels)]})
+
+    def predict(self, features: torch.Tensor | np.ndarray) -> np.ndarray:
+        """P(fake) per feature row, float64."""
+        if self._classifier is None:  # sklearn's index is rebuilt from the tensors, never unpickled
+            from sklearn.neighbors import KNeighborsClassifier
+
+            self._classifier = KNeighborsClassifier(self.k, weights=self.weights, metric="cosine",
+                                                    algorithm="brute")
+            self._classifier.fit(self.features.numpy(), self.labels.numpy())
+        proba = self._classifier.predict_proba(_as_numpy(features).astype(np.float32))
+        classes = list(self._classifier.classes_)
+        return proba[:, classes.index(1)].astype(np.float64) if 1 in classes else np.zeros(len(proba))
+
+
+def _new_probe(model_config: dict[str, Any]) -> LogisticProbe | KNNProbe:
+    """An empty probe shaped as ``detector.json`` says, ready for ``load_weights``."""
+    options = model_config.get("probe_options", {})
+    dim = int(model_config["feature_dim"])
+    if model_config.get("probe") == "logistic":
+        probe = LogisticProbe(dim)
+    elif model_config.get("probe") == "knn":
+        probe = KNNProbe(int(options["n"]), dim, int(options["k"]), options.get("weights", "uniform"))
+    else:
+        raise ValueError(f"unknown CLIP probe {model_config.get('probe')!r}; choose from {', '.join(PROBES)}")
+    probe.options = dict(options)
+    return probe
+
+
+# --------------------------------------------------------------------------- detector
+
+
+class ClipDetector:
+    """Frozen CLIP features + a probe. Images in [0, 1] at ``size`` px in, P(fake) out; features come
+    from the on-disk cache when the same pixels were seen before by the same encoder."""
+
+    def __init__(self, encoder: ClipEncoder, probe: LogisticProbe | KNNProbe | None, size: int, channels: int,
+                 cache: FeatureCache | None = None, progress: bool = False):
+        self.encoder, self.probe, self.size, self.channels = encoder, probe, int(size), int(channels)
+        self.cache, self.progress = cache, progress
+
+    def features(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """L2-normalised CLIP features (N, D): cached ones are read, the rest encoded in batches
+        (each distinct image once) and added to the cache."""
+        keys = image_keys(images)
+        found = self.cache.lookup(keys) if self.cache is not None else {}
+        todo, seen = [], set(found)  # the first position of each distinct image not in the cache
+        for i, key in enumerate(keys):
+            if key not in seen:
+                seen.add(key)
+                todo.append(i)
+        with tqdm(total=len(todo), desc=f"CLIP features ({self.encoder.model})", unit="img",
+                  disable=not self.progress or len(todo) <= batch_size) as bar:
+            for start in range(0, len(todo), batch_size):
+                index = todo[start:start + batch_size]
+                encoded = self.encoder.encode(images[torch.tensor(index)])
+                batch_keys = [keys[i] for i in index]
+                if self.cache is not None:
+                    self.cache.store(batch_keys, encoded)
+                found.update(zip(batch_keys, encoded))
+                bar.update(len(index))
+        if self.cache is not None:
+            self.cache.misses += len(todo)
+            self.cache.hits += len(keys) - len(todo)
+        if not keys:
+            return torch.empty(0, self.encoder.feature_dim)
+        return torch.stack([found[key] for key in keys])
+
+    def score(self, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+        """P(fake) per image, float64."""
+        if self.probe is None:
+            raise ValueError("this CLIP detector has no trained probe yet")
+        if len(images) == 0:
+            return np.empty(0)
+        return self.probe.predict(self.features(images, batch_size))
+
+    def config(self) -> dict[str, Any]:
+        """The ``model`` section of ``detector.json``."""
+        return {"kind": "clip", **self.encoder.spec(), "probe": self.probe.kind,
+                "probe_options": dict(self.probe.options), "size": self.size, "channels": self.channels}
+
+    def save(self, directory: Path | str, extra: dict[str, Any] | None = None) -> None:
+        """The probe as safetensors, the encoder's architecture and a ``detector.json``."""
+        directory = Path(directory)
+        digest = save_weights(self.probe, directory / PROBE_FILE)
+        atomic_write_json(directory / ENCODER_CONFIG_DIR / f"{self.encoder.model}.json", self.encoder.architecture)
+        atomic_write_json(directory / CONFIG_FILE, {**(extra or {}), "model": self.config(), "probe_sha256": digest})
+
+    @classmethod
+    def load(cls, directory: Path | str, config: dict[str, Any], device: str | torch.device = "cpu",
+             cache_dir: Path | str | None = None, cache: bool = True) -> ClipDetector:
+        """Reopen a saved detector: the encoder from its tag or (unchanged) checkpoint, the probe from
+        safetensors (hash-checked; nothing unpickled)."""
+        import open_clip
+
+        directory = Path(directory)
+        spec = config.get("model", {})
+        if spec.get("kind") != "clip":
+            raise ValueError(f"{directory / CONFIG_FILE}: not a CLIP detector")
+        name = spec["model"]
+        saved_architecture = directory / ENCODER_CONFIG_DIR / f"{name}.json"
+        if open_clip.get_model_config(name) is None and saved_architecture.is_file():
+            open_clip.add_model_config(saved_architecture)  # a custom architecture, not shipped with open_clip
+        encoder = ClipEncoder(name, spec.get("pretrained"), spec.get("checkpoint"), device,
+                              expected_checkpoint_sha256=spec.get("checkpoint_sha256"))
+        if encoder.feature_dim != int(spec["feature_dim"]):
+            raise ValueError(f"{directory / CONFIG_FILE}: the probe expects {spec['feature_dim']}-d features but "
+                             f"{name} gives {encoder.feature_dim}-d ones")
+        if encoder.model_id != spec.get("model_id"):
+            warnings.warn(f"{directory}: CLIP preprocessing differs from training ({spec.get('model_id')} vs "
+                          f"{encoder.model_id}), e.g. after an open_clip upgrade; scores may shift", stacklevel=2)
+        probe = _new_probe(spec)
+        load_weights(probe, directory / PROBE_FILE, expected_sha256=config.get("probe_sha256"))
+        feature_cache = FeatureCache(cache_dir or default_cache_dir(), encoder.model_id) if cache else None
+        return cls(encoder, probe, int(spec["size"]), int(spec["channels"]), feature_cache)
+
+
+def load_saved(directory: Path, config: dict[str, Any], device: str | torch.device) -> ClipDetector:
+    """Open a saved CLIP detector (the hook ``base.load_detector`` calls for kind "clip"); features are
+    cached in the default cache (``$SYNTHSCOPE_CACHE``)."""
+    return ClipDetector.load(directory, config, device)
+
+
+def train_clip_detector(real: Path | str, fakes: Sequence[Path | str], out: Path | str, model: str = DEFAULT_MODEL,
+                        pretrained: str | None = DEFAULT_PRETRAINED, checkpoint: Path | str | None = None,
+                        probe: str = "logistic", C: float | None = None, k: int = 10, knn_weights: str = "uniform",
+                        size: int = 32, channels: int = 3, val_fraction: float = 0.2, target_fpr: float = 0.01,
+                        seed: int = 0, batch_size: int = 256, device: str = "auto",
+                        cache_dir: Path | str | None = None, cache: bool = True,
+                        progress: bool = True) -> DetectorRun:
+    """Fit a probe on frozen CLIP features of a real corpus against synthetic corpora (UnivFD).
+
+    A stratified ``val_fraction`` is held out; its *real* images alone fix the threshold for
+    ``target_fpr``. The logistic probe's C (when not given) is chosen by cross-validation on the
+    training split; the k-NN probe keeps the training features as its reference set.
+    """
+    if not fakes:
+        raise ValueError("give at least one synthetic corpus (--fake)")
+    if probe not in PROBES:
+        raise ValueError(f"unknown CLIP probe {probe!r}; choose from {', '.join(PROBES)}")
+    seed_everything(seed)
+    device = resolve_device(device)
+    began = time.perf_counter()
+    encoder = ClipEncoder(model, pretrained, checkpoint, device)  # before reading data: fail fast on weights
+    feature_cache = FeatureCache(cache_dir or default_cache_dir(), encoder.model_id) if cache else None
+    detector = ClipDetector(encoder, None, size, channels, feature_cache, progress)
+
+    data = load_labelled(real, fakes, size=size, channels=channels)
+    train, val = stratified_split(data, val_fraction, seed)
+    train_features = detector.features(train.images, batch_size).numpy()
+    val_features = detector.features(val.images, batch_size).numpy()
+    if probe == "logistic":
+        detector.probe, history = LogisticProbe.fit(train_features, train.labels, C=C, seed=seed)
+    else:
+        detector.probe, history = KNNProbe.fit(train_features, train.labels, k=k, weights=knn_weights)
+    val_scores = detector.probe.predict(val_features)
+    threshold = threshold_at_fpr(val_scores[val.labels == 0], target_fpr)
+    seconds = time.perf_counter() - began
+
+    out = Path(out)
+    detector.save(out, extra={
+        "threshold": threshold, "target_fpr": target_fpr,
+        "threshold_source": f"{int((val.labels == 0).sum())} held-out real images (no test labels)",
+        "training": {"real": str(real), "fakes": [str(f) for f in fakes], "probe": probe,
+                     "probe_options": detector.probe.options, "seed": seed, "n_train": len(train),
+                     "n_val": len(val), "val_fraction": val_fraction, "seconds": round(seconds, 1),
+                     "feature_cache": str(feature_cache.folder) if feature_cache else None,
+                     "images_encoded": encoder.images_encoded},
+    })
+    atomic_write_bytes(out / HISTORY_FILE, history.to_csv(index=False).encode())
+    return DetectorRun(detector, threshold, target_fpr, history, out, seconds)
