@@ -1,0 +1,164 @@
+"""Resumable generation of an audit's images into a corpus.
+
+An audit is a list of :class:`ImageJob` (one per image: a unique key, the prompt, the seed, the
+guidance and the attributes the audit groups by). :func:`generate_corpus` writes them through a
+backend into a corpus folder, batch by batch. Each batch is committed atomically by the
+CorpusWriter, so a run that is killed loses at most the batch in flight, and a re-run skips every key
+the manifest already lists. Batches are planned from the whole job list, and each image depends
+only on its own prompt, seed and guidance, so an interrupted-and-resumed audit writes the same
+images, in the same order, as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synthscope.generators.workflow import open_corpus
+from tqdm.auto import tqdm
+
+from .backends import TextToImageBackend
+
+# Manifest columns the runner owns; a job's attributes may not use these names.
+RESERVED_COLUMNS = frozenset({"file", "source", "key", "prompt", "seed", "guidance", "backend", "nsfw_filtered"})
+MAX_SEED = 2**64  # torch.Generator.manual_seed takes seeds in [0, 2**64)
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """One image to generate: ``key`` identifies it in the corpus (e.g. "<prompt hash>#<i>"), ``seed``
+    seeds its own generator, ``guidance`` None means the backend's default, ``attributes`` are
+    written to the manifest as columns (profession, template index, descriptor, ...)."""
+
+    key: str
+    prompt: str
+    seed: int
+    guidance: float | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class GenerationSummary:
+    """What a :func:`generate_corpus` call did: jobs in total, images generated now, images found
+    already done, and how many of the corpus's images for these jobs were NSFW-filtered (black)."""
+
+    out: Path
+    total: int
+    generated: int
+    already_done: int
+    nsfw_filtered: int
+
+
+def _check_jobs(jobs: Sequence[ImageJob]) -> None:
+    """Every problem with the job list, before anything is generated or written."""
+    seen: set[str] = set()
+    for i, job in enumerate(jobs):
+        if not isinstance(job.key, str) or not job.key:
+            raise ValueError(f"job {i}: key must be a non-empty string, got {job.key!r}")
+        if job.key in seen:
+            raise ValueError(f"job {i}: key {job.key!r} appears twice; every image needs its own key")
+        seen.add(job.key)
+        if not isinstance(job.prompt, str):
+            raise TypeError(f"job {job.key!r}: prompt must be a string, got {type(job.prompt).__name__}")
+        if isinstance(job.seed, bool) or not isinstance(job.seed, int) or not 0 <= job.seed < MAX_SEED:
+            raise ValueError(f"job {job.key!r}: seed must be an integer in [0, 2**64), got {job.seed!r}")
+        if job.guidance is not None and not math.isfinite(float(job.guidance)):
+            raise ValueError(f"job {job.key!r}: guidance must be a finite number, got {job.guidance!r}")
+        clash = RESERVED_COLUMNS & set(job.attributes)
+        if clash:
+            raise ValueError(f"job {job.key!r}: attribute name(s) {', '.join(sorted(clash))} are manifest "
+                             f"columns the runner writes; rename them")
+
+
+def _plan_batches(jobs: Sequence[ImageJob], batch_size: int) -> list[list[ImageJob]]:
+    """Jobs grouped by guidance (one backend call takes one guidance), in order of first appearance,
+    then cut into batches of at most ``batch_size``."""
+    groups: dict[float | None, list[ImageJob]] = {}
+    for job in jobs:
+        groups.setdefault(None if job.guidance is None else float(job.guidance), []).append(job)
+    return [group[start:start + batch_size] for group in groups.values()
+            for start in range(0, len(group), batch_size)]
+
+
+def _effective_guidance(job: ImageJob, backend: TextToImageBackend) -> float | None:
+    return backend.default_guidance if job.guidance is None else float(job.guidance)
+
+
+def _check_done(manifest, jobs: Sequence[ImageJob], backend: TextToImageBackend, out: Path) -> None:
+    """A key already in the corpus must have been made from the same prompt, seed and guidance."""
+    if "key" not in manifest.columns:
+        return
+    by_key = {job.key: job for job in jobs}
+    rows = manifest[manifest["key"].isin(by_key.keys())]
+    for row in rows.to_dict("records"):
+        job = by_key[row["key"]]
+        guidance = _effective_guidance(job, backend)
+        expected = {"prompt": job.prompt, "seed": str(job.seed), "guidance": "" if guidance is None else str(guidance)}
+        differ = [c for c, v in expected.items() if c in row and row[c] != v]
+        if differ:
+            raise ValueError(f"{out}: image {row['key']!r} was made with another {', '.join(differ)} than this audit "
+                             f"asks for; write to another folder, or force to replace the corpus")
+
+
+def generate_corpus(jobs: Sequence[ImageJob], backend: TextToImageBackend, out: Path | str,
+                    batch_size: int | None = None, force: bool = False, progress: bool = True) -> GenerationSummary:
+    """Generate every job's image into the corpus at ``out``, skipping keys it already holds.
+
+    Manifest rows: key, prompt, seed, guidance (the one used), backend, the job's attributes and, where
+    the backend knows, nsfw_filtered. corpus.json holds ``backend.describe()``. A corpus made by another
+    backend, checkpoint or image-affecting options is refused unless ``force`` (which replaces it).
+    ``batch_size``: images per backend call (default: the backend's).
+    """
+    out = Path(out)
+    jobs = list(jobs)
+    _check_jobs(jobs)
+    batch_size = int(batch_size or backend.batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    backend.check_prompts(sorted({job.prompt for job in jobs}))  # bad prompts fail before any writing
+
+    description = backend.describe()
+    provenance = {"generator": backend.name, "checkpoint_sha256": description.get("checkpoint_sha256"),
+                  "sample_options": description.get("options", {}), "backend": description,
+                  "command": "audit run"}
+    writer = open_corpus(out, provenance, force)  # refuses a corpus made another way
+    _check_done(writer.manifest, jobs, backend, out)
+    done = writer.existing("key")
+    already = sum(job.key in done for job in jobs)
+
+    generated = 0
+    bar = tqdm(total=len(jobs), initial=already, desc=f"generate {backend.name}", unit="img",
+               disable=not progress, dynamic_ncols=True)
+    try:
+        # Planned over all jobs, not only the missing ones, so a resumed run keeps the original order.
+        for batch in _plan_batches(jobs, batch_size):
+            todo = [job for job in batch if job.key not in done]
+            if not todo:
+                continue
+            result = backend.generate([j.prompt for j in todo], [j.seed for j in todo], todo[0].guidance)
+            if len(result.images) != len(todo):
+                raise RuntimeError(f"backend {backend.name} returned {len(result.images)} images for "
+                                   f"{len(todo)} prompts")
+            rows = []
+            for job, nsfw in zip(todo, result.nsfw_filtered):
+                row = {"key": job.key, "prompt": job.prompt, "seed": job.seed,
+                       "guidance": _effective_guidance(job, backend), "backend": backend.name,
+                       **dict(job.attributes)}
+                if nsfw is not None:
+                    row["nsfw_filtered"] = nsfw
+                rows.append(row)
+            writer.append(result.images, rows)
+            generated += len(todo)
+            bar.update(len(todo))
+    finally:
+        bar.close()
+
+    manifest = writer.manifest
+    nsfw = 0
+    if "nsfw_filtered" in manifest.columns:
+        keys = {job.key for job in jobs}
+        nsfw = int((manifest["key"].isin(keys) & manifest["nsfw_filtered"].eq("True")).sum())
+    return GenerationSummary(out=out, total=len(jobs), generated=generated, already_done=already, nsfw_filtered=nsfw)
