@@ -169,6 +169,16 @@ class ClipEncoder:
         self.images_encoded += len(images)
         return features.float().cpu()
 
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """L2-normalised text features (N, feature_dim), float32 on the CPU, tokenized with the model's own
+        open_clip tokenizer (for zero-shot label prompts)."""
+        import open_clip
+
+        tokens = open_clip.get_tokenizer(self.model)(list(texts)).to(self.device)
+        with torch.inference_mode():
+            features = self.network.encode_text(tokens, normalize=True)
+        return features.float().cpu()
+
 
 # --------------------------------------------------------------------------- feature cache
 

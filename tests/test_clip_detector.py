@@ -27,13 +27,8 @@ from synthscope.detectors.training import (
 )
 from synthscope.generators.corpus import CorpusWriter
 from synthscope.generators.data import load_digits
+from tiny_clip import TINY, TINY_CONFIG, make_tiny_clip
 
-TINY = "synthscope-test-tiny-clip"
-TINY_CONFIG = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
-    "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1},
-}
 FAST = {"model": TINY, "size": 16, "target_fpr": 0.05, "device": "cpu", "progress": False}
 
 
@@ -49,14 +44,7 @@ def cache_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A tiny open_clip architecture registered like a built-in one, and its weights as a local file."""
-    folder = tmp_path_factory.mktemp("tiny-clip")
-    (folder / f"{TINY}.json").write_text(json.dumps(TINY_CONFIG))
-    open_clip.add_model_config(folder / f"{TINY}.json")
-    torch.manual_seed(0)
-    model = open_clip.create_model(TINY)
-    path = folder / "open_clip_model.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return path
+    return make_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,724 @@
+"""Human labels: a label sheet to fill in, its import back, agreement between labellers and validity.
+
+The round trip:
+
+1. :func:`export_label_sheet` writes into a folder ``labels.csv`` (image_id, file, one empty column per
+   attribute), ``sheet.html`` (a self-contained contact sheet: every image with its id, the allowed
+   values and the instructions) and ``label_sheet.json`` (what was exported: attributes, allowed
+   values, image ids and file hashes, the corpus). The sheet never shows the prompt (nor the
+   profession, descriptor or generator): a labeller who knows an image was asked to be "a nurse" is
+   primed to see what the prompt says. The images appear in a seeded shuffled order, so that images of
+   one prompt do not come in a block. The labels are *perceived* attributes (how the person appears),
+   never identity, and "undetermined" is an allowed answer.
+2. Each labeller fills in a copy, saved under their name (``labels_alice.csv``) or with a
+   ``labeller`` column.
+3. :func:`import_labels` reads the sheets into the tidy annotations table (annotator
+   ``human:<name>``), checking every cell; each problem names the file and line.
+4. :func:`agreement` gives Cohen's kappa for every pair of annotators and Fleiss' kappa and
+   Krippendorff's alpha (nominal) across all of them; :func:`confusion` compares an annotator with known
+   truth (e.g. the ground truth of exported real portraits) with a Wilson interval on its accuracy.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import difflib
+import io
+import math
+import random
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment
+
+from synthscope.generators.corpus import CorpusError, read_corpus
+from synthscope.runtime import atomic_write_bytes, atomic_write_json, read_json, sha256_file
+from synthscope.stats import wilson_interval
+
+from .annotators import annotation_table, corpus_metadata, load_image
+from .metrics import ABSTAIN
+from .spec import PROBE_ATTRIBUTES
+
+SHEET_CSV = "labels.csv"
+SHEET_HTML = "sheet.html"
+SHEET_JSON = "label_sheet.json"
+SHEET_FORMAT = "synthscope-label-sheet/1"
+HUMAN_PREFIX = "human:"
+LABELLER_COLUMNS = ("labeller", "labeler", "annotator")
+THUMBNAIL_PX = 160  # displayed size of each image on the sheet
+MAX_EMBED_PX = 256  # larger images are downscaled for the sheet (the corpus is untouched)
+MAX_ERRORS_SHOWN = 50
+
+
+def _default_choices() -> dict[str, tuple[str, ...]]:
+    from synthscope.generators.portraits import AGES, GENDERS, PROFESSIONS, SKIN_TONES
+
+    return {"gender": tuple(GENDERS), "skin_tone": tuple(SKIN_TONES), "age": tuple(AGES),
+            "profession": tuple(PROFESSIONS)}
+
+
+# The question each attribute asks the labeller; worded as perception, not identity.
+ATTRIBUTE_QUESTIONS: dict[str, str] = {
+    "gender": "perceived gender presentation",
+    "skin_tone": "perceived skin tone (1 = lightest ... 6 = darkest)",
+    "age": "perceived age group",
+    "profession": "perceived profession",
+}
+
+
+class LabelImportError(ValueError):
+    """Problems in completed label sheets; ``errors`` lists each as "file:line: problem"."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = list(errors)
+        shown = self.errors[:MAX_ERRORS_SHOWN]
+        more = len(self.errors) - len(shown)
+        text = f"{len(self.errors)} problem(s) in the label sheets:\n" + "\n".join(shown)
+        super().__init__(text + (f"\n... and {more} more" if more > 0 else ""))
+
+
+def _check_choices(attributes: Sequence[str],
+                   value_choices: Mapping[str, Sequence[str]] | None) -> dict[str, tuple[str, ...]]:
+    """attribute -> allowed values (text, trimmed, unique case-insensitively, abstention label excluded)."""
+    given = dict(value_choices) if value_choices is not None else {}
+    defaults = _default_choices()
+    out: dict[str, tuple[str, ...]] = {}
+    if not attributes:
+        raise ValueError("give at least one attribute to label")
+    for attribute in attributes:
+        if attribute in given:
+            raw = given[attribute]
+        elif attribute in defaults:
+            raw = defaults[attribute]
+        else:
+            raise ValueError(f"no allowed values for attribute {attribute!r}: pass value_choices="
+                             f"{{{attribute!r}: [...]}} (defaults exist for {', '.join(defaults)})")
+        values: list[str] = []
+        seen: set[str] = set()
+        for value in ([raw] if isinstance(raw, str) else raw):
+            text = str(value).strip()
+            if not text:
+                raise ValueError(f"allowed values of {attribute!r} include an empty value")
+            if text.casefold() == ABSTAIN.casefold() or text.casefold() in seen:
+                continue  # the abstention label is always allowed; duplicates collapse
+            seen.add(text.casefold())
+            values.append(text)
+        if len(values) < 2:
+            raise ValueError(f"attribute {attribute!r} needs at least two allowed values, got {values}")
+        out[str(attribute)] = tuple(values)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Export
+# --------------------------------------------------------------------------------------------
+
+_SHEET_TEMPLATE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }}</title>
+<style>
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5rem; color: #222; }
+h1 { font-size: 1.4rem; }
+.instructions { background: #f6f6f2; border-left: 4px solid #777; padding: .6rem 1rem; max-width: 60rem; }
+.instructions li { margin: .25rem 0; }
+table.choices { border-collapse: collapse; margin: .5rem 0; }
+table.choices td, table.choices th { border: 1px solid #ccc; padding: .2rem .5rem; text-align: left; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax({{ thumb + 20 }}px, 1fr)); gap: .8rem;
+        margin-top: 1rem; }
+figure { margin: 0; border: 1px solid #ccc; border-radius: 4px; padding: .5rem; break-inside: avoid; }
+figure img { width: {{ thumb }}px; height: {{ thumb }}px; object-fit: contain; background: #eee; display: block; }
+img.pixelated { image-rendering: pixelated; image-rendering: crisp-edges; }
+figcaption { font-size: .8rem; margin-top: .3rem; }
+figcaption code { word-break: break-all; font-size: .85rem; }
+.number { color: #666; }
+.values { margin: .2rem 0 0; padding: 0; list-style: none; color: #444; }
+.swatch { display: inline-block; width: .9em; height: .9em; border: 1px solid #888; vertical-align: middle; }
+@media print { body { margin: 0; } figure { page-break-inside: avoid; } }
+</style>
+</head>
+<body>
+<h1>{{ title }}</h1>
+<section class="instructions">
+<p>For each image below, fill in its row of <code>labels.csv</code> (rows are in the same order as the
+numbers here; find an image by its <strong>image id</strong>).</p>
+<ul>
+<li>These are <strong>perceived</strong> attributes: write how the person in the picture <em>appears</em> to
+you. They are not anyone's identity: the images are synthetic, and gender, age or skin tone cannot be known
+from a picture.</li>
+<li><strong>&ldquo;{{ abstain }}&rdquo; is an allowed answer</strong>: write it whenever you cannot tell
+(no person visible, ambiguous, unclear image). Leave a cell empty only for an image you did not label.</li>
+<li>Use only the allowed values below (upper or lower case does not matter). Judge each image on its own;
+you are deliberately not told what the images were asked to show.</li>
+<li>Save your copy under your own name (e.g. <code>labels_alice.csv</code>), or fill a
+<code>labeller</code> column, and return it.</li>
+</ul>
+<table class="choices">
+<tr><th>column</th><th>what to write</th><th>allowed values</th></tr>
+{% for a in attributes %}
+<tr><td><code>{{ a.name }}</code></td><td>{{ a.question }}</td>
+<td>{% for v in a.choices %}
+{% if v.colour %}<span class="swatch" style="background: {{ v.colour }}"></span> {% endif %}
+<code>{{ v.text }}</code>, {% endfor %}
+<code>{{ abstain }}</code></td></tr>
+{% endfor %}
+</table>
+<p class="number">{{ items | length }} image(s){% if sample %}, a random sample (seed {{ seed }}){% endif %}.</p>
+</section>
+<div class="grid">
+{% for item in items %}
+<figure>
+<img src="{{ item.src }}" alt="image {{ item.image_id }}"{% if item.pixelated %} class="pixelated"{% endif %}>
+<figcaption><span class="number">#{{ loop.index }}</span> <code>{{ item.image_id }}</code>
+<ul class="values">
+{% for a in attributes %}
+<li><code>{{ a.name }}</code>: {{ a.choices | map(attribute="text") | join(" / ") }} / {{ abstain }}</li>
+{% endfor %}</ul>
+</figcaption>
+</figure>
+{% endfor %}
+</div>
+</body>
+</html>
+"""
+
+
+def _environment() -> Environment:
+    # Autoescape on: image ids, file names and values come from users and models; they are data.
+    return Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
+
+
+def _thumbnail(image, max_px: int) -> tuple[str, bool]:
+    """A (C, H, W) float image as a PNG data URI (downscaled to ``max_px`` when larger), and whether it
+    is small enough to be shown upscaled with crisp pixels."""
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    _, h, w = image.shape
+    if max(h, w) > max_px:
+        scale = max_px / max(h, w)
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        image = F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+    array = image.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    buffer = io.BytesIO()
+    pil.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"), max(h, w) < THUMBNAIL_PX
+
+
+def _has_labels(path: Path) -> bool:
+    """Whether a labels.csv already holds any label (so it is not overwritten)."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (OSError, ValueError, pd.errors.ParserError):
+        return True  # unreadable: keep it, it may be someone's work
+    columns = [c for c in table.columns if c not in ("image_id", "file")]
+    return bool(len(table) and columns and (table[columns].apply(lambda s: s.str.strip()) != "").any().any())
+
+
+def export_label_sheet(corpus_dir: Path | str, out_dir: Path | str, attributes: Sequence[str] = PROBE_ATTRIBUTES,
+                       value_choices: Mapping[str, Sequence[str]] | None = None, sample: int | None = None,
+                       seed: int = 0, title: str | None = None, force: bool = False) -> Path:
+    """Write a label sheet for the images of a corpus into ``out_dir``; returns ``out_dir``.
+
+    Files: ``labels.csv`` (image_id, file and one empty column per attribute), ``sheet.html`` (a
+    self-contained contact sheet with the images embedded as PNG data URIs, small ones upscaled with
+    crisp pixels; ids, allowed values and instructions), ``label_sheet.json`` (attributes, allowed
+    values, the images with their file hashes, the corpus, seed). ``value_choices``: attribute ->
+    allowed values (default: the portraits world's values for gender, skin_tone, age and profession);
+    "undetermined" is always allowed. ``sample``: a random sample of that many images (seeded). The
+    images come in a seeded shuffled order and no prompt or prompt metadata is shown (it would prime
+    the labeller). A ``labels.csv`` that already holds labels is not overwritten unless ``force``.
+    """
+    choices = _check_choices(list(attributes), value_choices)
+    clash = [a for a in choices if a in ("image_id", "file", *LABELLER_COLUMNS)]
+    if clash:
+        raise ValueError(f"attribute name(s) {', '.join(clash)} clash with the sheet's own columns")
+    if sample is not None and int(sample) < 1:
+        raise ValueError(f"sample must be at least 1 image, got {sample}")
+    out = Path(out_dir)
+    if (out / SHEET_CSV).is_file() and not force and _has_labels(out / SHEET_CSV):
+        raise FileExistsError(f"{out / SHEET_CSV} already holds labels; export to another folder, or force to "
+                              f"overwrite it")
+    corpus = read_corpus(corpus_dir)
+    meta = corpus_metadata(corpus)
+    order = list(range(len(meta)))
+    random.Random(seed).shuffle(order)  # shuffled even without sampling: no blocks of one prompt
+    if sample is not None:
+        order = order[:int(sample)]
+
+    items, records, skipped = [], [], []
+    for i in order:
+        image_id, file = str(meta["image_id"].iloc[i]), str(meta["file"].iloc[i])
+        try:
+            src, pixelated = _thumbnail(load_image(corpus, i), MAX_EMBED_PX)
+        except (CorpusError, ValueError) as error:  # an unreadable image cannot be labelled: leave it out
+            skipped.append({"file": file, "reason": str(error)})
+            continue
+        items.append({"image_id": image_id, "src": src, "pixelated": pixelated})
+        records.append({"image_id": image_id, "file": file, "sha256": sha256_file(corpus.root / file)})
+    if skipped:
+        warnings.warn(f"{len(skipped)} image(s) could not be read and are not on the sheet (first: "
+                      f"{skipped[0]['file']}: {skipped[0]['reason']})", stacklevel=2)
+
+    palette = _skin_palette()
+    shown = [{"name": a, "question": ATTRIBUTE_QUESTIONS.get(a, f"perceived {a.replace('_', ' ')}"),
+              "choices": [{"text": v, "colour": palette.get(v) if a == "skin_tone" else None} for v in values]}
+             for a, values in choices.items()]
+    html = _environment().from_string(_SHEET_TEMPLATE).render(
+        title=title or f"Label sheet: perceived attributes ({len(items)} images)", attributes=shown, items=items,
+        abstain=ABSTAIN, thumb=THUMBNAIL_PX, sample=sample, seed=seed)
+
+    sheet = pd.DataFrame({"image_id": [r["image_id"] for r in records], "file": [r["file"] for r in records],
+                          **{a: [""] * len(records) for a in choices}})
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / SHEET_CSV, sheet.to_csv(index=False).encode("utf-8"))
+    atomic_write_bytes(out / SHEET_HTML, html.encode("utf-8"))
+    atomic_write_json(out / SHEET_JSON, {
+        "format": SHEET_FORMAT, "corpus": str(Path(corpus_dir).absolute()), "attributes": list(choices),
+        "value_choices": {a: list(v) for a, v in choices.items()}, "abstain_label": ABSTAIN, "sample": sample,
+        "seed": seed, "n_images": len(records), "images": records, "skipped": skipped,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "note": "perceived attributes, not identity; prompts deliberately not shown to labellers"})
+    return out
+
+
+def _skin_palette() -> dict[str, str]:
+    """Reference colours of the 6-step skin-tone scale, shown beside the values (not a judgement aid for
+    any one image: lighting and rendering change how a skin colour looks)."""
+    try:
+        from synthscope.generators.portraits import SKIN_PALETTE
+    except ImportError:
+        return {}
+    return {str(k): f"rgb({r}, {g}, {b})" for k, (r, g, b) in SKIN_PALETTE.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Import
+# --------------------------------------------------------------------------------------------
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header and (line number, cells) of a CSV written by a spreadsheet (BOM, "," ";" or tab)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise LabelImportError([f"{path}:1: not UTF-8 text ({error}); save the sheet as CSV UTF-8"]) from None
+    first = text.split("\n", 1)[0]
+    delimiter = max((",", ";", "\t"), key=first.count) if first else ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = next(reader, None)
+    if header is None:
+        raise LabelImportError([f"{path}:1: empty file; expected a header with image_id and attribute columns"])
+    rows = []
+    for cells in reader:
+        rows.append((reader.line_num, cells))
+    return [h.strip() for h in header], rows
+
+
+def _labeller_from_file(path: Path) -> str:
+    """``labels_alice.csv`` -> "alice"; any other file name without its extension."""
+    stem = path.stem
+    for prefix in ("labels_", "labels-"):
+        if stem.lower().startswith(prefix) and len(stem) > len(prefix):
+            return stem[len(prefix):]
+    return stem
+
+
+def import_labels(csv_paths: Path | str | Sequence[Path | str], sheet_dir: Path | str | None = None,
+                  corpus_dir: Path | str | None = None, value_choices: Mapping[str, Sequence[str]] | None = None,
+                  attributes: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read completed label sheets (one per labeller) into the tidy annotations table.
+
+    ``sheet_dir``: the folder :func:`export_label_sheet` wrote; it gives the allowed values, the image
+    ids on the sheet and the corpus. ``corpus_dir`` (default: the sheet's corpus, if it still exists)
+    gives the prompt metadata of each image. ``value_choices`` overrides the allowed values (default:
+    the sheet's, else the portraits world's); ``attributes`` limits the columns read.
+
+    The labeller is a ``labeller`` column where filled in, else the file name without extension and
+    without a ``labels_`` prefix (``labels_alice.csv`` -> alice); the annotator is ``human:<labeller>``.
+    Values match the allowed ones case-insensitively after trimming, and are stored in their canonical
+    spelling; "undetermined" is an abstention. An empty cell means
+    "not labelled": no row, counted in ``table.attrs["n_unlabelled"]`` ({annotator: {attribute: n}}).
+    Every problem (unknown image id, value not allowed, an image labelled twice by one labeller, no
+    image_id column) is collected and raised as one :class:`LabelImportError` naming file and line.
+    """
+    paths = [Path(csv_paths)] if isinstance(csv_paths, (str, Path)) else [Path(p) for p in csv_paths]
+    if not paths:
+        raise ValueError("give at least one completed label sheet (CSV)")
+    sheet = read_json(Path(sheet_dir) / SHEET_JSON) if sheet_dir is not None else None
+    if sheet is not None and sheet.get("format") != SHEET_FORMAT:
+        raise ValueError(f"{Path(sheet_dir) / SHEET_JSON}: not a synthscope label sheet")
+    if value_choices is None and sheet is not None:
+        value_choices = sheet["value_choices"]
+    wanted = list(attributes) if attributes is not None else (
+        list(value_choices) if value_choices is not None else list(_default_choices()))
+    choices = _check_choices(wanted, value_choices)
+    lookup = {a: {v.casefold(): v for v in (*values, ABSTAIN)} for a, values in choices.items()}
+
+    corpus_path = Path(corpus_dir) if corpus_dir is not None else (
+        Path(sheet["corpus"]) if sheet is not None and Path(sheet["corpus"]).is_dir() else None)
+    meta = corpus_metadata(read_corpus(corpus_path)) if corpus_path is not None else None
+    if sheet is not None:
+        known: set[str] | None = {r["image_id"] for r in sheet["images"]}
+        where = "the label sheet"
+    elif meta is not None:
+        known, where = set(meta["image_id"]), "the corpus"
+    else:
+        known, where = None, ""
+
+    errors: list[str] = []
+    records: list[dict[str, Any]] = []
+    first_seen: dict[tuple[str, str], str] = {}
+    unlabelled: dict[str, dict[str, int]] = {}
+    for path in paths:
+        if not path.is_file():
+            errors.append(f"{path}:0: no such file")
+            continue
+        try:
+            header, rows = _read_rows(path)
+        except LabelImportError as error:
+            errors.extend(error.errors)
+            continue
+        lowered = [h.casefold() for h in header]
+        if "image_id" not in lowered:
+            errors.append(f"{path}:1: no 'image_id' column (found: {', '.join(header) or 'nothing'})")
+            continue
+        id_col = lowered.index("image_id")
+        file_col = lowered.index("file") if "file" in lowered else None
+        labeller_col = next((lowered.index(c) for c in LABELLER_COLUMNS if c in lowered), None)
+        columns = {a: lowered.index(a.casefold()) for a in choices if a.casefold() in lowered}
+        if not columns:
+            errors.append(f"{path}:1: no attribute column; expected one of {', '.join(choices)} "
+                          f"(found: {', '.join(header)})")
+            continue
+        ignored = [h for i, h in enumerate(header) if h and i not in (id_col, file_col, labeller_col)
+                   and i not in columns.values()]
+        if ignored:
+            warnings.warn(f"{path}: ignoring column(s) {', '.join(ignored)} (not attributes being imported: "
+                          f"{', '.join(choices)})", stacklevel=2)
+
+        def cell(cells: list[str], index: int | None) -> str:
+            return cells[index].strip() if index is not None and index < len(cells) else ""
+
+        for line, cells in rows:
+            if not any(c.strip() for c in cells):
+                continue  # blank line
+            image_id = cell(cells, id_col)
+            if not image_id:
+                errors.append(f"{path}:{line}: empty image_id")
+                continue
+            if known is not None and image_id not in known:
+                close = difflib.get_close_matches(image_id, list(known), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                errors.append(f"{path}:{line}: unknown image id {image_id!r}: not in {where}{hint}")
+                continue
+            labeller = cell(cells, labeller_col) or _labeller_from_file(path)
+            annotator = HUMAN_PREFIX + labeller
+            location = f"{path}:{line}"
+            if (annotator, image_id) in first_seen:
+                errors.append(f"{location}: duplicate row: image {image_id!r} was already labelled by {labeller!r} "
+                              f"at {first_seen[(annotator, image_id)]}")
+                continue
+            first_seen[(annotator, image_id)] = location
+            for attribute, index in columns.items():
+                raw = cell(cells, index)
+                if not raw:
+                    counts = unlabelled.setdefault(annotator, {})
+                    counts[attribute] = counts.get(attribute, 0) + 1
+                    continue
+                value = lookup[attribute].get(raw.casefold())
+                if value is None:
+                    allowed = [*choices[attribute], ABSTAIN]
+                    close = difflib.get_close_matches(raw.casefold(), [v.casefold() for v in allowed], n=1)
+                    hint = f"; did you mean {lookup[attribute][close[0]]!r}?" if close else ""
+                    errors.append(f"{location}: {attribute} value {raw!r} is not allowed (allowed: "
+                                  f"{', '.join(allowed)}){hint}")
+                    continue
+                records.append({"image_id": image_id, "annotator": annotator, "attribute": attribute,
+                                "value": value, "file": cell(cells, file_col)})
+    if errors:
+        raise LabelImportError(errors)
+
+    table = pd.DataFrame(records, columns=["image_id", "annotator", "attribute", "value", "file"])
+    table["confidence"] = np.nan  # a person's label has no probability
+    table["predicted"] = table["value"]
+    if meta is not None:
+        table = table.merge(meta.rename(columns={"file": "_corpus_file"}), on="image_id", how="left")
+        table["file"] = table["file"].where(table["file"] != "", table["_corpus_file"].fillna(""))
+    else:
+        for column in ("prompt", "profession", "descriptor"):
+            table[column] = ""
+        table["template"] = np.nan
+        table["guidance"] = np.nan
+    table = annotation_table(table)
+    table.attrs["n_unlabelled"] = unlabelled
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# Agreement
+# --------------------------------------------------------------------------------------------
+
+
+def fleiss_kappa(counts: np.ndarray | Sequence[Sequence[int]]) -> float:
+    """Fleiss' kappa of an (N subjects x K categories) table of counts, every subject rated by the same
+    number n >= 2 of raters.
+
+    ``p_j = sum_i n_ij / (N n)``; ``P_i = (sum_j n_ij^2 - n) / (n (n - 1))``; ``P = mean_i P_i``;
+    ``P_e = sum_j p_j^2``; ``kappa = (P - P_e) / (1 - P_e)``. NaN when there are no subjects or when
+    chance agreement is 1 (every rating the same category).
+    """
+    table = np.asarray(counts, dtype=float)
+    if table.ndim != 2 or table.shape[0] == 0:
+        return math.nan
+    n_raters = table.sum(axis=1)
+    if not np.allclose(n_raters, n_raters[0]) or n_raters[0] < 2:
+        raise ValueError("Fleiss' kappa needs every subject rated by the same number (>= 2) of raters")
+    n_subjects, n = table.shape[0], float(n_raters[0])
+    p_j = table.sum(axis=0) / (n_subjects * n)
+    p_i = ((table ** 2).sum(axis=1) - n) / (n * (n - 1))
+    p_bar, p_e = p_i.mean(), float((p_j ** 2).sum())
+    if math.isclose(p_e, 1.0):
+        return math.nan
+    return float((p_bar - p_e) / (1.0 - p_e))
+
+
+def krippendorff_alpha_nominal(units: Sequence[Sequence[Any]]) -> float:
+    """Krippendorff's alpha for nominal data: ``units`` is a list of the values each unit (image) got,
+    one per coder; None/NaN/"" are missing. Units with fewer than two values are not pairable and are
+    left out.
+
+    Coincidences: each unit u with m_u values adds, for every ordered pair of its values (c, k) from
+    different coders, 1 / (m_u - 1) to o_ck. With n_c = sum_k o_ck and n = sum_c n_c:
+    ``alpha = 1 - (n - 1) * sum_{c != k} o_ck / sum_{c != k} n_c n_k``. NaN when nothing is pairable or
+    all values are one category.
+    """
+    coincidences: dict[tuple[Any, Any], float] = {}
+    for unit in units:
+        values = [v for v in unit if not _missing(v)]
+        m = len(values)
+        if m < 2:
+            continue
+        for a in range(m):
+            for b in range(m):
+                if a != b:
+                    key = (values[a], values[b])
+                    coincidences[key] = coincidences.get(key, 0.0) + 1.0 / (m - 1)
+    if not coincidences:
+        return math.nan
+    totals: dict[Any, float] = {}
+    for (c, _), o in coincidences.items():
+        totals[c] = totals.get(c, 0.0) + o
+    n = sum(totals.values())
+    observed = sum(o for (c, k), o in coincidences.items() if c != k)
+    expected = sum(totals[c] * totals[k] for c in totals for k in totals if c != k)
+    if expected == 0:
+        return math.nan
+    return float(1.0 - (n - 1.0) * observed / expected)
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value.strip() == ""
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+AGREEMENT_COLUMNS = ("attribute", "measure", "annotator_a", "annotator_b", "n_annotators", "n_shared",
+                     "observed_agreement", "value")
+
+
+def agreement(annotations: pd.DataFrame, attribute: str, annotators: Sequence[str] | None = None,
+              include_abstentions: bool = True) -> pd.DataFrame:
+    """How far annotators agree on one attribute, on the images they share.
+
+    Rows (columns :data:`AGREEMENT_COLUMNS`): ``cohen_kappa`` for every pair of annotators
+    (:func:`sklearn.metrics.cohen_kappa_score` on the images both labelled), ``fleiss_kappa`` across all
+    annotators on the images every one of them labelled, and ``krippendorff_alpha`` (nominal) on every
+    image at least two of them labelled (it allows missing labels). ``n_shared`` is the number of images
+    the measure used; ``observed_agreement`` the share of those images (pairs, for Krippendorff's
+    alpha: of all pairs) on which the labels are equal. ``annotators`` selects and orders annotators
+    (default: all in the table). "undetermined" is a category like any other unless
+    ``include_abstentions=False``, which drops abstentions before comparing. Values are NaN where a
+    measure is undefined (no shared images, or a single category throughout).
+    """
+    from sklearn.metrics import cohen_kappa_score
+
+    table = annotations[annotations["attribute"] == attribute]
+    table = table[table["value"].notna()].assign(value=lambda t: t["value"].astype(str))
+    if not include_abstentions:
+        table = table[table["value"].str.casefold() != ABSTAIN.casefold()]
+    names = list(annotators) if annotators is not None else list(dict.fromkeys(table["annotator"]))
+    table = table[table["annotator"].isin(names)]
+    doubled = table.duplicated(["image_id", "annotator"])
+    if doubled.any():
+        row = table[doubled].iloc[0]
+        raise ValueError(f"image {row['image_id']!r} has two {attribute} labels from {row['annotator']!r}")
+    wide = table.pivot(index="image_id", columns="annotator", values="value").reindex(columns=names)
+    rows = []
+
+    def row(measure: str, a: str, b: str, k: int, n: int, observed: float, value: float) -> dict[str, Any]:
+        return dict(zip(AGREEMENT_COLUMNS, (attribute, measure, a, b, k, n, observed, value)))
+
+    for a, b in combinations(names, 2):
+        pair = wide[[a, b]].dropna()
+        kappa = math.nan
+        observed = float((pair[a] == pair[b]).mean()) if len(pair) else math.nan
+        if len(pair) and len(set(pair[a]) | set(pair[b])) > 1:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                kappa = float(cohen_kappa_score(pair[a], pair[b]))
+        rows.append(row("cohen_kappa", a, b, 2, len(pair), observed, kappa))
+
+    full = wide.dropna()
+    categories = sorted(set(table["value"]))
+    fleiss, observed = math.nan, math.nan
+    if len(names) >= 2 and len(full):
+        counts = np.stack([(full.to_numpy() == c).sum(axis=1) for c in categories], axis=1)
+        fleiss = fleiss_kappa(counts)
+        observed = float((full.nunique(axis=1) == 1).mean())  # images on which everyone agrees
+    rows.append(row("fleiss_kappa", "", "", len(names), len(full), observed, fleiss))
+
+    pairable = wide[wide.notna().sum(axis=1) >= 2]
+    units = pairable.to_numpy(dtype=object).tolist()
+    agree = total = 0.0
+    for unit in units:
+        values = [v for v in unit if not _missing(v)]
+        m = len(values)
+        total += m * (m - 1)
+        agree += sum(values.count(v) * (values.count(v) - 1) for v in set(values))
+    rows.append(row("krippendorff_alpha", "", "", len(names), len(pairable),
+                    agree / total if total else math.nan, krippendorff_alpha_nominal(units)))
+    return pd.DataFrame(rows, columns=list(AGREEMENT_COLUMNS))
+
+
+# --------------------------------------------------------------------------------------------
+# Validity against known truth
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Confusion:
+    """An annotator against known truth for one attribute.
+
+    ``matrix``: counts, rows = true values, columns = annotated values (:data:`ABSTAIN` always a column).
+    ``accuracy`` = correct / n (an abstention counts as not correct) with its Wilson interval
+    (``ci_low``, ``ci_high``); ``accuracy_of_determined`` = correct / (n - abstained) with its own.
+    """
+
+    attribute: str
+    annotator: str
+    matrix: pd.DataFrame
+    n: int
+    n_correct: int
+    n_abstained: int
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    accuracy_of_determined: float
+    determined_ci_low: float
+    determined_ci_high: float
+    confidence: float = 0.95
+
+    @property
+    def abstention_rate(self) -> float:
+        """n_abstained / n."""
+        return self.n_abstained / self.n if self.n else math.nan
+
+    def summary(self) -> dict[str, Any]:
+        """The numbers as one flat dict (for a table row or JSON)."""
+        return {"annotator": self.annotator, "attribute": self.attribute, "n": self.n, "n_correct": self.n_correct,
+                "n_abstained": self.n_abstained, "abstention_rate": self.abstention_rate, "accuracy": self.accuracy,
+                "accuracy_ci_low": self.ci_low, "accuracy_ci_high": self.ci_high,
+                "accuracy_of_determined": self.accuracy_of_determined,
+                "accuracy_of_determined_ci_low": self.determined_ci_low,
+                "accuracy_of_determined_ci_high": self.determined_ci_high, "confidence_level": self.confidence}
+
+
+def _wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
+    low, high = wilson_interval(k, n, confidence)
+    return (math.nan, math.nan) if low is None else (low, high)
+
+
+def _value_order(values: set[str], attribute: str) -> list[str]:
+    canonical = _default_choices().get(attribute, ())
+    known = [v for v in canonical if v in values]
+    return known + sorted(values - set(known))
+
+
+def truth_from_corpus(corpus_dir: Path | str, attributes: Sequence[str] = PROBE_ATTRIBUTES) -> pd.DataFrame:
+    """Known truth from a corpus manifest (e.g. real portraits exported with ``synthscope data export``):
+    image_id and each of ``attributes`` the manifest has (empty cells are unknown)."""
+    corpus = read_corpus(corpus_dir)
+    meta = corpus_metadata(corpus)
+    present = [a for a in attributes if a in corpus.manifest.columns]
+    if not present:
+        raise ValueError(f"{corpus.root}: the manifest has none of the truth columns {', '.join(attributes)}")
+    truth = corpus.manifest[present].reset_index(drop=True).astype(str)
+    truth.insert(0, "image_id", meta["image_id"])
+    return truth
+
+
+def confusion(annotations: pd.DataFrame, truth: pd.DataFrame, attribute: str, annotator: str | None = None,
+              confidence: float = 0.95) -> Confusion:
+    """Compare one annotator's labels of ``attribute`` with known truth.
+
+    ``truth``: image_id plus a column named ``attribute`` (wide, e.g. :func:`truth_from_corpus`), or the
+    tidy form (image_id, attribute, value). Images with an empty truth or no label are left out.
+    ``annotator`` picks one when the table holds several.
+    """
+    table = annotations[annotations["attribute"] == attribute]
+    names = list(dict.fromkeys(table["annotator"]))
+    if annotator is None:
+        if len(names) != 1:
+            raise ValueError(f"the annotations hold {len(names)} annotators of {attribute!r} "
+                             f"({', '.join(map(str, names)) or 'none'}); pass annotator=")
+        annotator = names[0]
+    table = table[table["annotator"] == annotator]
+    if table["image_id"].duplicated().any():
+        raise ValueError(f"annotator {annotator!r} labelled an image twice for {attribute!r}")
+    if attribute in truth.columns:
+        known = truth[["image_id", attribute]].rename(columns={attribute: "truth"})
+    elif {"attribute", "value"} <= set(truth.columns):
+        known = truth[truth["attribute"] == attribute][["image_id", "value"]].rename(columns={"value": "truth"})
+    else:
+        raise ValueError(f"truth has no column {attribute!r} (nor attribute/value columns)")
+    known = known[known["truth"].notna()].assign(truth=lambda t: t["truth"].astype(str).str.strip())
+    known = known[known["truth"] != ""]
+    if known["image_id"].duplicated().any():
+        raise ValueError(f"truth gives image {known['image_id'][known['image_id'].duplicated()].iloc[0]!r} twice")
+    pairs = table[["image_id", "value"]].merge(known, on="image_id", how="inner")
+    pairs["value"] = pairs["value"].fillna(ABSTAIN).astype(str)
+    rows = _value_order(set(pairs["truth"]), attribute)
+    extra = _value_order(set(pairs["value"]) - set(rows) - {ABSTAIN}, attribute)
+    columns = [*rows, *extra, ABSTAIN]
+    matrix = pd.crosstab(pairs["truth"], pairs["value"]).reindex(index=rows, columns=columns, fill_value=0)
+    matrix = matrix.astype(np.int64)
+    matrix.index.name, matrix.columns.name = "true", "annotated"
+    n = len(pairs)
+    correct = int((pairs["value"] == pairs["truth"]).sum())
+    abstained = int((pairs["value"] == ABSTAIN).sum())
+    determined = n - abstained
+    low, high = _wilson(correct, n, confidence)
+    d_low, d_high = _wilson(correct, determined, confidence)
+    return Confusion(attribute=attribute, annotator=str(annotator), matrix=matrix, n=n, n_correct=correct,
+                     n_abstained=abstained, accuracy=correct / n if n else math.nan, ci_low=low, ci_high=high,
+                     accuracy_of_determined=correct / determined if determined else math.nan,
+                     determined_ci_low=d_low, determined_ci_high=d_high, confidence=confidence)
