@@ -134,13 +134,29 @@ def build_parser() -> argparse.ArgumentParser:
     detect_commands = detect.add_subparsers(dest="action", metavar="ACTION", required=True)
     dtrain = detect_commands.add_parser(
         "train", help="train a detector on a real corpus vs synthetic corpora",
-        description="Train a CNN detector with balanced batches and blur+JPEG augmentation. The decision "
+        description="Train a detector: a CNN (balanced batches, blur+JPEG augmentation), a probe on frozen "
+                    "CLIP features (UnivFD), or a trained GAN's own discriminator as a baseline. The decision "
                     "threshold is fixed on held-out real images for --target-fpr, never on test labels.")
-    dtrain.add_argument("--kind", choices=["cnn"], default="cnn", help="detector kind (default: cnn)")
+    dtrain.add_argument("--kind", choices=["cnn", "clip", "gan-discriminator"], default="cnn",
+                        help="detector kind (default: cnn)")
     dtrain.add_argument("--real", required=True, type=Path, help="corpus (or image folder) of real images")
-    dtrain.add_argument("--fake", required=True, type=Path, nargs="+", help="one or more synthetic corpora")
+    dtrain.add_argument("--fake", type=Path, nargs="+", default=[],
+                        help="one or more synthetic corpora (cnn, clip)")
     dtrain.add_argument("--out", required=True, type=Path, help="detector folder")
     _add_training_options(dtrain)
+    clip = dtrain.add_argument_group("clip detector (--kind clip)")
+    clip.add_argument("--clip-model", default="ViT-B-32", help="open_clip model name (default: ViT-B-32)")
+    clip.add_argument("--clip-pretrained", default="laion2b_s34b_b79k",
+                      help="open_clip pretrained tag, downloaded once (default: laion2b_s34b_b79k)")
+    clip.add_argument("--clip-checkpoint", type=Path, help="local open_clip weight file (instead of a tag)")
+    clip.add_argument("--probe", choices=["logistic", "knn"], default="logistic",
+                      help="logistic regression (C by cross-validation) or k nearest neighbours (default: logistic)")
+    clip.add_argument("--k", type=positive_int, default=10, help="neighbours for --probe knn (default: 10)")
+    clip.add_argument("--cache-dir", type=Path,
+                      help="feature cache (default: $SYNTHSCOPE_CACHE/clip-features or ~/.cache/synthscope)")
+    clip.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    gan = dtrain.add_argument_group("GAN discriminator baseline (--kind gan-discriminator)")
+    gan.add_argument("--gan-run", type=Path, help="a GAN run folder ('synthscope generate train --model gan')")
     _add_common(dtrain)
     deval = detect_commands.add_parser(
         "eval", help="deployment metrics of a detector on test corpora",
@@ -181,6 +197,46 @@ def build_parser() -> argparse.ArgumentParser:
     dscan.add_argument("folder", type=Path)
     dscan.add_argument("--out", required=True, type=Path, help="CSV file to write")
     _add_common(dscan, seed=False)
+
+    # audit ------------------------------------------------------------------------------------
+    audit = commands.add_parser("audit", help="bias audits of text-to-image models",
+                                description="Prompt a text-to-image model across professions, read who gets "
+                                            "depicted (perceived attributes), compare with a reference.")
+    audit_commands = audit.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ainit = audit_commands.add_parser("init", help="write a commented example spec",
+                                      description="Write a commented example audit spec (TOML) to edit.")
+    ainit.add_argument("--out", type=Path, default=Path("audit.toml"), help="spec file (default: audit.toml)")
+    ainit.add_argument("--force", action="store_true", help="overwrite an existing file")
+    arun = audit_commands.add_parser(
+        "run", help="run an audit from a spec",
+        description="Generate every image the spec asks for (resumable: a re-run adds only what is missing), "
+                    "annotate them, compute shares with 95 %% intervals, compare with the reference and write "
+                    "an HTML report (AUDIT_DIR/index.html) with the tables beside it.")
+    arun.add_argument("spec", type=Path, help="audit spec (TOML; 'synthscope audit init' writes an example)")
+    arun.add_argument("--out", required=True, type=Path, help="audit folder")
+    arun.add_argument("--force", action="store_true",
+                      help="replace images made by another model or with other settings instead of refusing")
+    arun.add_argument("--device", help="override the spec's device (cpu, cuda, cuda:N, mps, auto)")
+    arun.add_argument("--quiet", action="store_true", help="no progress bars")
+    asheet = audit_commands.add_parser(
+        "label-sheet", help="export images for human labelling",
+        description="Write labels.csv and a self-contained sheet.html (image ids and allowed values, never the "
+                    "prompt) for people to label perceived attributes.")
+    asheet.add_argument("audit_dir", type=Path, help="an audit folder (its images) or any corpus")
+    asheet.add_argument("--out", required=True, type=Path, help="sheet folder")
+    asheet.add_argument("--attributes", nargs="+", default=["gender", "skin_tone", "age"],
+                        help="attributes to label (default: gender skin_tone age)")
+    asheet.add_argument("--sample", type=positive_int, help="label a random sample of this many images")
+    asheet.add_argument("--seed", type=int, default=0, help="seed of the sample and the shuffled order")
+    asheet.add_argument("--force", action="store_true", help="overwrite a sheet that already holds labels")
+    aimport = audit_commands.add_parser(
+        "import-labels", help="read completed label sheets back",
+        description="Check completed sheets (one CSV per labeller, e.g. labels_alice.csv) and write them as "
+                    "annotations; every bad cell is reported as file:line: problem. Prints agreement between "
+                    "labellers (Cohen's and Fleiss' kappa, Krippendorff's alpha).")
+    aimport.add_argument("sheet_dir", type=Path, help="the folder 'audit label-sheet' wrote")
+    aimport.add_argument("csv", type=Path, nargs="+", help="completed sheets")
+    aimport.add_argument("--out", required=True, type=Path, help="annotations CSV to write")
 
     # lab --------------------------------------------------------------------------------------
     lab = commands.add_parser(
@@ -239,6 +295,8 @@ def run(args: argparse.Namespace) -> int:
                                         seed=args.seed, batch_size=args.batch_size, device=args.device,
                                         progress=progress, force=args.force, **options)
         print(f"corpus -> {out}")
+    elif args.command == "audit":
+        run_audit_command(args, progress)
     elif args.command == "detect":
         run_detect(args, progress)
     elif args.command == "lab":
@@ -262,10 +320,9 @@ def run_detect(args: argparse.Namespace, progress: bool) -> None:
     from synthscope.detectors import training
 
     if args.action == "train":
-        run = training.train_detector(args.real, args.fake, args.out, size=args.size, seed=args.seed,
-                                      device=args.device, progress=progress, **_training_options(args))
-        print(f"detector -> {args.out} (threshold {run.threshold:.4f} for {run.target_fpr:.1%} FPR on held-out "
-              f"reals; {len(run.history)} epochs in {run.seconds:.0f} s)")
+        run = _train_detector(args, progress)
+        print(f"detector -> {args.out} (threshold {run.threshold:.4g} for {run.target_fpr:.1%} FPR on held-out "
+              f"reals; {run.seconds:.0f} s)")
     elif args.action == "eval":
         if args.real is None and not args.fake:
             raise UsageError("give --real, --fake or both")
@@ -299,6 +356,65 @@ def run_detect(args: argparse.Namespace, progress: bool) -> None:
         table = scan_folder(args.detector_dir, args.folder, args.out, device=args.device, progress=progress)
         failed = int((table["error"] != "").sum())
         print(f"{len(table)} files scored -> {args.out}" + (f" ({failed} could not be read)" if failed else ""))
+
+
+def run_audit_command(args: argparse.Namespace, progress: bool) -> None:
+    if args.action == "init":
+        from synthscope.audits.spec import example_spec_text
+
+        if args.out.exists() and not args.force:
+            raise FileExistsError(f"{args.out} exists; use --force to overwrite it")
+        args.out.write_text(example_spec_text())
+        print(f"example spec -> {args.out} (edit it, then: synthscope audit run {args.out} --out AUDIT_DIR)")
+    elif args.action == "run":
+        from synthscope.audits.audit import run_audit
+
+        result = run_audit(args.spec, args.out, force=args.force, device=args.device, progress=progress)
+        print(f"{result.generation.total} images ({result.generation.generated} new); report -> {result.report}")
+    elif args.action == "label-sheet":
+        from synthscope.audits.audit import IMAGES_DIR
+        from synthscope.audits.labels import export_label_sheet
+
+        corpus = args.audit_dir / IMAGES_DIR if (args.audit_dir / IMAGES_DIR).is_dir() else args.audit_dir
+        out = export_label_sheet(corpus, args.out, attributes=tuple(args.attributes), sample=args.sample,
+                                 seed=args.seed, force=args.force)
+        print(f"label sheet -> {out} (share sheet.html and a copy of labels.csv with each labeller)")
+    elif args.action == "import-labels":
+        from synthscope.audits.labels import agreement, import_labels
+        from synthscope.runtime import atomic_write_bytes
+
+        labels = import_labels(args.csv, sheet_dir=args.sheet_dir)
+        atomic_write_bytes(args.out, labels.to_csv(index=False).encode())
+        print(f"{labels['image_id'].nunique()} images, {labels['annotator'].nunique()} labellers -> {args.out}")
+        if labels["annotator"].nunique() > 1:
+            for attribute in sorted(set(labels["attribute"])):
+                print(agreement(labels, attribute).to_string(index=False))
+
+
+def _train_detector(args: argparse.Namespace, progress: bool):
+    from synthscope.detectors import training
+
+    if args.kind != "gan-discriminator" and not args.fake:
+        raise UsageError(f"--kind {args.kind} needs --fake: one or more synthetic corpora")
+    if args.kind == "cnn":
+        return training.train_detector(args.real, args.fake, args.out, size=args.size, seed=args.seed,
+                                       device=args.device, progress=progress, **_training_options(args))
+    if args.kind == "clip":
+        from synthscope.detectors.clip import train_clip_detector
+
+        return train_clip_detector(
+            args.real, args.fake, args.out, model=args.clip_model,
+            pretrained=None if args.clip_checkpoint else args.clip_pretrained, checkpoint=args.clip_checkpoint,
+            probe=args.probe, k=args.k, size=args.size, target_fpr=args.target_fpr, seed=args.seed,
+            device=args.device, cache_dir=args.cache_dir, cache=not args.no_cache, progress=progress)
+    from synthscope.detectors.discriminator import make_discriminator_detector
+
+    if args.gan_run is None:
+        raise UsageError("--kind gan-discriminator needs --gan-run RUN_DIR")
+    if args.fake:
+        raise UsageError("--kind gan-discriminator takes no --fake: only reals fix its threshold")
+    return make_discriminator_detector(args.gan_run, args.real, args.out, target_fpr=args.target_fpr,
+                                       seed=args.seed, device=args.device)
 
 
 def _write_detector_report(out: Path, section, command: str) -> None:

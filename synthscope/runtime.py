@@ -24,8 +24,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str | None = "auto") -> torch.device:
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     """``auto`` picks cuda, then mps, then cpu; an explicit device that is absent is an error."""
+    if isinstance(name, torch.device):
+        return name
     name = (name or "auto").lower()
     if name == "auto":
         if torch.cuda.is_available():

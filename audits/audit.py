@@ -1,0 +1,190 @@
+"""``synthscope audit run``: from a spec to images, annotations, metrics and a report.
+
+Every stage writes into the audit folder as it goes and the generation resumes, so an audit that is
+killed and started again loses nothing and duplicates nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from PIL import Image
+
+from synthscope.generators.corpus import read_corpus
+from synthscope.reports import Report, Section, Table, collect_provenance
+from synthscope.runtime import atomic_write_bytes, atomic_write_json
+
+from .annotators import annotate, annotator_from_spec, corpus_metadata
+from .backends import BuiltinBackend, DiffusersBackend, TextToImageBackend
+from .labels import import_labels
+from .metrics import amplification, audit_metrics, reference_gap
+from .reference import load_reference, training_world_reference
+from .report_section import audit_section
+from .runner import GenerationSummary, ImageJob, generate_corpus
+from .spec import AuditSpec, BuiltinBackendSpec, load_spec
+
+IMAGES_DIR = "images"
+MODEL_DIR = "model"
+SPEC_FILE = "spec.json"
+TABLES_DIR = "audit_tables"
+
+
+def image_jobs(spec: AuditSpec) -> list[ImageJob]:
+    """One job per image of the spec, keyed and seeded so that image i of a prompt never changes."""
+    jobs = []
+    for prompt in spec.expand():
+        attributes = {"profession": prompt.profession, "template": prompt.template,
+                      "template_index": prompt.template_index, "descriptor": prompt.descriptor or ""}
+        jobs += [ImageJob(prompt.image_key(i), prompt.prompt, seed, prompt.guidance, attributes)
+                 for i, seed in enumerate(prompt.seeds)]
+    return jobs
+
+
+def make_backend(spec: AuditSpec, out: Path, device: str | None = None, progress: bool = True) -> TextToImageBackend:
+    """The spec's text-to-image backend. The builtin model is trained on first use (into the spec's
+    checkpoint folder, or the audit's ``model/``) and reused afterwards."""
+    backend = spec.backend
+    device = device or backend.device
+    if isinstance(backend, BuiltinBackendSpec):
+        return BuiltinBackend.from_training(run_dir=backend.checkpoint or out / MODEL_DIR,
+                                            distribution=backend.world(), steps=backend.train_steps,
+                                            device=device, progress=progress)
+    return DiffusersBackend(backend.model, num_inference_steps=backend.steps,
+                            negative_prompt=backend.negative_prompt or None, height=backend.size,
+                            width=backend.size, dtype=backend.resolved_dtype(device), device=device,
+                            batch_size=backend.batch_size)
+
+
+def generate_images(spec_path: Path | str, out: Path | str, force: bool = False, device: str | None = None,
+                    progress: bool = True) -> tuple[AuditSpec, GenerationSummary]:
+    """Validate the spec, record it, and generate (or finish generating) every image it asks for."""
+    spec = load_spec(spec_path)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / SPEC_FILE, spec.to_dict())
+    atomic_write_bytes(out / "spec.toml", Path(spec_path).read_bytes())
+    backend = make_backend(spec, out, device=device, progress=progress)
+    summary = generate_corpus(image_jobs(spec), backend, out / IMAGES_DIR, force=force, progress=progress)
+    return spec, summary
+
+
+def describe_summary(summary: GenerationSummary) -> dict[str, Any]:
+    """The generation counts, for the report's provenance."""
+    return {"images": summary.total, "generated_now": summary.generated, "already_done": summary.already_done,
+            "nsfw_filtered": summary.nsfw_filtered}
+
+
+def references(spec: AuditSpec) -> tuple[pd.DataFrame | None, str | None, pd.DataFrame | None]:
+    """The main reference for the comparison charts, its name, and a second one.
+
+    For the builtin model the main reference is its own training world (did the model amplify what it
+    was shown?), and the labour statistics come second; for any other model, the labour statistics
+    (or the user's CSV) are the reference."""
+    source = spec.reference.path or spec.reference.source
+    professions = list(spec.prompts.professions)
+    labour = None if source == "none" else load_reference(source, professions=professions)
+    if isinstance(spec.backend, BuiltinBackendSpec):
+        return training_world_reference(spec.backend.world()), "training world", labour
+    return labour, None, None
+
+
+def run_audit(spec_path: Path | str, out: Path | str, force: bool = False, device: str | None = None,
+              progress: bool = True, annotator_options: dict[str, Any] | None = None) -> AuditResult:
+    """Generate, annotate, measure and report: ``out/index.html`` and the tables beside it.
+
+    ``annotator_options`` go to every automatic annotator (e.g. ``{"n_train": 1000}`` for a quicker
+    probe)."""
+    out = Path(out)
+    spec, summary = generate_images(spec_path, out, force=force, device=device, progress=progress)
+    size = _image_size(out / IMAGES_DIR)
+    annotators = [annotator_from_spec(a, size=size, **(annotator_options or {}))
+                  for a in spec.annotators if a.kind != "human"]
+    annotations = annotate(out / IMAGES_DIR, annotators, out_dir=out, progress=progress) if annotators else None
+    human = [a for a in spec.annotators if a.kind == "human" and a.labels_csv is not None]
+    if human:
+        labels = import_labels([a.labels_csv for a in human], corpus_dir=out / IMAGES_DIR)
+        meta = corpus_metadata(read_corpus(out / IMAGES_DIR))
+        labels = labels.drop(columns=[c for c in meta.columns if c != "image_id" and c in labels.columns])
+        annotations = pd.concat([annotations, labels.merge(meta, on="image_id", how="left")], ignore_index=True)
+    if annotations is None or annotations.empty:
+        raise ValueError(f"{spec_path}: no annotator produced labels (add a probe or clip annotator, or a "
+                         f"human annotator with labels_csv)")
+    reference, reference_name, second = references(spec)
+    tables = audit_metrics(annotations, reference=reference, seed=spec.prompts.seed)
+    if second is not None:
+        shares = tables["shares_by_profession"]
+        tables["reference_gap_labour"] = reference_gap(shares, second)
+        tables["amplification_labour"] = amplification(shares, second, seed=spec.prompts.seed)
+    for name, table in tables.items():
+        atomic_write_bytes(out / TABLES_DIR / f"{name}.csv", table.to_csv(index=False).encode())
+    validity = pd.concat([a.validity() for a in annotators if hasattr(a, "validity")] or [pd.DataFrame()],
+                         ignore_index=True)
+    section = audit_section(tables, spec, contact_sheets=contact_sheets(out / IMAGES_DIR), validity=validity,
+                            annotator_prompts=pd.read_csv(out / "annotator_prompts.csv")
+                            if (out / "annotator_prompts.csv").is_file() else None,
+                            reference=reference, reference_name=reference_name)
+    if second is not None:
+        section.subsections.append(labour_section(tables))
+    provenance = collect_provenance({"audit": spec.to_dict(), "generation": describe_summary(summary),
+                                     "images": read_corpus(out / IMAGES_DIR).provenance})
+    Report(title=f"Bias audit: {spec.name}", subtitle=spec.description, sections=[section],
+           summary=audit_summary(tables, summary, reference_name or "the reference"),
+           provenance=provenance).write(out)
+    return AuditResult(out, out / "index.html", summary, tables)
+
+
+@dataclass
+class AuditResult:
+    """Where an audit wrote its results, and its tables."""
+
+    out: Path
+    report: Path
+    generation: GenerationSummary
+    tables: dict[str, pd.DataFrame]
+
+
+def _image_size(corpus_dir: Path) -> int:
+    """The side of the audit's images (the probe is trained at that size)."""
+    corpus = read_corpus(corpus_dir)
+    with Image.open(corpus.paths()[0]) as image:
+        return min(image.size)
+
+
+def contact_sheets(corpus_dir: Path, per_prompt: int = 16) -> dict[str, list[tuple[Path, str]]]:
+    """Up to ``per_prompt`` images of every prompt (at its first guidance value), labelled by seed."""
+    corpus = read_corpus(corpus_dir)
+    manifest = corpus.manifest.assign(path=corpus.paths())
+    sheets = {}
+    for prompt, rows in manifest.groupby("prompt", sort=False):
+        rows = rows[rows["guidance"] == rows["guidance"].iloc[0]].head(per_prompt)
+        sheets[str(prompt)] = [(path, f"seed {seed}") for path, seed in zip(rows["path"], rows["seed"])]
+    return sheets
+
+
+def labour_section(tables: dict[str, pd.DataFrame]) -> Section:
+    """The builtin model against US labour statistics (its world follows them unless skewed)."""
+    return Section(
+        id="audit-labour", title="Compared with US labour statistics",
+        intro="The same measured shares against BLS CPS table 11. The built-in world follows these figures "
+              "unless the spec skews it, so a gap here can come from the world or from the model; the "
+              "comparison with the training world above separates the two.",
+        blocks=[Table("Gap to labour statistics", tables["reference_gap_labour"], name="audit-labour-gap"),
+                Table("Amplification against labour statistics", tables["amplification_labour"],
+                      name="audit-labour-amplification")])
+
+
+def audit_summary(tables: dict[str, pd.DataFrame], generation: GenerationSummary, reference_name: str) -> list[str]:
+    """Plain lines for the report's summary box."""
+    lines = [f"{generation.total} images generated and annotated ({generation.generated} new in this run)."]
+    amplified = tables.get("amplification")
+    if amplified is not None and len(amplified):
+        counts = amplified["verdict"].value_counts()
+        lines.append(f"Against {reference_name}: {counts.get('amplified', 0)} of {len(amplified)} comparisons "
+                     f"show the model further from parity (amplified), {counts.get('attenuated', 0)} closer.")
+    lines.append("Attributes are perceived by annotators, not anyone's identity; every share has a 95 % interval.")
+    return lines

@@ -1,0 +1,115 @@
+"""An audit end to end: spec -> builtin model trained on a skewed world -> images -> probe annotations ->
+metrics with intervals -> report; re-running adds nothing; the CLI's audit commands."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from synthscope.audits.audit import IMAGES_DIR, TABLES_DIR, image_jobs, run_audit
+from synthscope.audits.spec import load_spec
+from synthscope.cli import main
+from synthscope.detectors.clip import CACHE_ENV
+
+SPEC = """
+[audit]
+name = "skewed <b>doctors</b>"
+description = "two professions, a world with a strong gender skew"
+
+[prompts]
+templates = ["a photo of a {profession}", "a portrait of a {profession}"]
+professions = ["doctor", "nurse"]
+images_per_prompt = 6
+seed = 3
+
+[backend]
+kind = "builtin"
+train_steps = 20
+device = "cpu"
+[backend.world_skew]
+share_female = { doctor = 0.1, nurse = 0.9 }
+
+[[annotators]]
+kind = "probe"
+attributes = ["gender", "skin_tone"]
+abstain_below = 0.6
+
+[reference]
+source = "bls-2023"
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthscope-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(root))
+        yield root
+
+
+@pytest.fixture(scope="module")
+def audit(tmp_path_factory):
+    root = tmp_path_factory.mktemp("audit")
+    spec = root / "audit.toml"
+    spec.write_text(SPEC)
+    result = run_audit(spec, root / "out", progress=False, annotator_options={"n_train": 400})
+    return spec, result
+
+
+def test_jobs_have_one_reproducible_seed_per_image(audit):
+    spec, _ = audit
+    jobs = image_jobs(load_spec(spec))
+    assert len(jobs) == 2 * 2 * 6 and len({job.key for job in jobs}) == len(jobs)
+    assert [job.seed for job in jobs] == [job.seed for job in image_jobs(load_spec(spec))]
+
+
+def test_audit_writes_images_tables_and_report(audit):
+    _, result = audit
+    manifest = pd.read_csv(result.out / IMAGES_DIR / "manifest.csv")
+    assert len(manifest) == 24 and {"prompt", "seed", "profession", "backend"} <= set(manifest.columns)
+    shares = pd.read_csv(result.out / TABLES_DIR / "shares_by_profession.csv")
+    gender = shares[(shares["attribute"] == "gender")]
+    for profession in ("doctor", "nurse"):
+        rows = gender[gender["profession"] == profession]
+        # every image is counted once: the values and the abstentions add up to the images
+        assert rows["count"].sum() == 12
+        assert (rows["share_of_all_ci_low"] <= rows["share_of_all"]).all()
+    assert "amplification" in result.tables and "reference_gap_labour" in result.tables
+    html = (result.out / "index.html").read_text()
+    assert "training world" in html and "Compared with US labour statistics" in html
+    assert "skewed &lt;b&gt;doctors&lt;/b&gt;" in html and "<b>doctors" not in html
+
+
+def test_rerun_generates_nothing_new(audit):
+    spec, result = audit
+    again = run_audit(spec, result.out, progress=False, annotator_options={"n_train": 400})
+    assert again.generation.generated == 0 and again.generation.already_done == 24
+    pd.testing.assert_frame_equal(again.tables["shares_by_profession"], result.tables["shares_by_profession"])
+
+
+def test_cli_audit_commands(audit, tmp_path, capsys):
+    _, result = audit
+    spec = tmp_path / "audit.toml"
+    assert main(["audit", "init", "--out", str(spec)]) == 0
+    assert load_spec(spec).n_images > 0
+    assert main(["audit", "init", "--out", str(spec)]) == 2  # never overwrites without --force
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SPEC.replace('"doctor", "nurse"', '"doctor", "astronaut"'))
+    assert main(["audit", "run", str(bad), "--out", str(tmp_path / "bad")]) == 2
+    assert "astronaut" in capsys.readouterr().err
+    sheet = tmp_path / "sheet"
+    assert main(["audit", "label-sheet", str(result.out), "--out", str(sheet), "--attributes", "gender"]) == 0
+    labels = pd.read_csv(sheet / "labels.csv", dtype=str)
+    assert len(labels) == 24 and "prompt" not in labels.columns
+    for name, value in (("alice", "female"), ("bob", "male")):
+        filled = labels.assign(gender=value)
+        filled.loc[0, "gender"] = "undetermined"
+        filled.to_csv(tmp_path / f"labels_{name}.csv", index=False)
+    out = tmp_path / "human.csv"
+    assert main(["audit", "import-labels", str(sheet), str(tmp_path / "labels_alice.csv"),
+                 str(tmp_path / "labels_bob.csv"), "--out", str(out)]) == 0
+    imported = pd.read_csv(out, dtype=str)
+    assert set(imported["annotator"]) == {"human:alice", "human:bob"} and len(imported) == 48
+    broken = labels.assign(gender="purple")
+    broken.to_csv(tmp_path / "labels_carol.csv", index=False)
+    assert main(["audit", "import-labels", str(sheet), str(tmp_path / "labels_carol.csv"), "--out", str(out)]) == 2
+    assert "labels_carol.csv:2" in capsys.readouterr().err
