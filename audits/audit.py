@@ -20,7 +20,7 @@ from synthscope.runtime import atomic_write_bytes, atomic_write_json
 from .annotators import annotate, annotator_from_spec, corpus_metadata
 from .backends import BuiltinBackend, DiffusersBackend, TextToImageBackend
 from .labels import import_labels
-from .metrics import amplification, audit_metrics, reference_gap
+from .metrics import amplification, attribute_shares, audit_metrics, reference_gap
 from .reference import load_reference, training_world_reference
 from .report_section import audit_section
 from .runner import GenerationSummary, ImageJob, generate_corpus
@@ -51,7 +51,7 @@ def make_backend(spec: AuditSpec, out: Path, device: str | None = None, progress
     if isinstance(backend, BuiltinBackendSpec):
         return BuiltinBackend.from_training(run_dir=backend.checkpoint or out / MODEL_DIR,
                                             distribution=backend.world(), steps=backend.train_steps,
-                                            device=device, progress=progress)
+                                            device=device, progress=progress, sample_steps=backend.steps)
     return DiffusersBackend(backend.model, num_inference_steps=backend.steps,
                             negative_prompt=backend.negative_prompt or None, height=backend.size,
                             width=backend.size, dtype=backend.resolved_dtype(device), device=device,
@@ -130,12 +130,17 @@ def run_audit(spec_path: Path | str, out: Path | str, force: bool = False, devic
                             reference=reference, reference_name=reference_name)
     if second is not None:
         section.subsections.append(labour_section(tables))
+    if isinstance(spec.backend, BuiltinBackendSpec) and annotators:
+        check = training_images_check(spec, out, annotators, size, progress=progress)
+        tables["training_images_check"] = check
+        atomic_write_bytes(out / TABLES_DIR / "training_images_check.csv", check.to_csv(index=False).encode())
+        section.subsections.insert(0, training_check_section(check))
     provenance = collect_provenance({"audit": spec.to_dict(), "generation": describe_summary(summary),
                                      "images": read_corpus(out / IMAGES_DIR).provenance})
     Report(title=f"Bias audit: {spec.name}", subtitle=spec.description, sections=[section],
            summary=audit_summary(tables, summary, reference_name or "the reference"),
            provenance=provenance).write(out)
-    return AuditResult(out, out / "index.html", summary, tables)
+    return AuditResult(out, out / "index.html", summary, tables, section)
 
 
 @dataclass
@@ -146,6 +151,57 @@ class AuditResult:
     report: Path
     generation: GenerationSummary
     tables: dict[str, pd.DataFrame]
+    section: Section
+
+
+TRAINING_SAMPLE = 1600  # training-world images the check annotates (about 200 per built-in profession)
+
+
+def training_images_check(spec: AuditSpec, out: Path, annotators: list, size: int,
+                          n: int = TRAINING_SAMPLE, progress: bool = True) -> pd.DataFrame:
+    """Does the measurement recover a bias we know? Annotate a sample of the model's training world and
+    put each perceived share (with its Wilson interval) next to the world's true share.
+
+    One row per annotator, profession and attribute value: true share, measured share of determined
+    images with its interval, abstentions, and whether the interval holds the truth."""
+    from synthscope.generators.corpus import CorpusWriter
+    from synthscope.generators.portraits import generate_portraits
+
+    world = spec.backend.world()
+    corpus_dir = out / "training_sample"
+    writer = CorpusWriter(corpus_dir, {"generator": "real", "data": "portraits training world",
+                                       "world": world.to_dict(), "n": n, "size": size, "seed": spec.prompts.seed})
+    if len(writer) < n:
+        sample = generate_portraits(n=n, seed=spec.prompts.seed, size=size, distribution=world)
+        rows = sample.attributes.astype(str).assign(source="real", prompt=sample.captions).to_dict("records")
+        writer.append(sample.images[len(writer):], rows[len(writer):])
+    # The manifest's profession column is the truth, so the shares are per true profession.
+    shares = attribute_shares(annotate(corpus_dir, annotators, progress=progress), by=("profession",))
+    shares = shares[~shares["is_abstention"] & shares["profession"].isin(spec.prompts.professions)]
+    expected = world.expected_shares().rename(columns={"expected_share": "true_share"})
+    check = shares.merge(expected, on=["profession", "attribute", "value"], how="inner")
+    check["inside_interval"] = ((check["share_of_determined_ci_low"] <= check["true_share"])
+                                & (check["true_share"] <= check["share_of_determined_ci_high"]))
+    columns = ["annotator", "profession", "attribute", "value", "true_share", "share_of_determined",
+               "share_of_determined_ci_low", "share_of_determined_ci_high", "n_determined", "n_abstained",
+               "inside_interval"]
+    return check[columns].reset_index(drop=True)
+
+
+def training_check_section(check: pd.DataFrame) -> Section:
+    """The training-images check as a short section: does the audit see the bias that was put in?"""
+    women = check[(check["attribute"] == "gender") & (check["value"] == "female")]
+    inside = int(women["inside_interval"].sum())
+    n_read = int(women["n_determined"].sum() + women["n_abstained"].sum())
+    return Section(
+        id="audit-training-check", title="Check: does the audit recover the bias put into the training data?",
+        intro=f"Before reading the model, the same annotator read {n_read} images of the world the model was "
+              f"trained on, whose true shares are known. For {inside} of {len(women)} professions the true "
+              f"share of women lies inside the 95 % interval of the perceived share (about 95 % is what "
+              f"intervals promise). Where it does not, the annotator, not the model, is "
+              f"off, and the model's numbers below inherit that error.",
+        blocks=[Table("Perceived vs true shares on training images", check, name="audit-training-check",
+                      max_rows=16)])
 
 
 def _image_size(corpus_dir: Path) -> int:

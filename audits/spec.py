@@ -104,13 +104,15 @@ class BuiltinBackendSpec:
     None: the runner's own. ``world_skew``: keyword arguments of
     :meth:`PortraitDistribution.with_skew` applied to the BLS world before training (e.g.
     ``{"share_female": {"doctor": 0.1}}``). ``guidance``: classifier-free guidance values (one run
-    per value); ``(None,)`` keeps the model's default.
+    per value); ``(None,)`` keeps the model's default. ``steps``: sampling (denoising) steps, None for
+    the model's default (DDIM, 50).
     """
 
     kind: str = "builtin"
     checkpoint: Path | None = None
     world_skew: dict[str, Any] = field(default_factory=dict)
     train_steps: int = BUILTIN_DEFAULT_TRAIN_STEPS
+    steps: int | None = None
     guidance: tuple[float | None, ...] = (None,)
     device: str = "auto"
 
@@ -569,7 +571,7 @@ def _check_builtin_vocabulary(t: _Table, prompts: PromptsSpec) -> None:
                                          f"not {profession!r}")
 
 
-_BUILTIN_KEYS = ("kind", "checkpoint", "world_skew", "train_steps", "guidance", "device")
+_BUILTIN_KEYS = ("kind", "checkpoint", "world_skew", "train_steps", "steps", "guidance", "device")
 _DIFFUSERS_KEYS = ("kind", "model", "steps", "guidance", "negative_prompt", "batch_size", "dtype", "device", "size")
 
 
@@ -584,8 +586,9 @@ def _parse_backend(file: str, data: Any, base: Path | None) -> BackendSpec:
         t = _Table(file, "backend", data, _BUILTIN_KEYS, others)
         skew = _parse_world_skew(file, t.data.get("world_skew", {}))
         return BuiltinBackendSpec(checkpoint=t.path("checkpoint", base), world_skew=skew,
-                              train_steps=t.integer("train_steps", BUILTIN_DEFAULT_TRAIN_STEPS, 1),
-                              guidance=t.guidance("guidance", (None,)), device=t.device())
+                                  train_steps=t.integer("train_steps", BUILTIN_DEFAULT_TRAIN_STEPS, 1),
+                                  steps=t.integer("steps", 0, 1) if t.has("steps") else None,
+                                  guidance=t.guidance("guidance", (None,)), device=t.device())
     others = {k: "the builtin backend" for k in _BUILTIN_KEYS if k not in _DIFFUSERS_KEYS}
     t = _Table(file, "backend", data, _DIFFUSERS_KEYS, others)
     model = t.string("model", required=True)
@@ -804,6 +807,7 @@ seed = 0                    # base seed: image i of a prompt always gets the sam
 kind = "builtin"            # the prompt-conditional diffusion model trained on the portraits world
 # checkpoint = "runs/audit-model"   # a run folder to reuse; trained there when it holds no run yet
 train_steps = 1200          # training steps when there is no finished checkpoint
+# steps = 50                # denoising steps per image (default: the model's, DDIM 50)
 # guidance = [1.0, 2.0, 4.0]        # classifier-free guidance: one value, or a list to sweep
 device = "auto"             # auto, cpu, cuda, cuda:N or mps
 # Skew the training world (it follows BLS 2023 by default) to see a known bias come back:

@@ -18,12 +18,13 @@ description = "two professions, a world with a strong gender skew"
 [prompts]
 templates = ["a photo of a {profession}", "a portrait of a {profession}"]
 professions = ["doctor", "nurse"]
-images_per_prompt = 6
+images_per_prompt = 4
 seed = 3
 
 [backend]
 kind = "builtin"
 train_steps = 20
+steps = 10
 device = "cpu"
 [backend.world_skew]
 share_female = { doctor = 0.1, nurse = 0.9 }
@@ -58,22 +59,27 @@ def audit(tmp_path_factory):
 def test_jobs_have_one_reproducible_seed_per_image(audit):
     spec, _ = audit
     jobs = image_jobs(load_spec(spec))
-    assert len(jobs) == 2 * 2 * 6 and len({job.key for job in jobs}) == len(jobs)
+    assert len(jobs) == 2 * 2 * 4 and len({job.key for job in jobs}) == len(jobs)
     assert [job.seed for job in jobs] == [job.seed for job in image_jobs(load_spec(spec))]
 
 
 def test_audit_writes_images_tables_and_report(audit):
     _, result = audit
     manifest = pd.read_csv(result.out / IMAGES_DIR / "manifest.csv")
-    assert len(manifest) == 24 and {"prompt", "seed", "profession", "backend"} <= set(manifest.columns)
+    assert len(manifest) == 16 and {"prompt", "seed", "profession", "backend"} <= set(manifest.columns)
     shares = pd.read_csv(result.out / TABLES_DIR / "shares_by_profession.csv")
     gender = shares[(shares["attribute"] == "gender")]
     for profession in ("doctor", "nurse"):
         rows = gender[gender["profession"] == profession]
         # every image is counted once: the values and the abstentions add up to the images
-        assert rows["count"].sum() == 12
+        assert rows["count"].sum() == 8
         assert (rows["share_of_all_ci_low"] <= rows["share_of_all"]).all()
     assert "amplification" in result.tables and "reference_gap_labour" in result.tables
+    # the annotator reads the training world first: the injected skew must come back
+    check = result.tables["training_images_check"]
+    women = check[(check["attribute"] == "gender") & (check["value"] == "female")].set_index("profession")
+    assert women.loc["doctor", "true_share"] == pytest.approx(0.1) and women.loc["nurse", "true_share"] == 0.9
+    assert women.loc["doctor", "share_of_determined"] < 0.3 < 0.7 < women.loc["nurse", "share_of_determined"]
     html = (result.out / "index.html").read_text()
     assert "training world" in html and "Compared with US labour statistics" in html
     assert "skewed &lt;b&gt;doctors&lt;/b&gt;" in html and "<b>doctors" not in html
@@ -82,7 +88,7 @@ def test_audit_writes_images_tables_and_report(audit):
 def test_rerun_generates_nothing_new(audit):
     spec, result = audit
     again = run_audit(spec, result.out, progress=False, annotator_options={"n_train": 400})
-    assert again.generation.generated == 0 and again.generation.already_done == 24
+    assert again.generation.generated == 0 and again.generation.already_done == 16
     pd.testing.assert_frame_equal(again.tables["shares_by_profession"], result.tables["shares_by_profession"])
 
 
@@ -99,7 +105,7 @@ def test_cli_audit_commands(audit, tmp_path, capsys):
     sheet = tmp_path / "sheet"
     assert main(["audit", "label-sheet", str(result.out), "--out", str(sheet), "--attributes", "gender"]) == 0
     labels = pd.read_csv(sheet / "labels.csv", dtype=str)
-    assert len(labels) == 24 and "prompt" not in labels.columns
+    assert len(labels) == 16 and "prompt" not in labels.columns
     for name, value in (("alice", "female"), ("bob", "male")):
         filled = labels.assign(gender=value)
         filled.loc[0, "gender"] = "undetermined"
@@ -108,7 +114,7 @@ def test_cli_audit_commands(audit, tmp_path, capsys):
     assert main(["audit", "import-labels", str(sheet), str(tmp_path / "labels_alice.csv"),
                  str(tmp_path / "labels_bob.csv"), "--out", str(out)]) == 0
     imported = pd.read_csv(out, dtype=str)
-    assert set(imported["annotator"]) == {"human:alice", "human:bob"} and len(imported) == 48
+    assert set(imported["annotator"]) == {"human:alice", "human:bob"} and len(imported) == 32
     broken = labels.assign(gender="purple")
     broken.to_csv(tmp_path / "labels_carol.csv", index=False)
     assert main(["audit", "import-labels", str(sheet), str(tmp_path / "labels_carol.csv"), "--out", str(out)]) == 2
