@@ -208,3 +208,18 @@ def test_a_changed_checkpoint_or_unknown_architecture_is_handled(logistic, check
     config["model"]["checkpoint"] = str(moved)
     with pytest.raises(ValueError, match="has changed since the detector was trained"):
         ClipDetector.load(logistic.out, config)
+
+
+def test_cli_trains_a_clip_detector_from_a_local_checkpoint(checkpoint, corpora, tmp_path):
+    from synthscope.cli import main
+
+    out = tmp_path / "cli-clip"
+    assert main(["detect", "train", "--kind", "clip", "--clip-model", TINY, "--clip-checkpoint", str(checkpoint),
+                 "--probe", "knn", "--k", "5", "--real", str(corpora["real"]), "--fake", str(corpora["fake"]),
+                 "--size", "16", "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    saved = json.loads((out / "detector.json").read_text())
+    assert saved["model"]["kind"] == "clip" and saved["model"]["probe"] == "knn"
+    results = tmp_path / "eval"
+    assert main(["detect", "eval", str(out), "--real", str(corpora["test-real"]), "--fake",
+                 str(corpora["test-fake"]), "--out", str(results), "--bootstrap", "20", "--quiet"]) == 0
+    assert json.loads((results / "metrics.json").read_text())["metrics"]["ap"]["value"] > 0.9

@@ -102,3 +102,18 @@ def test_a_conditional_gan_is_scored_without_a_condition(small_digits, setup, tm
         logits = load_generator(tmp_path / "run").eval().critic(images * 2 - 1, null)
     assert np.allclose(run.detector.score(images), torch.sigmoid(-logits).numpy(), atol=1e-6)
     assert json.loads((tmp_path / "detector" / "detector.json").read_text())["model"]["conditional"] is True
+
+
+def test_cli_trains_the_baseline_and_refuses_bad_usage(setup, tmp_path, capsys):
+    from synthscope.cli import main
+
+    root, _, _ = setup
+    out = tmp_path / "cli-detector"
+    assert main(["detect", "train", "--kind", "gan-discriminator", "--gan-run", str(root / "run"),
+                 "--real", str(root / "real"), "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    assert json.loads((out / "detector.json").read_text())["model"]["kind"] == "gan-discriminator"
+    assert main(["detect", "train", "--kind", "gan-discriminator", "--real", str(root / "real"),
+                 "--out", str(out)]) == 2
+    assert "--gan-run" in capsys.readouterr().err
+    assert main(["detect", "train", "--kind", "cnn", "--real", str(root / "real"), "--out", str(out)]) == 2
+    assert "needs --fake" in capsys.readouterr().err
