@@ -4,6 +4,15 @@ import torch
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def synthscope_cache(tmp_path_factory):
+    """Every cache the tests fill (CLIP features, audit probes) in a temp folder, never the user's."""
+    root = tmp_path_factory.mktemp("synthscope-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SYNTHSCOPE_CACHE", str(root))
+        yield root
+
+
 @pytest.fixture(scope="session")
 def digits16():
     from synthscope.generators.data import load_digits

@@ -25,7 +25,6 @@ from synthscope.audits.annotators import (
 from synthscope.audits.labels import confusion, truth_from_corpus
 from synthscope.audits.metrics import ABSTAIN, attribute_shares, prepare_annotations
 from synthscope.audits.spec import DEFAULT_CLIP_LABELS, ClipAnnotatorSpec, ProbeAnnotatorSpec
-from synthscope.detectors.clip import CACHE_ENV
 from synthscope.generators.corpus import CorpusWriter, read_corpus
 from synthscope.generators.portraits import PortraitDistribution, generate_portraits
 from synthscope.generators.workflow import export_builtin
@@ -34,13 +33,6 @@ from tiny_clip import TINY_TEXT, TINY_TEXT_CONFIG, make_tiny_clip
 N_TRAIN = 500  # enough for a 16 px probe to read gender and profession reliably, trains in seconds
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache_root(tmp_path_factory):
-    """Every probe and CLIP feature cache of this module in a temp folder."""
-    root = tmp_path_factory.mktemp("synthscope-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(CACHE_ENV, str(root))
-        yield root
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import pytest
 from synthscope.audits.audit import IMAGES_DIR, TABLES_DIR, image_jobs, run_audit
 from synthscope.audits.spec import load_spec
 from synthscope.cli import main
-from synthscope.detectors.clip import CACHE_ENV
 
 SPEC = """
 [audit]
@@ -39,12 +38,6 @@ source = "bls-2023"
 """
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthscope-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(CACHE_ENV, str(root))
-        yield root
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import torch
 from safetensors.torch import load_file, save_file
 from synthscope.detectors.base import load_detector
 from synthscope.detectors.clip import (
-    CACHE_ENV,
     ClipDetector,
     ClipEncoder,
     FeatureCache,
@@ -32,13 +31,6 @@ from tiny_clip import TINY, TINY_CONFIG, make_tiny_clip
 FAST = {"model": TINY, "size": 16, "target_fpr": 0.05, "device": "cpu", "progress": False}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def cache_root(tmp_path_factory):
-    """Every feature cache of this module (including load_detector's default one) in a temp folder."""
-    root = tmp_path_factory.mktemp("synthscope-cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(CACHE_ENV, str(root))
-        yield root
 
 
 @pytest.fixture(scope="module")
