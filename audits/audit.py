@@ -94,15 +94,15 @@ def references(spec: AuditSpec) -> tuple[pd.DataFrame | None, str | None, pd.Dat
 
 
 def run_audit(spec_path: Path | str, out: Path | str, force: bool = False, device: str | None = None,
-              progress: bool = True, annotator_options: dict[str, Any] | None = None) -> AuditResult:
+              progress: bool = True, annotator_options: dict[str, dict[str, Any]] | None = None) -> AuditResult:
     """Generate, annotate, measure and report: ``out/index.html`` and the tables beside it.
 
-    ``annotator_options`` go to every automatic annotator (e.g. ``{"n_train": 1000}`` for a quicker
-    probe)."""
+    ``annotator_options`` maps an annotator kind to extra options for it (e.g.
+    ``{"probe": {"n_train": 1000}}`` for a quicker probe)."""
     out = Path(out)
     spec, summary = generate_images(spec_path, out, force=force, device=device, progress=progress)
     size = _image_size(out / IMAGES_DIR)
-    annotators = [annotator_from_spec(a, size=size, **(annotator_options or {}))
+    annotators = [annotator_from_spec(a, size=size, **(annotator_options or {}).get(a.kind, {}))
                   for a in spec.annotators if a.kind != "human"]
     annotations = annotate(out / IMAGES_DIR, annotators, out_dir=out, progress=progress) if annotators else None
     human = [a for a in spec.annotators if a.kind == "human" and a.labels_csv is not None]
@@ -185,7 +185,10 @@ def training_images_check(spec: AuditSpec, out: Path, annotators: list, size: in
     columns = ["annotator", "profession", "attribute", "value", "true_share", "share_of_determined",
                "share_of_determined_ci_low", "share_of_determined_ci_high", "n_determined", "n_abstained",
                "inside_interval"]
-    return check[columns].reset_index(drop=True)
+    # Gender first: it is what the page shows before the "full table" link.
+    order = check["attribute"].map({"gender": 0}).fillna(1)
+    return check.assign(_order=order).sort_values(["_order", "attribute", "profession", "value"],
+                                                  kind="stable")[columns].reset_index(drop=True)
 
 
 def training_check_section(check: pd.DataFrame) -> Section:

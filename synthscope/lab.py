@@ -17,6 +17,49 @@ from synthscope.runtime import read_json, seed_everything
 RUNS_DIR = "runs"
 JUDGES_DIR = "judges"
 CORPORA_DIR = "corpora"
+DETECTORS_DIR = "detectors"
+AUDIT_DIR = "audit"
+
+# The lab's audit: a world where the gender split of each profession is pushed further than the
+# labour statistics (and darker skin made rarer), so that students can see whether the model trained
+# on it hands the skew back, amplifies it, or washes it out.
+LAB_AUDIT_SPEC = """\
+[audit]
+name = "lab: professions in a skewed portraits world"
+description = "The built-in diffusion model, trained on a deliberately skewed world, drawing eight professions."
+
+[prompts]
+templates = ["a photo of a {{profession}}", "a portrait of a {{profession}}"]
+professions = ["doctor", "nurse", "engineer", "chief executive", "janitor", "teacher",
+               "software developer", "housekeeper"]
+images_per_prompt = {images_per_prompt}
+seed = {seed}
+
+[backend]
+kind = "builtin"
+train_steps = {train_steps}
+steps = {sample_steps}
+[backend.world_skew]
+share_dark = 0.15
+[backend.world_skew.share_female]
+doctor = 0.15
+nurse = 0.95
+engineer = 0.05
+"chief executive" = 0.1
+janitor = 0.2
+teacher = 0.9
+"software developer" = 0.1
+housekeeper = 0.95
+
+[[annotators]]
+kind = "probe"
+attributes = ["gender", "skin_tone", "age"]
+abstain_below = 0.6
+
+[reference]
+source = "bls-2023"
+"""
+REAL_CORPUS = "digits-real"
 
 
 @dataclass
@@ -108,7 +151,7 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
     corpora: dict[str, Path] = {}
 
     _say(progress, "[lab] real images")
-    corpora["digits-real"] = export_builtin("digits", out / CORPORA_DIR / "digits-real", seed=seed,
+    corpora[REAL_CORPUS] = export_builtin("digits", out / CORPORA_DIR / REAL_CORPUS, seed=seed,
                                             progress=progress, force=force)
     for number, stage in enumerate(stages, 1):
         steps = stage.steps_for(quick)
@@ -141,12 +184,59 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
         _say(progress, f"[lab]   done in {time.perf_counter() - stage_began:.0f} s")
 
     extras = [compression_section(out / RUNS_DIR, seed)] if {"ae-2d", "ae"} <= {s.name for s in stages} else []
+    _say(progress, "[lab] detectors: one per generator, one on all of them, then stress tests")
+    detectors = detector_stage(out / DETECTORS_DIR, corpora, quick=quick, seed=seed, device=device,
+                               progress=progress)
+    _say(progress, "[lab] bias audit of a model trained on a skewed portraits world")
+    audit = audit_stage(out / AUDIT_DIR, quick=quick, seed=seed, device=device, progress=progress)
     _say(progress, "[lab] report")
     seconds = time.perf_counter() - began
     report_path = write_lab_report(out, evaluations, corpora, quick=quick, seed=seed, seconds=seconds,
-                                   extras=extras, reused=reused)
-    summary = lab_summary(evaluations, corpora, report_path, seconds, reused)
+                                   extras=extras, reused=reused, detectors=detectors, audit=audit)
+    summary = lab_summary(evaluations, corpora, report_path, seconds, reused, detectors, audit)
     return LabResult(out, report_path, summary, seconds)
+
+
+@dataclass
+class DetectorResults:
+    """The lab's detector stage: the all-generators detector assessed, and the cross-generator study."""
+
+    assessment: Any
+    generalisation: Any
+
+
+def detector_stage(out: Path, corpora: dict[str, Path], quick: bool, seed: int = 0, device: str = "auto",
+                   progress: bool = True) -> DetectorResults:
+    """Small CNN detectors on the lab's corpora: the cross-generator matrix with leave-one-out, and
+    the detector trained on every generator assessed on held-out images (robustness included).
+    Detectors already trained on the same images and settings are reused."""
+    from synthscope.detectors.assessment import assess_detector
+    from synthscope.detectors.generalisation import ALL, cross_generator, split_corpora
+
+    fakes = [path for name, path in corpora.items() if name != REAL_CORPUS]
+    split = split_corpora(corpora[REAL_CORPUS], fakes, size=16, test_fraction=0.3, seed=seed)
+    generalisation = cross_generator(split, out, n_boot=200, seed=seed, device=device, progress=progress,
+                                     epochs=4 if quick else 15, patience=3)
+    assessment = assess_detector(generalisation.detectors[ALL], split.test_set(split.names), n_boot=1000,
+                                 seed=seed, device=device, progress=progress)
+    assessment.save(out / "assessment")
+    return DetectorResults(assessment, generalisation)
+
+
+def audit_stage(out: Path, quick: bool, seed: int = 0, device: str = "auto", progress: bool = True) -> Any:
+    """The built-in audit: train the portraits model on the skewed world, draw every profession, read
+    the pictures with the probe, compare with the training world and the labour statistics."""
+    from synthscope.audits.audit import run_audit
+    from synthscope.runtime import atomic_write_bytes
+
+    spec = out / "audit.toml"
+    text = LAB_AUDIT_SPEC.format(images_per_prompt=6 if quick else 20, seed=seed,
+                                 train_steps=150 if quick else 3000, sample_steps=20 if quick else 50)
+    out.mkdir(parents=True, exist_ok=True)
+    if not spec.is_file() or spec.read_text() != text:
+        atomic_write_bytes(spec, text.encode())
+    return run_audit(spec, out, device=device, progress=progress,
+                     annotator_options={"probe": {"n_train": 1000}} if quick else None)
 
 
 def _finished(run_dir: Path, stage: GeneratorStage, steps: int, seed: int, eval_samples: int) -> bool:
@@ -174,10 +264,10 @@ def _best(evaluations, corpora: dict[str, Path]) -> Any:
 
 
 def lab_summary(evaluations, corpora: dict[str, Path], report: Path, seconds: float,
-                reused: Sequence[str] = ()) -> list[str]:
-    """Three plain lines: what was trained, what was best, where the report is."""
+                reused: Sequence[str] = (), detectors: DetectorResults | None = None, audit: Any = None) -> list[str]:
+    """A few plain lines: what was trained, what was best, how the detector did, where the report is."""
     best = _best(evaluations, corpora)
-    synthetic = [name for name in corpora if name != "digits-real"]
+    synthetic = [name for name in corpora if name != REAL_CORPUS]
     minutes, secs = divmod(int(round(seconds)), 60)
     again = f" ({len(reused)} reused from an earlier run)" if reused else ""
     lines = [f"{len(evaluations)} generators trained{again}, {len(synthetic)} synthetic corpora "
@@ -188,8 +278,42 @@ def lab_summary(evaluations, corpora: dict[str, Path], report: Path, seconds: fl
                      f"(real vs real {q['fd_real_vs_real']:.1f}, noise {q['fd_noise']:.0f}).")
     else:
         lines.append("No quality score could be computed.")
+    if detectors is not None:
+        lines.append(detector_summary(detectors))
+    if audit is not None:
+        lines.append(audit_summary_line(audit))
     lines.append(f"Report: {report}")
     return lines
+
+
+def detector_summary(detectors: DetectorResults) -> str:
+    """One line: the all-generators detector in distribution, and its worst unseen generator."""
+    metrics = detectors.assessment.report.metrics
+    ap, caught = metrics["ap"], metrics["fake_accuracy"]
+    line = (f"Detector on all generators: AP {ap.value:.3f} [{ap.ci_low:.3f}, {ap.ci_high:.3f}], "
+            f"{caught.value:.0%} of held-out fakes caught at a {metrics['fpr_at_threshold'].value:.1%} "
+            f"false-positive rate")
+    loo = detectors.generalisation.leave_one_out
+    if len(loo):
+        worst = loo.loc[loo["fake_accuracy"].idxmin()]
+        line += f"; trained without {worst['held_out']}, it catches {worst['fake_accuracy']:.0%} of those"
+    return line + "."
+
+
+def audit_summary_line(audit: Any) -> str:
+    """One line: the perceived share of women among the model's doctors, against its training world."""
+    shares = audit.tables["shares_by_profession"]
+    row = shares[(shares["profession"] == "doctor") & (shares["attribute"] == "gender")
+                 & (shares["value"] == "female")].iloc[0]
+    amplification = audit.tables.get("amplification")
+    line = (f"Audit: the model trained on a world where 15 % of doctors are women drew "
+            f"{row['share_of_determined']:.0%} [{row['share_of_determined_ci_low']:.0%}, "
+            f"{row['share_of_determined_ci_high']:.0%}] perceived women among its doctors")
+    if amplification is not None and len(amplification):
+        counts = amplification["verdict"].value_counts()
+        line += (f"; {counts.get('amplified', 0)} of {len(amplification)} comparisons with the training world "
+                 f"show amplification")
+    return line + "."
 
 
 def compression_section(runs: Path, seed: int = 0):
@@ -218,7 +342,8 @@ def compression_section(runs: Path, seed: int = 0):
 
 
 def write_lab_report(out: Path, evaluations, corpora: dict[str, Path], quick: bool, seed: int,
-                     seconds: float, extras=(), reused: Sequence[str] = ()) -> Path:
+                     seconds: float, extras=(), reused: Sequence[str] = (),
+                     detectors: DetectorResults | None = None, audit: Any = None) -> Path:
     """Assemble the lab report from the stages' results."""
     import pandas as pd
 
@@ -240,16 +365,27 @@ def write_lab_report(out: Path, evaluations, corpora: dict[str, Path], quick: bo
               "Detectors and audits read them; so can any other tool.",
         blocks=[Table("Corpora", pd.DataFrame(corpus_rows), name="corpora")],
     )
-    summary = lab_summary(evaluations, corpora, out / "index.html", seconds, reused)[:2]
+    summary = lab_summary(evaluations, corpora, out / "index.html", seconds, reused, detectors, audit)[:-1]
     summary.append("Every number here comes from built-in data on this machine; nothing was downloaded.")
     provenance = collect_provenance({
         "run": {"command": "synthscope lab" + (" --quick" if quick else ""), "seed": seed,
                 "seconds": round(seconds, 1), "synthscope": __version__},
         "generators": {ev.name: _run_provenance(ev) for ev in evaluations},
     })
+    sections = [generator_section(evaluations, extra=extras), corpora_section]
+    if detectors is not None:
+        from synthscope.detectors.report_section import detector_section
+
+        sections.append(detector_section(
+            detectors.assessment, detectors.generalisation,
+            intro="Small CNN detectors trained to tell the real digits from the generators' samples (as "
+                  "CNNDetection does, with blur and JPEG augmentation). 30 % of every corpus is kept aside "
+                  "for testing; each threshold is fixed on held-out real images for a 1 % false-positive rate."))
+    if audit is not None:
+        sections.append(audit.section)
     report = Report(
         title="synthscope lab", subtitle="Synthetic images, made and measured on this machine",
-        summary=summary, sections=[generator_section(evaluations, extra=extras), corpora_section], provenance=provenance,
+        summary=summary, sections=sections, provenance=provenance,
         caveats=["--quick runs train for a tenth of the steps: expect poor samples."] if quick else [],
     )
     report.write(out)

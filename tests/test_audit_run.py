@@ -45,7 +45,7 @@ def audit(tmp_path_factory):
     root = tmp_path_factory.mktemp("audit")
     spec = root / "audit.toml"
     spec.write_text(SPEC)
-    result = run_audit(spec, root / "out", progress=False, annotator_options={"n_train": 400})
+    result = run_audit(spec, root / "out", progress=False, annotator_options={"probe": {"n_train": 400}})
     return spec, result
 
 
@@ -80,7 +80,7 @@ def test_audit_writes_images_tables_and_report(audit):
 
 def test_rerun_generates_nothing_new(audit):
     spec, result = audit
-    again = run_audit(spec, result.out, progress=False, annotator_options={"n_train": 400})
+    again = run_audit(spec, result.out, progress=False, annotator_options={"probe": {"n_train": 400}})
     assert again.generation.generated == 0 and again.generation.already_done == 16
     pd.testing.assert_frame_equal(again.tables["shares_by_profession"], result.tables["shares_by_profession"])
 
@@ -112,3 +112,41 @@ def test_cli_audit_commands(audit, tmp_path, capsys):
     broken.to_csv(tmp_path / "labels_carol.csv", index=False)
     assert main(["audit", "import-labels", str(sheet), str(tmp_path / "labels_carol.csv"), "--out", str(out)]) == 2
     assert "labels_carol.csv:2" in capsys.readouterr().err
+
+
+def test_a_diffusers_audit_read_by_clip_zero_shot(tmp_path):
+    from tiny_clip import TINY_TEXT, TINY_TEXT_CONFIG, make_tiny_clip
+    from tiny_diffusers import save_tiny_pipeline
+
+    pipeline = save_tiny_pipeline(tmp_path / "pipeline")
+    weights = make_tiny_clip(tmp_path / "clip", TINY_TEXT, TINY_TEXT_CONFIG)
+    spec = tmp_path / "audit.toml"
+    spec.write_text(f"""
+[audit]
+name = "tiny diffusers"
+[prompts]
+templates = ["a photo of a {{profession}}"]
+professions = ["doctor", "<i>nurse</i>"]
+images_per_prompt = 3
+[backend]
+kind = "diffusers"
+model = "{pipeline}"
+steps = 2
+guidance = [1.0, 5.0]
+batch_size = 2
+device = "cpu"
+[[annotators]]
+kind = "clip"
+model = "{TINY_TEXT}"
+pretrained = "{weights}"
+[reference]
+source = "bls-2023"
+""")
+    result = run_audit(spec, tmp_path / "out", progress=False)
+    manifest = pd.read_csv(result.out / IMAGES_DIR / "manifest.csv")
+    assert len(manifest) == 2 * 2 * 3 and sorted(set(manifest["guidance"])) == [1.0, 5.0]
+    shares = result.tables["shares_by_profession"]
+    assert set(shares["annotator"]) == {"clip"} and set(shares["guidance"]) == {1.0, 5.0}
+    assert len(pd.read_csv(result.out / "annotator_prompts.csv")) > 0
+    html = (result.out / "index.html").read_text()
+    assert "&lt;i&gt;nurse&lt;/i&gt;" in html and "<i>nurse" not in html
