@@ -231,8 +231,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1600,
                         help="images drawn per repeat, all professions together (default: 1600, the audit's "
                              "training-images check; 200 per profession)")
-    parser.add_argument("--repeats", type=int, default=20, help="independent sample seeds (default: 20; with 40 intervals at 95 %%, "
-                        "a handful of misses is chance)")
+    parser.add_argument("--repeats", type=int, default=20,
+                        help="independent sample seeds (default: 20; with 40 intervals at 95 %%, a handful of "
+                             "misses is chance)")
     parser.add_argument("--seed", type=int, default=100, help="first sample seed (the probe trains on seed 0)")
     parser.add_argument("--n-train", type=int, default=PROBE_DEFAULT_N_TRAIN,
                         help=f"portraits the probe is trained on (default: {PROBE_DEFAULT_N_TRAIN}, the audit's)")
