@@ -39,6 +39,28 @@ def test_lab_writes_runs_corpora_and_report(lab_dir):
     assert saved["provenance"]["run"]["command"] == "synthscope lab --quick"
 
 
+def test_lab_audit_stage(lab_dir):
+    html = (lab_dir / "index.html").read_text()
+    assert 'id="audit"' in html and "does the audit recover the bias" in html
+    shares = pd.read_csv(lab_dir / "audit" / "audit_tables" / "shares_by_profession.csv")
+    assert set(shares["profession"]) == {"doctor", "nurse", "engineer", "chief executive", "janitor", "teacher",
+                                         "software developer", "housekeeper"}
+    assert (lab_dir / "audit" / "index.html").is_file()  # the audit's own report, beside the lab's
+
+
+def test_lab_detector_stage(lab_dir):
+    html = (lab_dir / "index.html").read_text()
+    for anchor in ('id="detectors"', "Cross-generator matrix", "Robustness", "Most confident mistakes"):
+        assert anchor in html
+    matrix = pd.read_csv(lab_dir / "detectors" / "matrix.csv")
+    generators = [stage.name for stage in lab_stages() if stage.corpus_size]
+    assert sorted(set(matrix["test"])) == sorted(generators) and "all generators" in set(matrix["train"])
+    assert len(pd.read_csv(lab_dir / "detectors" / "leave_one_out.csv")) == len(generators)
+    metrics = json.loads((lab_dir / "detectors" / "assessment" / "metrics.json").read_text())
+    assert metrics["metrics"]["ap"]["value"] > 0.8  # even the quick lab's detector sees its generators
+    assert "held-out real" in metrics["detector"]["threshold_source"]
+
+
 def test_report_is_self_contained(lab_dir):
     html = (lab_dir / "index.html").read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?https?://""", html)
@@ -51,13 +73,15 @@ def test_report_is_self_contained(lab_dir):
 
 def test_rerun_reuses_finished_stages(lab_dir, capsys):
     weights = lab_dir / "runs" / "vae" / "model.safetensors"
-    before = weights.stat().st_mtime_ns
+    detector = lab_dir / "detectors" / "detectors" / "04-all-generators" / "detector.safetensors"
+    before, detector_before = weights.stat().st_mtime_ns, detector.stat().st_mtime_ns
     started = time.perf_counter()
     assert main(["lab", "--quick", "--out", str(lab_dir), "--quiet"]) == 0
-    assert weights.stat().st_mtime_ns == before
+    assert weights.stat().st_mtime_ns == before and detector.stat().st_mtime_ns == detector_before
     assert time.perf_counter() - started < 60  # only the report is rebuilt
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 3 and out[-1].endswith("index.html")
+    assert len(out) == 5 and out[-1].endswith("index.html")
+    assert out[2].startswith("Detector on all generators") and out[3].startswith("Audit:")
 
 
 def test_report_rerenders_from_saved_data(lab_dir):
