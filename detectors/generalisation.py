@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthscope.runtime import atomic_write_bytes
+from synthscope.runtime import atomic_write_bytes, resolve_device
 
 from .base import Detector, load_detector, read_detector_config
 from .metrics import evaluate_scores
@@ -127,7 +127,7 @@ def cross_generator(split: SplitCorpora, out: Path | str, n_boot: int = 200, see
 
     Each detector's threshold is fixed on its own held-out training reals; the test parts are
     never seen in training. ``train_options`` go to :func:`fit_detector` (arch, epochs, …)."""
-    out = Path(out)
+    out, device = Path(out), resolve_device(device)
     settings = {"seed": seed, "size": split.train["real"].images.shape[-1], **train_options}
     names = split.names
     training_sets: list[tuple[str, list[str]]] = [(name, [name]) for name in names]

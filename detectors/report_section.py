@@ -91,7 +91,7 @@ def generalisation_heatmap(generalisation: Generalisation) -> Any:
         rows, cols = pivots[0][0].shape
         fig = new_figure(max(7.0, 2.2 + 1.6 * cols), 1.4 + 0.55 * rows)
         for ax, (table, label) in zip(fig.subplots(1, 2), pivots):
-            sns.heatmap(table.astype(float), ax=ax, vmin=0 if "caught" in label else 0.5, vmax=1, cmap="viridis",
+            sns.heatmap(table.astype(float), ax=ax, vmin=0, vmax=1, cmap="viridis",
                         annot=True, fmt=".2f", cbar=False, linewidths=0.5, square=False)
             ax.set(xlabel="tested on", ylabel="trained on", title=label)
             ax.set_xticklabels([plain_text(t.get_text()) for t in ax.get_xticklabels()], rotation=30, ha="right")

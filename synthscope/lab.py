@@ -216,7 +216,7 @@ def detector_stage(out: Path, corpora: dict[str, Path], quick: bool, seed: int =
     fakes = [path for name, path in corpora.items() if name != REAL_CORPUS]
     split = split_corpora(corpora[REAL_CORPUS], fakes, size=16, test_fraction=0.3, seed=seed)
     generalisation = cross_generator(split, out, n_boot=200, seed=seed, device=device, progress=progress,
-                                     epochs=4 if quick else 15, patience=3)
+                                     epochs=4 if quick else 10, patience=3)
     assessment = assess_detector(generalisation.detectors[ALL], split.test_set(split.names), n_boot=1000,
                                  seed=seed, device=device, progress=progress)
     assessment.save(out / "assessment")

@@ -91,7 +91,7 @@ def test_detectors_are_reused_when_nothing_changed(study, monkeypatch):
         raise AssertionError("retrained although the training set and settings are unchanged")
 
     monkeypatch.setattr(generalisation_module, "fit_detector", refuse)
-    again = cross_generator(split, out, n_boot=50, seed=0, device="cpu", progress=False, **TRAIN)
+    again = cross_generator(split, out, n_boot=50, seed=0, device="auto", progress=False, **TRAIN)
     pd.testing.assert_frame_equal(again.matrix, result.matrix)
 
 
