@@ -60,6 +60,8 @@ class Generator(nn.Module):
 
     kind: ClassVar[str] = ""
     default_config: ClassVar[dict[str, Any]] = {}
+    # Options added after models were first saved, with the value that reproduces such a model.
+    legacy_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, channels: int, size: int, vocabulary: Vocabulary | None = None,
                  conditional: bool = False, **options: Any):
@@ -160,12 +162,14 @@ def build_generator(model_config: dict[str, Any]) -> Generator:
     if kind not in registry.GENERATORS:
         raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(registry.GENERATORS)}")
     vocabulary = model_config.get("vocabulary")
-    return registry.GENERATORS[kind](
+    cls = registry.GENERATORS[kind]
+    return cls(
         channels=int(model_config["channels"]),
         size=int(model_config["size"]),
         vocabulary=Vocabulary.from_dict(vocabulary) if vocabulary else None,
         conditional=bool(model_config.get("conditional", False)),
-        **model_config.get("options", {}),
+        # A saved config lists every option, so one it lacks predates that option.
+        **{**cls.legacy_options, **model_config.get("options", {})},
     )
 
 
