@@ -64,8 +64,15 @@ def report(kind: str, data: str, run_dir: Path, wall: float) -> dict:
         table = pd.read_csv(adherence_file)
         overall = table[table["level"] == "attribute"]
         for _, r in overall.iterrows():
-            line += f"\n    adherence {r['attribute']}: {r['adherence']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] n={r['n']}"
+            line += (f"\n    adherence {r['attribute']}: {r['adherence']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] "
+                     f"n={r['n']}  (judge's held-out accuracy {r['judge_accuracy']:.3f})")
             row[f"adherence_{r['attribute']}"] = r["adherence"]
+            row[f"adherence_{r['attribute']}_ci"] = [r["ci_low"], r["ci_high"]]
+            row[f"judge_accuracy_{r['attribute']}"] = r["judge_accuracy"]
+            values = table[(table["level"] == "value") & (table["attribute"] == r["attribute"])]
+            for _, v in values.iterrows():
+                line += (f"\n      {v['requested']:20s} {v['adherence']:.3f} "
+                         f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}] n={v['n']}")
     print(line, flush=True)
     return row
 
