@@ -231,7 +231,7 @@ def audit_stage(out: Path, quick: bool, seed: int = 0, device: str = "auto", pro
 
     spec = out / "audit.toml"
     text = LAB_AUDIT_SPEC.format(images_per_prompt=6 if quick else 20, seed=seed,
-                                 train_steps=150 if quick else 3000, sample_steps=20 if quick else 50)
+                                 train_steps=150 if quick else 1500, sample_steps=20 if quick else 50)
     out.mkdir(parents=True, exist_ok=True)
     if not spec.is_file() or spec.read_text() != text:
         atomic_write_bytes(spec, text.encode())
