@@ -19,7 +19,7 @@ import pandas as pd
 from synthscope.runtime import atomic_write_bytes, resolve_device
 
 from .base import Detector, load_detector, read_detector_config
-from .metrics import evaluate_scores
+from .robustness import metric_row
 from .training import LabelledImages, concatenate, fit_detector, load_corpus, stratified_split
 
 ALL = "all generators"
@@ -85,12 +85,8 @@ def _trained(directory: Path, data: LabelledImages, settings: dict[str, Any], de
 
 
 def _cell(data: LabelledImages, scores: np.ndarray, threshold: float, n_boot: int, seed: int) -> dict[str, Any]:
-    m = evaluate_scores(data.labels, scores, threshold, n_boot=n_boot, seed=seed).metrics
     return {"n_real": int((data.labels == 0).sum()), "n_fake": int(data.labels.sum()),
-            "ap": m["ap"].value, "ap_low": m["ap"].ci_low, "ap_high": m["ap"].ci_high,
-            "roc_auc": m["roc_auc"].value, "fake_accuracy": m["fake_accuracy"].value,
-            "fake_accuracy_low": m["fake_accuracy"].ci_low, "fake_accuracy_high": m["fake_accuracy"].ci_high,
-            "fpr_at_threshold": m["fpr_at_threshold"].value}
+            **metric_row(data, scores, threshold, n_boot, seed)}
 
 
 @dataclass

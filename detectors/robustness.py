@@ -27,8 +27,8 @@ ROBUSTNESS_COLUMNS = ["sweep", "step", "level", "spec", "ap", "ap_low", "ap_high
                       "fpr_at_threshold", "fpr_low", "fpr_high", "mean_score_real", "mean_score_fake"]
 
 
-def _metric_row(data: LabelledImages, scores: np.ndarray, threshold: float, n_boot: int, seed: int) -> dict:
-    """AP, ROC-AUC and the rates at the fixed threshold, with their intervals."""
+def metric_row(data: LabelledImages, scores: np.ndarray, threshold: float, n_boot: int, seed: int) -> dict:
+    """AP, ROC-AUC and the rates at the fixed threshold, with their intervals (one table row)."""
     report = evaluate_scores(data.labels, scores, threshold, n_boot=n_boot, seed=seed)
     m = report.metrics
     real, fake = data.labels == 0, data.labels == 1
@@ -68,7 +68,7 @@ def robustness_sweeps(detector: Detector, data: LabelledImages, threshold: float
             if level.is_identity:
                 clean_scores = scores
         rows.append({"sweep": name, "step": step, "level": str(level), "spec": level.spec,
-                     **_metric_row(data, scores, threshold, n_boot, seed)})
+                     **metric_row(data, scores, threshold, n_boot, seed)})
     return pd.DataFrame(rows, columns=ROBUSTNESS_COLUMNS)
 
 
@@ -83,11 +83,11 @@ def format_shortcut_check(detector: Detector, data: LabelledImages, threshold: f
     and after.
     """
     before = detector.score(data.images)
-    ap_before = _metric_row(data, before, threshold, n_boot=0, seed=seed)["ap"]
+    ap_before = metric_row(data, before, threshold, n_boot=0, seed=seed)["ap"]
     rows = []
     for fmt, quality in reencodings:
         after = detector.score(reencode(data.images, fmt, quality))
-        after_row = _metric_row(data, after, threshold, n_boot=n_boot, seed=seed)
+        after_row = metric_row(data, after, threshold, n_boot=n_boot, seed=seed)
         label = "PNG (lossless)" if fmt == "png" else f"JPEG {quality}"
         for cls, value in (("real", 0), ("fake", 1)):
             mask = data.labels == value
