@@ -110,15 +110,18 @@ def train_detector(real: Path | str, fakes: Sequence[Path | str], out: Path | st
 
 
 def fit_detector(data: LabelledImages, out: Path | str, arch: str = "small", size: int = 32,
-                 pretrained: str | None = None, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3,
-                 p_blur: float = 0.5, p_jpeg: float = 0.5, val_fraction: float = 0.2, patience: int = 3,
+                 pretrained: str | None = None, epochs: int = 30, batch_size: int = 64, lr: float = 1e-3,
+                 p_blur: float = 0.5, p_jpeg: float = 0.5, blur_sigma: tuple[float, float] = (0.0, 3.0),
+                 jpeg_quality: tuple[int, int] = (30, 100), val_fraction: float = 0.2, patience: int = 5,
                  target_fpr: float = 0.01, seed: int = 0, device: str = "auto", progress: bool = True,
                  record: dict | None = None) -> DetectorRun:
     """Train a CNN detector with balanced real/fake batches and blur+JPEG augmentation.
 
-    A stratified ``val_fraction`` is held out: its loss drives early stopping (the best epoch's
-    weights are kept) and its *real* images alone fix the decision threshold for ``target_fpr``.
-    ``record`` (e.g. the corpora used) is saved with the training settings.
+    Each image is blurred with probability ``p_blur`` (sigma drawn from ``blur_sigma``) and
+    JPEG-compressed with probability ``p_jpeg`` (quality drawn from ``jpeg_quality``). A stratified
+    ``val_fraction`` is held out: its loss drives early stopping (after ``patience`` epochs without
+    improvement; the best epoch's weights are kept) and its *real* images alone fix the decision
+    threshold for ``target_fpr``. ``record`` (e.g. the corpora used) is saved with the training settings.
     """
     if not (data.labels == 0).any() or not (data.labels == 1).any():
         raise ValueError("training needs both real and synthetic images")
@@ -127,7 +130,7 @@ def fit_detector(data: LabelledImages, out: Path | str, arch: str = "small", siz
     train, val = stratified_split(data, val_fraction, seed)
     detector = CNNDetector(arch, channels=data.images.shape[1], size=size, pretrained=pretrained).to(device)
     optimizer = torch.optim.AdamW(detector.parameters(), lr=lr, weight_decay=1e-4)
-    augment = BlurJpegAugment(p_blur=p_blur, p_jpeg=p_jpeg)
+    augment = BlurJpegAugment(p_blur=p_blur, p_jpeg=p_jpeg, sigma=blur_sigma, quality=jpeg_quality)
     generator = torch.Generator().manual_seed(seed)
     real_index = np.flatnonzero(train.labels == 0)
     fake_index = np.flatnonzero(train.labels == 1)
@@ -173,9 +176,10 @@ def fit_detector(data: LabelledImages, out: Path | str, arch: str = "small", siz
         "threshold": threshold, "target_fpr": target_fpr,
         "threshold_source": f"{int((val.labels == 0).sum())} held-out real images (no test labels)",
         "training": {**(record or {}), "epochs_run": len(records),
-                     "best_val_loss": best_loss, "batch_size": batch_size, "lr": lr, "p_blur": p_blur,
-                     "p_jpeg": p_jpeg, "seed": seed, "n_train": len(train), "n_val": len(val),
-                     "seconds": round(seconds, 1)},
+                     "best_val_loss": best_loss, "batch_size": batch_size, "lr": lr, "patience": patience,
+                     "p_blur": p_blur, "p_jpeg": p_jpeg, "blur_sigma": list(augment.sigma),
+                     "jpeg_quality": list(augment.quality), "seed": seed, "n_train": len(train),
+                     "n_val": len(val), "seconds": round(seconds, 1)},
     })
     atomic_write_bytes(out / HISTORY_FILE, history.to_csv(index=False).encode())
     return DetectorRun(detector.eval(), threshold, target_fpr, history, out, seconds)

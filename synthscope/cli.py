@@ -58,18 +58,33 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrained", choices=["none", "imagenet"], default="none",
                         help="start a ResNet from torchvision's ImageNet weights (needs them downloaded once)")
     parser.add_argument("--size", type=positive_int, default=32, help="input size in px (default: 32)")
-    parser.add_argument("--epochs", type=positive_int, default=10, help="at most this many epochs (default: 10)")
+    parser.add_argument("--epochs", type=positive_int, default=30, help="at most this many epochs (default: 30)")
+    parser.add_argument("--patience", type=positive_int, default=5,
+                        help="stop after this many epochs without a better validation loss (default: 5)")
     parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--p-blur", type=probability, default=0.5, help="blur augmentation probability")
-    parser.add_argument("--p-jpeg", type=probability, default=0.5, help="JPEG augmentation probability")
+    parser.add_argument("--p-blur", type=probability, default=0.5,
+                        help="blur augmentation probability (default: 0.5; CNNDetection's other setting is 0.1)")
+    parser.add_argument("--p-jpeg", type=probability, default=0.5, help="JPEG augmentation probability (default: 0.5)")
+    parser.add_argument("--blur-sigma", type=float, nargs=2, default=(0.0, 3.0), metavar=("LOW", "HIGH"),
+                        help="blur sigma range in px (default: 0 3, made for 256 px images; scale it down "
+                             "for small ones)")
+    parser.add_argument("--jpeg-quality", type=int, nargs=2, default=(30, 100), metavar=("LOW", "HIGH"),
+                        help="JPEG quality range (default: 30 100)")
     parser.add_argument("--target-fpr", type=probability, default=0.01,
                         help="false-positive rate the threshold is set for, on held-out reals (default: 0.01)")
 
 
 def _training_options(args: argparse.Namespace) -> dict:
+    from synthscope.detectors.perturbations import BlurJpegAugment
+
+    try:  # check the ranges before any image is read
+        BlurJpegAugment(args.p_blur, args.p_jpeg, sigma=args.blur_sigma, quality=args.jpeg_quality)
+    except ValueError as error:
+        raise UsageError(f"--blur-sigma/--jpeg-quality: {error}") from None
     return {"arch": args.arch, "pretrained": None if args.pretrained == "none" else args.pretrained,
-            "epochs": args.epochs, "batch_size": args.batch_size, "p_blur": args.p_blur, "p_jpeg": args.p_jpeg,
-            "target_fpr": args.target_fpr}
+            "epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
+            "p_blur": args.p_blur, "p_jpeg": args.p_jpeg, "blur_sigma": tuple(args.blur_sigma),
+            "jpeg_quality": tuple(args.jpeg_quality), "target_fpr": args.target_fpr}
 
 
 def build_parser() -> argparse.ArgumentParser:

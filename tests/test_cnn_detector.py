@@ -107,8 +107,12 @@ def test_command_line_train_eval_and_scan(corpora, tmp_path, capsys):
     real, fake, test_real, test_fake = corpora
     det = tmp_path / "det"
     assert main(["detect", "train", "--real", str(real), "--fake", str(fake), "--out", str(det), "--size", "16",
-                 "--epochs", "2", "--target-fpr", "0.05", "--quiet", "--device", "cpu"]) == 0
+                 "--epochs", "2", "--patience", "1", "--blur-sigma", "0", "1", "--jpeg-quality", "60", "100",
+                 "--p-blur", "0.1", "--target-fpr", "0.05", "--quiet", "--device", "cpu"]) == 0
     assert "held-out reals" in capsys.readouterr().out
+    training = json.loads((det / "detector.json").read_text())["training"]
+    assert (training["blur_sigma"], training["jpeg_quality"]) == ([0.0, 1.0], [60, 100])
+    assert (training["p_blur"], training["p_jpeg"], training["patience"]) == (0.1, 0.5, 1)
     results = tmp_path / "results"
     assert main(["detect", "eval", str(det), "--real", str(test_real), "--fake", str(test_fake), "--out",
                  str(results), "--bootstrap", "50", "--quiet"]) == 0
@@ -142,5 +146,10 @@ def test_command_line_rejects_bad_detector_options(capsys):
     assert info.value.code == 2
     assert main(["detect", "train", "--real", "r", "--out", "o"]) == 2  # a CNN needs synthetic corpora
     assert "--fake" in capsys.readouterr().err
+    # Augmentation ranges are checked before any image is read ("r" does not exist).
+    assert main(["detect", "train", "--real", "r", "--fake", "f", "--out", "o", "--blur-sigma", "2", "1"]) == 2
+    assert "sigma range" in capsys.readouterr().err
+    assert main(["detect", "train", "--real", "r", "--fake", "f", "--out", "o", "--jpeg-quality", "0", "50"]) == 2
+    assert "quality range" in capsys.readouterr().err
     assert main(["detect", "eval", "nowhere", "--out", "o"]) == 2
     assert "--real" in capsys.readouterr().err
