@@ -15,7 +15,7 @@ from synthscope.runtime import atomic_write_bytes, atomic_write_json, read_json,
 from .base import load_detector
 from .metrics import DetectionReport, MetricValue
 from .robustness import DEFAULT_SWEEPS, format_shortcut_check, robustness_sweeps
-from .training import LabelledImages, score_labelled
+from .training import LabelledImages, load_labelled, score_labelled
 
 METRICS_FILE = "metrics.json"
 SCORES_FILE = "scores.csv"
@@ -61,11 +61,17 @@ class Assessment:
         return cls(report, table(SCORES_FILE), table(ROBUSTNESS_FILE), table(SHORTCUT_FILE), doc.get("detector", {}))
 
 
-def assess_detector(detector_dir: Path | str, data: LabelledImages, sweeps: Sequence[str] = DEFAULT_SWEEPS,
-                    shortcut: bool = True, n_boot: int = 1000, seed: int = 0, device: str = "auto",
-                    progress: bool = True) -> Assessment:
-    """Deployment metrics at the saved threshold, then (optionally) robustness and format checks."""
+def assess_detector(detector_dir: Path | str, data: LabelledImages | None = None, *,
+                    real: Path | str | None = None, fakes: Sequence[Path | str] = (),
+                    sweeps: Sequence[str] = DEFAULT_SWEEPS, shortcut: bool = True, n_boot: int = 1000,
+                    seed: int = 0, device: str = "auto", progress: bool = True) -> Assessment:
+    """Deployment metrics at the saved threshold, then (optionally) robustness and format checks.
+
+    The test set is ``data``, or else the ``real`` and ``fakes`` corpora read at the detector's
+    own input size."""
     detector, config = load_detector(detector_dir, device=resolve_device(device))
+    if data is None:
+        data = load_labelled(real, fakes, size=detector.size, channels=detector.channels, progress=progress)
     threshold = float(config["threshold"])
     report, scores = score_labelled(detector, threshold, data, n_boot=n_boot, seed=seed)
     both = bool((data.labels == 0).any() and (data.labels == 1).any())

@@ -503,7 +503,7 @@ def train_clip_detector(real: Path | str, fakes: Sequence[Path | str], out: Path
     feature_cache = FeatureCache(cache_dir or default_cache_dir(), encoder.model_id) if cache else None
     detector = ClipDetector(encoder, None, size, channels, feature_cache, progress)
 
-    data = load_labelled(real, fakes, size=size, channels=channels)
+    data = load_labelled(real, fakes, size=size, channels=channels, progress=progress)
     train, val = stratified_split(data, val_fraction, seed)
     train_features = detector.features(train.images, batch_size).numpy()
     val_features = detector.features(val.images, batch_size).numpy()

@@ -82,7 +82,7 @@ def open_discriminator(gan_run: Path | str, device: str | torch.device = "cpu",
 
 def make_discriminator_detector(gan_run: Path | str, real_corpus: Path | str, out: Path | str,
                                 val_fraction: float = 1.0, target_fpr: float = 0.01, seed: int = 0,
-                                batch_size: int = 256, device: str = "auto") -> DetectorRun:
+                                batch_size: int = 256, device: str = "auto", progress: bool = True) -> DetectorRun:
     """Turn a GAN run's discriminator into a detector folder ``out``: no training, only a threshold
     for ``target_fpr`` fixed on real images (the "validation reals").
 
@@ -94,7 +94,7 @@ def make_discriminator_detector(gan_run: Path | str, real_corpus: Path | str, ou
         raise ValueError(f"val_fraction must be in (0, 1], got {val_fraction}")
     began = time.perf_counter()
     detector, digest = open_discriminator(gan_run, resolve_device(device))
-    reals = load_labelled(real_corpus, [], size=detector.size, channels=detector.channels)
+    reals = load_labelled(real_corpus, [], size=detector.size, channels=detector.channels, progress=progress)
     if val_fraction < 1:
         _, reals = stratified_split(reals, val_fraction, seed)
     scores = detector.score(reals.images, batch_size)

@@ -43,7 +43,7 @@ class SplitCorpora:
 
 
 def split_corpora(real: Path | str, fakes: Sequence[Path | str], size: int = 32, test_fraction: float = 0.3,
-                  seed: int = 0) -> SplitCorpora:
+                  seed: int = 0, progress: bool = True) -> SplitCorpora:
     """Load a real corpus and synthetic corpora (named by folder) and split each the same way."""
     if not fakes:
         raise ValueError("give at least one synthetic corpus (--fake)")
@@ -56,7 +56,7 @@ def split_corpora(real: Path | str, fakes: Sequence[Path | str], size: int = 32,
         raise ValueError(f"test fraction must be between 0 and 1, got {test_fraction}")
     train, test = {}, {}
     for name, path, label in [("real", real, 0), *((n, f, 1) for n, f in zip(names, fakes))]:
-        part = load_corpus(path, label, size=size)
+        part = load_corpus(path, label, size=size, progress=progress)
         # Name each synthetic corpus by its folder, so the matrix reads in the user's own words.
         part.sources = [name] * len(part) if label else part.sources
         train[name], test[name] = stratified_split(part, test_fraction, seed)

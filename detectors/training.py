@@ -42,7 +42,8 @@ class LabelledImages:
                               [self.sources[i] for i in index], [self.files[i] for i in index])
 
 
-def load_corpus(path: Path | str, label: int, size: int = 32, channels: int | None = 3) -> LabelledImages:
+def load_corpus(path: Path | str, label: int, size: int = 32, channels: int | None = 3,
+                progress: bool = True) -> LabelledImages:
     """One corpus (or plain image folder) as labelled images. A fake corpus's source is its
     generator (from its manifest), else its folder name."""
     from synthscope.generators.corpus import read_corpus
@@ -51,7 +52,7 @@ def load_corpus(path: Path | str, label: int, size: int = 32, channels: int | No
     corpus = read_corpus(path, source="real" if label == 0 else name)
     if len(corpus) == 0:
         raise ValueError(f"{path}: the corpus holds no images")
-    images = corpus.load_images(size=size, channels=channels)  # may drop unreadable rows, with a warning
+    images = corpus.load_images(size=size, channels=channels, progress=progress)  # may drop unreadable rows, with a warning
     if label == 0:
         sources = ["real"] * len(corpus)
     else:
@@ -65,10 +66,10 @@ def concatenate(parts: Sequence[LabelledImages]) -> LabelledImages:
 
 
 def load_labelled(real: Path | str | None, fakes: Sequence[Path | str], size: int = 32,
-                  channels: int | None = 3) -> LabelledImages:
+                  channels: int | None = 3, progress: bool = True) -> LabelledImages:
     """A real corpus and synthetic corpora read as one labelled set (1 = fake)."""
-    parts = [] if real is None else [load_corpus(real, 0, size, channels)]
-    parts += [load_corpus(fake, 1, size, channels) for fake in fakes]
+    parts = [] if real is None else [load_corpus(real, 0, size, channels, progress)]
+    parts += [load_corpus(fake, 1, size, channels, progress) for fake in fakes]
     if not parts:
         raise ValueError("give a real corpus, synthetic corpora, or both")
     return concatenate(parts)
@@ -104,7 +105,7 @@ def train_detector(real: Path | str, fakes: Sequence[Path | str], out: Path | st
     """Train a CNN detector on a real corpus against synthetic corpora (see :func:`fit_detector`)."""
     if not fakes:
         raise ValueError("give at least one synthetic corpus (--fake)")
-    data = load_labelled(real, fakes, size=size)
+    data = load_labelled(real, fakes, size=size, progress=options.get("progress", True))
     return fit_detector(data, out, arch=arch, size=size,
                         record={"real": str(real), "fakes": [str(f) for f in fakes]}, **options)
 
@@ -199,11 +200,11 @@ def score_labelled(detector: Detector, threshold: float, data: LabelledImages, n
 
 def evaluate_detector(detector_dir: Path | str, real: Path | str | None, fakes: Sequence[Path | str],
                       n_boot: int = 1000, seed: int = 0, device: str = "auto",
-                      return_scores: bool = False) -> DetectionReport | tuple[DetectionReport, pd.DataFrame]:
+                      return_scores: bool = False, progress: bool = True) -> DetectionReport | tuple[DetectionReport, pd.DataFrame]:
     """Score test corpora and report the deployment metrics at the detector's saved threshold.
 
     ``real`` or ``fakes`` may be left out: a real-only test set reports the false-positive rate."""
     detector, config = load_detector(detector_dir, device=resolve_device(device))
-    data = load_labelled(real, fakes, size=detector.size, channels=detector.channels)
+    data = load_labelled(real, fakes, size=detector.size, channels=detector.channels, progress=progress)
     report, table = score_labelled(detector, float(config["threshold"]), data, n_boot=n_boot, seed=seed)
     return (report, table) if return_scores else report

@@ -433,12 +433,13 @@ class Corpus:
         """Absolute paths of the images, in manifest order."""
         return [self._path(f) for f in self.manifest["file"]]
 
-    def load_images(self, size: int | None = None, channels: int | None = None) -> torch.Tensor:
+    def load_images(self, size: int | None = None, channels: int | None = None,
+                    progress: bool = True) -> torch.Tensor:
         """All images as a float tensor (N, C, H, W) in [0, 1].
 
         ``size``: resize the shorter side and centre-crop to ``size`` x ``size``; None keeps the
         native size (all images must then share it). ``channels``: 1 or 3; None gives 1 when every
-        image is greyscale, else 3.
+        image is greyscale, else 3. ``progress``: a bar for corpora of more than a few hundred files.
         """
         if channels not in (None, 1, 3):
             raise ValueError(f"channels must be 1, 3 or None, got {channels}")
@@ -452,7 +453,7 @@ class Corpus:
         bad_rows: list[int] = []
         skipped: list[tuple[str, str]] = []
         for i, file in enumerate(tqdm(files, desc=f"reading {self.name}", unit="img", leave=False,
-                                      disable=len(files) <= PROGRESS_MIN_FILES)):
+                                      disable=not progress or len(files) <= PROGRESS_MIN_FILES)):
             try:
                 image, _ = _decode(self._path(file), self.max_pixels, grey=grey, draft=size)
             except UnreadableImageError as exc:

@@ -332,8 +332,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_detect(args: argparse.Namespace, progress: bool) -> None:
-    from synthscope.detectors import training
-
     if args.action == "train":
         run = _train_detector(args, progress)
         print(f"detector -> {args.out} (threshold {run.threshold:.4g} for {run.target_fpr:.1%} FPR on held-out "
@@ -342,14 +340,11 @@ def run_detect(args: argparse.Namespace, progress: bool) -> None:
         if args.real is None and not args.fake:
             raise UsageError("give --real, --fake or both")
         from synthscope.detectors.assessment import assess_detector
-        from synthscope.detectors.base import load_detector
         from synthscope.detectors.report_section import detector_section
 
-        detector, _ = load_detector(args.detector_dir)
-        data = training.load_labelled(args.real, args.fake, size=detector.size, channels=detector.channels)
         sweeps = [] if args.robustness is None else (args.robustness or list(SWEEP_NAMES))
-        assessment = assess_detector(args.detector_dir, data, sweeps=sweeps, n_boot=args.bootstrap, seed=args.seed,
-                                     device=args.device, progress=progress)
+        assessment = assess_detector(args.detector_dir, real=args.real, fakes=args.fake, sweeps=sweeps,
+                                     n_boot=args.bootstrap, seed=args.seed, device=args.device, progress=progress)
         assessment.save(args.out)
         _write_detector_report(args.out, detector_section(assessment), f"detect eval {args.detector_dir}")
         print(assessment.report.table()[["metric", "value", "ci_low", "ci_high"]].to_string(index=False))
@@ -359,7 +354,7 @@ def run_detect(args: argparse.Namespace, progress: bool) -> None:
         from synthscope.detectors.report_section import detector_section
 
         split = split_corpora(args.real, args.fake, size=args.size, test_fraction=args.test_fraction,
-                              seed=args.seed)
+                              seed=args.seed, progress=progress)
         result = cross_generator(split, args.out, n_boot=args.bootstrap, seed=args.seed, device=args.device,
                                  progress=progress, size=args.size, **_training_options(args))
         _write_detector_report(args.out, detector_section(generalisation=result), "detect matrix")
@@ -429,7 +424,7 @@ def _train_detector(args: argparse.Namespace, progress: bool):
     if args.fake:
         raise UsageError("--kind gan-discriminator takes no --fake: only reals fix its threshold")
     return make_discriminator_detector(args.gan_run, args.real, args.out, target_fpr=args.target_fpr,
-                                       seed=args.seed, device=args.device)
+                                       seed=args.seed, device=args.device, progress=progress)
 
 
 def _write_detector_report(out: Path, section, command: str) -> None:

@@ -217,7 +217,7 @@ def detector_stage(out: Path, corpora: dict[str, Path], quick: bool, seed: int =
     from synthscope.detectors.generalisation import ALL, cross_generator, split_corpora
 
     fakes = [path for name, path in corpora.items() if name != REAL_CORPUS]
-    split = split_corpora(corpora[REAL_CORPUS], fakes, size=16, test_fraction=0.3, seed=seed)
+    split = split_corpora(corpora[REAL_CORPUS], fakes, size=16, test_fraction=0.3, seed=seed, progress=progress)
     # CNNDetection's milder setting (p = 0.1): at 16 px, blur up to sigma 3 leaves little to learn
     # from, and with p = 0.5 the all-generator detector stalled at AP 0.88.
     training = {**LAB_DETECTOR_TRAINING, **({"epochs": 6, "patience": 3} if quick else {})}

@@ -110,6 +110,18 @@ def test_grey_corpus_stays_one_channel(tmp_path):
     assert read_corpus(tmp_path).load_images(size=4, channels=3).shape == (4, 3, 4, 4)
 
 
+def test_reading_progress_bar_follows_the_progress_flag(tmp_path, monkeypatch, capsys):
+    import synthscope.generators.corpus as corpus_module
+
+    monkeypatch.setattr(corpus_module, "PROGRESS_MIN_FILES", 0)  # a bar even for four files
+    CorpusWriter(tmp_path).append(grey_batch(4, seed=1), [{}] * 4)
+    corpus = read_corpus(tmp_path)
+    corpus.load_images(progress=False)
+    assert "reading" not in capsys.readouterr().err
+    corpus.load_images()
+    assert "reading" in capsys.readouterr().err
+
+
 def test_float_images_are_rounded_not_truncated(tmp_path):
     levels = torch.arange(256, dtype=torch.float32)
     below = ((levels - 0.3).clamp(min=0) / 255).reshape(1, 1, 16, 16)
