@@ -148,6 +148,19 @@ def _metric(report: Any, name: str, percent: bool) -> Metric:
                   fmt=".1%" if percent else ".3f")
 
 
+def describe_detector(model: dict[str, Any]) -> str:
+    """A reader's name for a detector from the ``model`` part of its config."""
+    kind = model.get("kind")
+    if kind == "cnn":
+        start = "ImageNet weights" if model.get("pretrained") == "imagenet" else "random start"
+        return f"A CNN detector ({model.get('arch', '?')}, {start})"
+    if kind == "clip":
+        return f"A CLIP detector ({model.get('model', '?')} features, {model.get('probe', '?')} probe)"
+    if kind == "gan-discriminator":
+        return "A trained GAN's discriminator used as a detector"
+    return f"A {kind or 'saved'} detector"
+
+
 def assessment_section(assessment: Assessment, title: str = "Detector", intro: str = "",
                        section_id: str = "detector") -> Section:
     """One detector on one test set, from its saved :class:`Assessment`."""
@@ -156,7 +169,7 @@ def assessment_section(assessment: Assessment, title: str = "Detector", intro: s
     detector = assessment.detector.get("model", {})
     target = assessment.detector.get("target_fpr")
     section = Section(id=section_id, title=title, intro=intro or (
-        f"A {detector.get('kind', '')} detector ({detector.get('arch', detector.get('probe', ''))}) tested on "
+        f"{describe_detector(detector)}, tested on "
         f"{report.n_real} real and {report.n_fake} synthetic images it never saw. Its threshold "
         f"({threshold:.3g}) was fixed on held-out real images"
         + (f" for a {target:.1%} false-positive rate." if target is not None else ".")))

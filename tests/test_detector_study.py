@@ -9,7 +9,7 @@ from synthscope.detectors import generalisation as generalisation_module
 from synthscope.detectors.assessment import Assessment, assess_detector
 from synthscope.detectors.base import load_detector
 from synthscope.detectors.generalisation import ALL, Generalisation, cross_generator, split_corpora
-from synthscope.detectors.report_section import detector_section
+from synthscope.detectors.report_section import describe_detector, detector_section
 from synthscope.detectors.robustness import format_shortcut_check, robustness_sweeps
 from synthscope.generators.corpus import CorpusWriter
 from synthscope.generators.data import load_digits
@@ -141,8 +141,16 @@ def test_assessment_round_trip_and_report_section(study, tmp_path):
     Report(title="detectors", sections=[section]).write(tmp_path / "report")
     html = (tmp_path / "report" / "index.html").read_text()
     for expected in ("Cross-generator matrix", "Robustness", "Calibration", "Most confident mistakes",
-                     "Leave one generator out", "ROC and precision-recall"):
+                     "Leave one generator out", "ROC and precision-recall", "A CNN detector (small, random start)"):
         assert expected in html
+
+
+def test_detectors_are_named_for_readers():
+    assert describe_detector({"kind": "cnn", "arch": "resnet50", "pretrained": "imagenet"}) == \
+        "A CNN detector (resnet50, ImageNet weights)"
+    assert describe_detector({"kind": "clip", "model": "ViT-B-32", "probe": "knn"}) == \
+        "A CLIP detector (ViT-B-32 features, knn probe)"
+    assert "discriminator" in describe_detector({"kind": "gan-discriminator"})
 
 
 def test_cli_matrix_and_eval_write_results_and_a_report(corpora, study, tmp_path):
