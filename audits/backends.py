@@ -192,25 +192,16 @@ class BuiltinBackend(TextToImageBackend):
     def generate(self, prompts: list[str], seeds: list[int], guidance: float | None = None) -> Generation:
         """Images from the model's sampler; image ``j``'s initial noise and (DDPM) step noise come
         from its own generator."""
-        from diffusers.utils.torch_utils import randn_tensor
-
         self._check_batch(prompts, seeds)
         if not prompts:
             return Generation([])
         model = self.model
         guidance = self.default_guidance if guidance is None else float(guidance)
         condition = model.conditions_for(len(prompts), list(prompts))
-        generators = seeded_generators(seeds)
-        scheduler = model.make_sampler(self.sampler, self.sample_steps)
-        # Diffusion.generate draws all noise from one generator; this is its loop with a list of
-        # per-image generators, which diffusers' randn_tensor and schedulers accept.
         with evaluating(model):
-            x = randn_tensor((len(prompts), model.channels, model.size, model.size), generator=generators,
-                             device=model.device)
-            for t in scheduler.timesteps:
-                eps = model.guided_noise(x, t, condition, guidance)
-                x = scheduler.step(eps, t, x, generator=generators).prev_sample
-        pixels = ((x + 1) / 2).clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            images = model.generate(len(prompts), condition, seeded_generators(seeds), sampler=self.sampler,
+                                    steps=self.sample_steps, guidance=guidance)
+        pixels = images.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         return Generation([Image.fromarray(p[:, :, 0] if p.shape[2] == 1 else p) for p in pixels])
 
 

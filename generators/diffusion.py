@@ -153,10 +153,14 @@ class Diffusion(Generator):
     def generate(self, n, condition, generator, sampler: str | None = None, steps: int | None = None,
                  guidance: float | None = None, trajectory: list | None = None,
                  **kwargs) -> torch.Tensor:
-        """Reverse diffusion from noise. ``trajectory``, if a list, receives (t, x_t) pairs."""
+        """Reverse diffusion from noise. ``generator``: one for the batch, or a list with one per
+        image (then image ``j`` depends on its own generator only, whatever the batch).
+        ``trajectory``, if a list, receives (t, x_t) pairs."""
+        from diffusers.utils.torch_utils import randn_tensor
+
         guidance = float(self.options["guidance"] if guidance is None else guidance)
         scheduler = self.make_sampler(sampler, steps)
-        x = torch.randn(n, self.channels, self.size, self.size, generator=generator, device=self.device)
+        x = randn_tensor((n, self.channels, self.size, self.size), generator=generator, device=self.device)
         for t in scheduler.timesteps:
             eps = self.guided_noise(x, t, condition, guidance)
             x = scheduler.step(eps, t, x, generator=generator).prev_sample
