@@ -219,7 +219,7 @@ def detector_stage(out: Path, corpora: dict[str, Path], quick: bool, seed: int =
     fakes = [path for name, path in corpora.items() if name != REAL_CORPUS]
     split = split_corpora(corpora[REAL_CORPUS], fakes, size=16, test_fraction=0.3, seed=seed, progress=progress)
     # CNNDetection's milder setting (p = 0.1): at 16 px, blur up to sigma 3 leaves little to learn
-    # from, and with p = 0.5 the all-generator detector stalled at AP 0.88.
+    # from; with p = 0.5 the validation loss swung so much that training stopped early (AP 0.88).
     training = {**LAB_DETECTOR_TRAINING, **({"epochs": 6, "patience": 3} if quick else {})}
     generalisation = cross_generator(split, out, n_boot=200, seed=seed, device=device, progress=progress,
                                      **training)
@@ -385,9 +385,10 @@ def write_lab_report(out: Path, evaluations, corpora: dict[str, Path], quick: bo
         sections.append(detector_section(
             detectors.assessment, detectors.generalisation,
             intro="Small CNN detectors trained to tell the real digits from the generators' samples (as "
-                  "CNNDetection does, with blur and JPEG augmentation, each applied to 10 % of the training "
-                  "images). 30 % of every corpus is kept aside for testing; each threshold is fixed on "
-                  "held-out real images for a 1 % false-positive rate."))
+                  f"CNNDetection does, with blur and JPEG augmentation, each applied to "
+                  f"{LAB_DETECTOR_TRAINING['p_blur']:.0%} of the training images). 30 % of every corpus is "
+                  "kept aside for testing; each threshold is fixed on held-out real images for a 1 % "
+                  "false-positive rate."))
     if audit is not None:
         sections.append(audit.section)
     report = Report(
