@@ -386,7 +386,7 @@ def write_lab_report(out: Path, evaluations, corpora: dict[str, Path], quick: bo
             detectors.assessment, detectors.generalisation,
             intro="Small CNN detectors trained to tell the real digits from the generators' samples (as "
                   f"CNNDetection does, with blur and JPEG augmentation, each applied to "
-                  f"{LAB_DETECTOR_TRAINING['p_blur']:.0%} of the training images). 30 % of every corpus is "
+                  f"{LAB_DETECTOR_TRAINING['p_blur'] * 100:.0f} % of the training images). 30 % of every corpus is "
                   "kept aside for testing; each threshold is fixed on held-out real images for a 1 % "
                   "false-positive rate."))
     if audit is not None:
