@@ -8,6 +8,7 @@ detector), so no detector is ever tested on an image it, or its threshold, saw.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +74,8 @@ def _trained(directory: Path, data: LabelledImages, settings: dict[str, Any], de
              progress: bool) -> tuple[Detector, float]:
     """A detector for this training set: reused when one was trained on the same images with the
     same settings, else trained now."""
-    record = {"data_sha256": _fingerprint(data), "settings": settings}
+    # Compared as saved: JSON turns tuples (e.g. blur_sigma) into lists.
+    record = json.loads(json.dumps({"data_sha256": _fingerprint(data), "settings": settings}, default=str))
     try:
         if read_detector_config(directory).get("training", {}).get("study") == record:
             detector, config = load_detector(directory, device)
@@ -126,15 +128,16 @@ def cross_generator(split: SplitCorpora, out: Path | str, n_boot: int = 200, see
     out, device = Path(out), resolve_device(device)
     settings = {"seed": seed, "size": split.train["real"].images.shape[-1], **train_options}
     names = split.names
-    training_sets: list[tuple[str, list[str]]] = [(name, [name]) for name in names]
+    # (name, fakes trained on, the corpus left out or None)
+    training_sets: list[tuple[str, list[str], str | None]] = [(name, [name], None) for name in names]
     if len(names) > 1:
-        training_sets.append((ALL, list(names)))
+        training_sets.append((ALL, list(names), None))
     leave_out = names if len(names) > 2 else []
-    training_sets += [(f"all but {name}", [n for n in names if n != name]) for name in leave_out]
+    training_sets += [(f"all but {name}", [n for n in names if n != name], name) for name in leave_out]
 
     # Score every test part once per detector; reals are shared by all cells.
     matrix_rows, loo_rows, folders = [], [], {}
-    for number, (train_name, fakes) in enumerate(training_sets):
+    for number, (train_name, fakes, held_out) in enumerate(training_sets):
         folder = out / "detectors" / f"{number:02d}-{_slug(train_name)}"
         folders[train_name] = folder
         detector, threshold = _trained(folder, split.training_set(fakes), settings, device, progress)
@@ -146,8 +149,7 @@ def cross_generator(split: SplitCorpora, out: Path | str, n_boot: int = 200, see
             scores = np.concatenate([real_scores, *(fake_scores[n] for n in tested)])
             return _cell(data, scores, threshold, n_boot, seed)
 
-        if train_name.startswith("all but "):
-            held_out = train_name.removeprefix("all but ")
+        if held_out is not None:
             seen = cell(fakes)
             loo_rows.append({"held_out": held_out, "trained_on": ", ".join(fakes), **cell([held_out]),
                              "ap_seen": seen["ap"], "fake_accuracy_seen": seen["fake_accuracy"]})

@@ -15,7 +15,9 @@ from synthscope.generators.corpus import CorpusWriter
 from synthscope.generators.data import load_digits
 from synthscope.reports import Report
 
-TRAIN = {"epochs": 6, "batch_size": 32, "p_blur": 0.0, "p_jpeg": 0.0, "target_fpr": 0.05}
+# Ranges as tuples, as the command line passes them (saved as JSON lists: reuse must still match).
+TRAIN = {"epochs": 6, "batch_size": 32, "p_blur": 0.0, "p_jpeg": 0.0, "blur_sigma": (0.0, 1.0),
+         "jpeg_quality": (60, 100), "target_fpr": 0.05}
 
 
 def _artefacts() -> dict[str, torch.Tensor]:
