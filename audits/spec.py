@@ -145,8 +145,12 @@ class DiffusersBackendSpec:
 
     def resolved_dtype(self, device: str) -> str:
         """The torch dtype name to load with on ``device`` ("auto": float16 on CUDA, else float32)."""
+        from synthscope.runtime import resolve_device
+
         if self.dtype != "auto":
             return self.dtype
+        if str(device or "auto").lower() == "auto":
+            device = resolve_device("auto")
         return "float16" if str(device).startswith("cuda") else "float32"
 
 

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from synthscope.audits.spec import (
     AuditSpec,
     BuiltinBackendSpec,
@@ -101,6 +102,14 @@ def test_diffusers_defaults_and_any_profession(tmp_path):
     assert backend.resolved_dtype("cuda:0") == "float16" and backend.resolved_dtype("cpu") == "float32"
     assert [a.kind for a in spec.annotators] == ["clip"]  # the probe reads only the built-in world
     assert {job.profession for job in spec.expand()} == {"doctor", "pilot"}
+
+
+def test_diffusers_auto_dtype_follows_the_device_auto_picks(tmp_path, monkeypatch):
+    import synthscope.runtime
+
+    backend = load_text(tmp_path, DIFFUSERS).backend
+    monkeypatch.setattr(synthscope.runtime, "resolve_device", lambda device: torch.device("cuda"))
+    assert backend.resolved_dtype("auto") == "float16"  # "auto" on a GPU machine is CUDA
 
 
 def test_full_diffusers_spec_with_sweep_and_annotators(tmp_path):
