@@ -328,8 +328,8 @@ def diversity(shares: pd.DataFrame, reference: pd.DataFrame | None = None, alpha
     Computed on the determined shares over the attribute's K values (seen or declared); n_images,
     n_determined and abstention_rate are reported beside. ``reference``: a tidy table from
     :mod:`synthscope.audits.reference` (profession, attribute, value, share); a group whose
-    reference is missing or does not cover its values gets NaN there. With ``include_descriptors``
-    False, prompts that name a descriptor are left out.
+    reference is missing or does not cover its values gets NaN there, and so does a prompt that
+    names a descriptor. With ``include_descriptors`` False, those prompts are left out altogether.
     """
     keys = _group_keys(shares)
     table = shares if include_descriptors or "descriptor" not in shares else shares[shares["descriptor"].isna()]
@@ -367,6 +367,8 @@ def diversity(shares: pd.DataFrame, reference: pd.DataFrame | None = None, alpha
         merged["rs"] = (merged["nn"] * merged["reference_share"] + alpha) / denom
         merged["kl_r"] = merged["ps"] * np.log(merged["ps"] / merged["rs"])
         comparable = merged.groupby(keys, sort=False)["comparable"].all() & (nn > 0)
+        if "descriptor" in keys:  # a prompt that names a descriptor is not the model's default
+            comparable &= comparable.index.get_level_values("descriptor") == "\x00none"
         out["l1_to_reference"] = _sum_by(merged, keys, "abs_r").where(comparable)
         out["mad_to_reference"] = (out["l1_to_reference"] / kk).where(comparable)
         out["kl_to_reference"] = _sum_by(merged, keys, "kl_r").where(comparable)

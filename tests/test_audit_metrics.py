@@ -227,6 +227,11 @@ def test_descriptor_prompts_are_left_out_of_reference_comparisons(tiny, bls_like
     assert reference_gap(shares, bls_like)["descriptor"].isna().all()
     assert amplification(shares, bls_like, n_boot=50)["descriptor"].isna().all()
     assert len(reference_gap(shares, bls_like, include_descriptors=True)) == 4
+    table = diversity(shares, bls_like)
+    named = table["descriptor"].notna()
+    assert named.any() and table.loc[named, "l1_to_reference"].isna().all()
+    assert table.loc[named, "normalised_entropy"].notna().all()  # adherence to the prompt is still measured
+    assert table.loc[~named & (table["profession"] == "doctor"), "l1_to_reference"].notna().all()
 
 
 # ---- intersections, phrasing, guidance --------------------------------------------------------
