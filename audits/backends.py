@@ -166,7 +166,9 @@ class BuiltinBackend(TextToImageBackend):
         key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
         run_dir = Path(run_dir) if run_dir is not None else Path(cache_dir) / f"portraits-diffusion-{key[:16]}"
         config_path = run_dir / CONFIG_FILE
-        finished = config_path.is_file() and read_json(config_path).get("step", 0) >= steps
+        config = read_json(config_path) if config_path.is_file() else {}
+        _check_same_world(run_dir, config, settings)
+        finished = config.get("step", 0) >= steps
         if not finished:
             _train_portraits_diffusion(run_dir, distribution, settings, key, device, progress)
         return cls(run_dir, device=device, **backend_options)
@@ -203,6 +205,21 @@ class BuiltinBackend(TextToImageBackend):
                                     steps=self.sample_steps, guidance=guidance)
         pixels = images.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         return Generation([Image.fromarray(p[:, :, 0] if p.shape[2] == 1 else p) for p in pixels])
+
+
+def _check_same_world(run_dir: Path, config: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Refuse a model trained on another world, size, sample or seed: reusing it would put its
+    pictures next to the wrong training world. (More steps on the same world is a resume.)"""
+    if not config:
+        return
+    data = config.get("data", {})
+    had = {"world": data.get("distribution"), "size": data.get("size"), "n": data.get("n"), "seed": config.get("seed")}
+    wanted = json.loads(json.dumps({"world": settings["distribution"], "size": settings["size"],
+                                    "n": settings["n"], "seed": settings["seed"]}))
+    differ = [name for name in wanted if had[name] is not None and had[name] != wanted[name]]
+    if differ:
+        raise ValueError(f"{run_dir}: holds a built-in model trained with another {', '.join(differ)}; "
+                         f"delete that folder to train a new one, or audit into another --out")
 
 
 def _train_portraits_diffusion(run_dir: Path, distribution: Any, settings: dict[str, Any], key: str,

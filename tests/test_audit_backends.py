@@ -229,6 +229,15 @@ def test_builtin_backend_trains_once_caches_and_generates_a_corpus(builtin, tmp_
     assert corpus.provenance["checkpoint_sha256"] == builtin.checkpoint_sha256
 
 
+def test_builtin_model_trained_on_another_world_is_refused(builtin):
+    from synthscope.generators.portraits import PortraitDistribution
+
+    # The same folder asked for with the unskewed world: reusing it would mislabel its training world.
+    with pytest.raises(ValueError, match="another world"):
+        BuiltinBackend.from_training(run_dir=builtin.run_dir, distribution=PortraitDistribution.from_labour_statistics(),
+                                     steps=2, n=48, options=TINY_DIFFUSION, progress=False, device="cpu")
+
+
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
 def test_builtin_images_depend_only_on_their_own_seed(builtin, sampler):
     backend = BuiltinBackend(builtin.run_dir, sampler=sampler, sample_steps=5, device="cpu")
