@@ -6,6 +6,8 @@ killed and started again loses nothing and duplicates nothing.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,7 +126,7 @@ def run_audit(spec_path: Path | str, out: Path | str, force: bool = False, devic
         atomic_write_bytes(out / TABLES_DIR / f"{name}.csv", table.to_csv(index=False).encode())
     validity = pd.concat([a.validity() for a in annotators if hasattr(a, "validity")] or [pd.DataFrame()],
                          ignore_index=True)
-    section = audit_section(tables, spec, contact_sheets=contact_sheets(out / IMAGES_DIR), validity=validity,
+    section = audit_section(tables, spec, contact_sheets=contact_sheets(out / IMAGES_DIR, annotations), validity=validity,
                             annotator_prompts=pd.read_csv(out / "annotator_prompts.csv")
                             if (out / "annotator_prompts.csv").is_file() else None,
                             reference=reference, reference_name=reference_name)
@@ -168,9 +170,12 @@ def training_images_check(spec: AuditSpec, out: Path, annotators: list, size: in
     from synthscope.generators.portraits import generate_portraits
 
     world = spec.backend.world()
-    corpus_dir = out / "training_sample"
-    writer = CorpusWriter(corpus_dir, {"generator": "real", "data": "portraits training world",
-                                       "world": world.to_dict(), "n": n, "size": size, "seed": spec.prompts.seed})
+    provenance = {"generator": "real", "data": "portraits training world", "world": world.to_dict(), "n": n,
+                  "size": size, "seed": spec.prompts.seed}
+    # One folder per world and sample: a spec whose world changed must not reuse the old images.
+    digest = hashlib.sha256(json.dumps(provenance, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    corpus_dir = out / f"training_sample-{digest}"
+    writer = CorpusWriter(corpus_dir, provenance)
     if len(writer) < n:
         sample = generate_portraits(n=n, seed=spec.prompts.seed, size=size, distribution=world)
         rows = sample.attributes.astype(str).assign(source="real", prompt=sample.captions).to_dict("records")
@@ -194,15 +199,18 @@ def training_images_check(spec: AuditSpec, out: Path, annotators: list, size: in
 def training_check_section(check: pd.DataFrame) -> Section:
     """The training-images check as a short section: does the audit see the bias that was put in?"""
     women = check[(check["attribute"] == "gender") & (check["value"] == "female")]
-    inside = int(women["inside_interval"].sum())
-    n_read = int(women["n_determined"].sum() + women["n_abstained"].sum())
+    results = []
+    for annotator, rows in women.groupby("annotator", sort=False):  # each annotator read every image once
+        n_read = int(rows["n_determined"].sum() + rows["n_abstained"].sum())
+        results.append(f"{annotator} read {n_read} images; for {int(rows['inside_interval'].sum())} of "
+                       f"{len(rows)} professions the true share of women lies inside the 95 % interval of "
+                       f"the perceived share")
     return Section(
         id="audit-training-check", title="Check: does the audit recover the bias put into the training data?",
-        intro=f"Before reading the model, the same annotator read {n_read} images of the world the model was "
-              f"trained on, whose true shares are known. For {inside} of {len(women)} professions the true "
-              f"share of women lies inside the 95 % interval of the perceived share (about 95 % is what "
-              f"intervals promise). Where it does not, the annotator, not the model, is "
-              f"off, and the model's numbers below inherit that error.",
+        intro="Before reading the model, each annotator read images of the world the model was trained on, "
+              f"whose true shares are known: {'; '.join(results)} (about 95 % is what intervals promise). "
+              "Where the truth falls outside, the annotator, not the model, is off, and the model's numbers "
+              "below inherit that error.",
         blocks=[Table("Perceived vs true shares on training images", check, name="audit-training-check",
                       max_rows=16)])
 
@@ -214,14 +222,22 @@ def _image_size(corpus_dir: Path) -> int:
         return min(image.size)
 
 
-def contact_sheets(corpus_dir: Path, per_prompt: int = 16) -> dict[str, list[tuple[Path, str]]]:
-    """Up to ``per_prompt`` images of every prompt (at its first guidance value), labelled by seed."""
+def contact_sheets(corpus_dir: Path, annotations: pd.DataFrame | None = None,
+                   per_prompt: int = 16) -> dict[str, list[tuple[Path, str]]]:
+    """Up to ``per_prompt`` images of every prompt (at its first guidance value), each labelled with
+    what the first annotator read (e.g. "female · 3 · young"), or with its seed when unread."""
     corpus = read_corpus(corpus_dir)
     manifest = corpus.manifest.assign(path=corpus.paths())
+    readings: dict[str, str] = {}
+    if annotations is not None and not annotations.empty and "file" in annotations:
+        first = annotations[annotations["annotator"] == annotations["annotator"].iloc[0]]
+        words = first["value"].astype(str).where(first["attribute"] != "skin_tone", "tone " + first["value"].astype(str))
+        readings = words.groupby(first["file"], sort=False).agg(" · ".join).to_dict()
     sheets = {}
     for prompt, rows in manifest.groupby("prompt", sort=False):
         rows = rows[rows["guidance"] == rows["guidance"].iloc[0]].head(per_prompt)
-        sheets[str(prompt)] = [(path, f"seed {seed}") for path, seed in zip(rows["path"], rows["seed"])]
+        sheets[str(prompt)] = [(path, readings.get(file, f"seed {seed}"))
+                               for path, file, seed in zip(rows["path"], rows["file"], rows["seed"])]
     return sheets
 
 

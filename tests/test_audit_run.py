@@ -3,6 +3,8 @@ metrics with intervals -> report; re-running adds nothing; the CLI's audit comma
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 from synthscope.audits.audit import IMAGES_DIR, TABLES_DIR, image_jobs, run_audit
@@ -76,6 +78,9 @@ def test_audit_writes_images_tables_and_report(audit):
     html = (result.out / "index.html").read_text()
     assert "training world" in html and "Compared with US labour statistics" in html
     assert "skewed &lt;b&gt;doctors&lt;/b&gt;" in html and "<b>doctors" not in html
+    # contact-sheet tiles say what the annotator read, and the check names the annotator
+    assert re.search(r"(female|male|undetermined) · tone \w+", html)
+    assert re.search(r"probe read \d+ images; for \d of 2 professions", html)
 
 
 def test_rerun_generates_nothing_new(audit):
