@@ -435,7 +435,9 @@ class ClipDetector:
     def config(self) -> dict[str, Any]:
         """The ``model`` section of ``detector.json``."""
         return {"kind": "clip", **self.encoder.spec(), "probe": self.probe.kind,
-                "probe_options": dict(self.probe.options), "size": self.size, "channels": self.channels}
+                "probe_options": dict(self.probe.options), "size": self.size, "channels": self.channels,
+                # where evaluation and scans look for features again (None: no cache)
+                "feature_cache": None if self.cache is None else str(self.cache.folder.parent)}
 
     def save(self, directory: Path | str, extra: dict[str, Any] | None = None) -> None:
         """The probe as safetensors, the encoder's architecture and a ``detector.json``."""
@@ -446,9 +448,11 @@ class ClipDetector:
 
     @classmethod
     def load(cls, directory: Path | str, config: dict[str, Any], device: str | torch.device = "cpu",
-             cache_dir: Path | str | None = None, cache: bool = True) -> ClipDetector:
+             cache_dir: Path | str | None = None, cache: bool | None = None) -> ClipDetector:
         """Reopen a saved detector: the encoder from its tag or (unchanged) checkpoint, the probe from
-        safetensors (hash-checked; nothing unpickled)."""
+        safetensors (hash-checked; nothing unpickled). Features are cached where training cached them
+        (``--cache-dir``, ``--no-cache``) unless ``cache_dir``/``cache`` say otherwise; a recorded cache
+        folder that no longer exists (e.g. on another machine) gives way to the default one."""
         import open_clip
 
         directory = Path(directory)
@@ -469,13 +473,18 @@ class ClipDetector:
                           f"{encoder.model_id}), e.g. after an open_clip upgrade; scores may shift", stacklevel=2)
         probe = _new_probe(spec)
         load_weights(probe, directory / PROBE_FILE, expected_sha256=config.get("probe_sha256"))
-        feature_cache = FeatureCache(cache_dir or default_cache_dir(), encoder.model_id) if cache else None
+        recorded = spec.get("feature_cache", str(default_cache_dir()))
+        if cache is None:
+            cache = recorded is not None
+        if cache_dir is None:
+            cache_dir = recorded if recorded is not None and Path(recorded).is_dir() else default_cache_dir()
+        feature_cache = FeatureCache(cache_dir, encoder.model_id) if cache else None
         return cls(encoder, probe, int(spec["size"]), int(spec["channels"]), feature_cache)
 
 
 def load_saved(directory: Path, config: dict[str, Any], device: str | torch.device) -> ClipDetector:
-    """Open a saved CLIP detector (the hook ``base.load_detector`` calls for kind "clip"); features are
-    cached in the default cache (``$SYNTHSCOPE_CACHE``)."""
+    """Open a saved CLIP detector (the hook ``base.load_detector`` calls for kind "clip"), with the
+    feature cache it was trained with."""
     return ClipDetector.load(directory, config, device)
 
 

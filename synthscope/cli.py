@@ -168,8 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="logistic regression (C by cross-validation) or k nearest neighbours (default: logistic)")
     clip.add_argument("--k", type=positive_int, default=10, help="neighbours for --probe knn (default: 10)")
     clip.add_argument("--cache-dir", type=Path,
-                      help="feature cache (default: $SYNTHSCOPE_CACHE/clip-features or ~/.cache/synthscope)")
-    clip.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+                      help="feature cache, kept by the detector for eval and scan "
+                           "(default: $SYNTHSCOPE_CACHE/clip-features or ~/.cache/synthscope)")
+    clip.add_argument("--no-cache", action="store_true",
+                      help="do not read or write the feature cache (now, nor when evaluating or scanning)")
     gan = dtrain.add_argument_group("GAN discriminator baseline (--kind gan-discriminator)")
     gan.add_argument("--gan-run", type=Path, help="a GAN run folder ('synthscope generate train --model gan')")
     _add_common(dtrain)

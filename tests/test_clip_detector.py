@@ -127,6 +127,22 @@ def test_second_evaluation_and_other_probes_reuse_cached_features(logistic, chec
     assert np.array_equal(scores, run.detector.score(test.images))  # save/load round trip
 
 
+def test_evaluation_uses_the_feature_cache_training_was_told_to_use(checkpoint, corpora, tmp_path):
+    own = tmp_path / "own-cache"
+    train_clip_detector(corpora["real"], [corpora["fake"]], tmp_path / "own", checkpoint=checkpoint,
+                        cache_dir=own, **FAST)
+    reopened, _ = load_detector(tmp_path / "own")
+    assert reopened.cache.folder.parent == own
+    test = load_labelled(corpora["test-real"], [corpora["test-fake"]], size=16)
+    reopened.score(test.images)  # first evaluation: encodes the test images into the own cache
+    again, _ = load_detector(tmp_path / "own")
+    again.score(test.images)
+    assert again.cache.hits == len(test) and again.cache.misses == 0 and again.encoder.images_encoded == 0
+    train_clip_detector(corpora["real"], [corpora["fake"]], tmp_path / "none", checkpoint=checkpoint,
+                        cache=False, **FAST)
+    assert load_detector(tmp_path / "none")[0].cache is None
+
+
 def test_corrupt_or_partial_shards_are_recomputed(checkpoint, tmp_path):
     encoder = ClipEncoder(TINY, checkpoint=checkpoint)
     images = torch.rand(10, 3, 16, 16)
