@@ -4,7 +4,9 @@ the same files and model, and the CLIP feature cache (second evaluation vs first
 Prints images per second for each and the ratios (targets: scan and eval >= 0.9 of the bare loop;
 CLIP re-evaluation >= 5x faster than the first run). The bare loop opens each file with Pillow,
 applies torchvision's Resize + CenterCrop + ToTensor and runs the same network in batches under
-``torch.inference_mode`` — no manifest, no error handling, no CSV.
+``torch.inference_mode`` — no manifest, no error handling, no CSV. "eval" is `detect eval`'s reading,
+scoring and metrics (``evaluate_detector``); the stress tests it adds on request (format-shortcut
+check, ``--robustness``) score the images again under each perturbation and are not throughput.
 
     python benchmarks/detector_throughput.py [--n 3000] [--image-size 256] [--clip-n 400]
 """

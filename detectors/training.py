@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from synthscope.runtime import atomic_write_bytes, resolve_device, seed_everything
 
-from .base import Detector, load_detector
+from .base import Detector
 from .cnn import CNNDetector
 from .metrics import DetectionReport, evaluate_scores, threshold_at_fpr
 from .perturbations import BlurJpegAugment
@@ -200,11 +200,14 @@ def score_labelled(detector: Detector, threshold: float, data: LabelledImages, n
 
 def evaluate_detector(detector_dir: Path | str, real: Path | str | None, fakes: Sequence[Path | str],
                       n_boot: int = 1000, seed: int = 0, device: str = "auto",
-                      return_scores: bool = False, progress: bool = True) -> DetectionReport | tuple[DetectionReport, pd.DataFrame]:
-    """Score test corpora and report the deployment metrics at the detector's saved threshold.
+                      return_scores: bool = False,
+                      progress: bool = True) -> DetectionReport | tuple[DetectionReport, pd.DataFrame]:
+    """Score test corpora and report the deployment metrics at the detector's saved threshold: the
+    first part of :func:`~synthscope.detectors.assessment.assess_detector`, without the stress tests.
 
     ``real`` or ``fakes`` may be left out: a real-only test set reports the false-positive rate."""
-    detector, config = load_detector(detector_dir, device=resolve_device(device))
-    data = load_labelled(real, fakes, size=detector.size, channels=detector.channels, progress=progress)
-    report, table = score_labelled(detector, float(config["threshold"]), data, n_boot=n_boot, seed=seed)
-    return (report, table) if return_scores else report
+    from .assessment import assess_detector  # assessment builds on this module
+
+    assessment = assess_detector(detector_dir, real=real, fakes=fakes, sweeps=(), shortcut=False, n_boot=n_boot,
+                                 seed=seed, device=device, progress=progress)
+    return (assessment.report, assessment.scores) if return_scores else assessment.report
