@@ -41,9 +41,9 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from synthscope.generators.corpus import Corpus, CorpusError, read_corpus
 from tqdm.auto import tqdm
 
-from synthscope.generators.corpus import Corpus, CorpusError, read_corpus
 from synthscope.runtime import atomic_write_bytes, atomic_write_json, sha256_file
 
 from .metrics import ABSTAIN, ANNOTATION_COLUMNS
@@ -56,6 +56,7 @@ from .spec import (
     AnnotatorSpec,
     ClipAnnotatorSpec,
     ProbeAnnotatorSpec,
+    check_clip_labels,
 )
 
 EXTRA_COLUMNS = ("confidence", "predicted", "file")
@@ -416,9 +417,13 @@ class ClipZeroShotAnnotator(Annotator):
                  abstain_below: float = DEFAULT_ABSTAIN_BELOW, device: str | torch.device = "cpu",
                  cache_dir: Path | str | None = None, cache: bool = True, name: str = "clip",
                  batch_size: int = 64, encoder: Any = None) -> None:
-        from synthscope.detectors.clip import ClipEncoder, FeatureCache, default_cache_dir
+        from synthscope.detectors.clip import (
+            ClipEncoder,
+            FeatureCache,
+            default_cache_dir,
+        )
 
-        self.labels = _check_labels(DEFAULT_CLIP_LABELS if labels is None else labels)
+        self.labels = check_clip_labels(DEFAULT_CLIP_LABELS if labels is None else labels)
         if not 0.0 <= float(abstain_below) <= 1.0:
             raise ValueError(f"abstain_below must be between 0 and 1, got {abstain_below}")
         self.attributes = tuple(self.labels)
@@ -507,24 +512,6 @@ def _looks_like_file(value: str | None) -> bool:
         return False
     return Path(value).expanduser().exists() or "/" in value or "\\" in value or \
         value.endswith((".safetensors", ".bin", ".pt", ".pth"))
-
-
-def _check_labels(labels: Mapping[str, Mapping[str, Sequence[str] | str]]) -> dict[str, dict[str, tuple[str, ...]]]:
-    out: dict[str, dict[str, tuple[str, ...]]] = {}
-    if not labels:
-        raise ValueError("CLIP zero-shot needs labels: attribute -> value -> label prompt(s)")
-    for attribute, values in labels.items():
-        if not isinstance(values, Mapping) or len(values) < 2:
-            raise ValueError(f"CLIP labels for {attribute!r} need at least two values, each with label prompt(s)")
-        out[str(attribute)] = {}
-        for value, prompts in values.items():
-            items = (prompts,) if isinstance(prompts, str) else tuple(prompts)
-            if not items or not all(isinstance(p, str) and p.strip() for p in items):
-                raise ValueError(f"CLIP labels {attribute}.{value}: give one or more non-empty label prompts")
-            if str(value).strip().lower() == ABSTAIN:
-                raise ValueError(f"CLIP labels {attribute}: {ABSTAIN!r} is the abstention label, not a value")
-            out[str(attribute)][str(value)] = tuple(p.strip() for p in items)
-    return out
 
 
 def annotator_from_spec(spec: AnnotatorSpec, size: int = PROBE_DEFAULT_SIZE, **options: Any) -> Annotator:

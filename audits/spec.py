@@ -693,23 +693,37 @@ def _attributes(t: _Table, allowed: tuple[str, ...] | None) -> tuple[str, ...]:
 
 
 def _clip_labels(file: str, name: str, data: Any) -> dict[str, dict[str, tuple[str, ...]]]:
-    where = f"[{name}.labels]"
     if not isinstance(data, Mapping) or not data:
-        raise SpecError(file, where, "must be a table: attribute -> {value = label prompt(s)}")
-    labels: dict[str, dict[str, tuple[str, ...]]] = {}
-    for attribute, values in data.items():
+        raise SpecError(file, f"[{name}.labels]", "must be a table: attribute -> {value = label prompt(s)}")
+    try:
+        return check_clip_labels(data)
+    except ValueError as error:
+        raise SpecError(file, f"[{name}.labels]", str(error)) from None
+
+
+def check_clip_labels(labels: Mapping[str, Any]) -> dict[str, dict[str, tuple[str, ...]]]:
+    """CLIP zero-shot labels (attribute -> value -> label prompt or prompts) checked and normalised;
+    a ValueError names the first bad entry."""
+    from .metrics import ABSTAIN
+
+    if not labels:
+        raise ValueError("CLIP zero-shot needs labels: attribute -> value -> label prompt(s)")
+    out: dict[str, dict[str, tuple[str, ...]]] = {}
+    for attribute, values in labels.items():
         if not isinstance(values, Mapping) or len(values) < 2:
-            raise SpecError(file, f"{where} {attribute}:", "needs a table of at least two values, each with its "
-                                                           'label prompt(s), e.g. {female = "a photo of a woman", '
-                                                           'male = "a photo of a man"}')
-        labels[attribute] = {}
+            raise ValueError(f"{attribute}: needs a table of at least two values, each with its label prompt(s), "
+                             'e.g. {female = "a photo of a woman", male = "a photo of a man"}')
+        out[str(attribute)] = {}
         for value, prompts in values.items():
             items = [prompts] if isinstance(prompts, str) else prompts
-            if not isinstance(items, list) or not items or not all(isinstance(p, str) and p.strip() for p in items):
-                raise SpecError(file, f"{where} {attribute}.{value}:", "must be a label prompt or a non-empty list "
-                                                                       "of non-empty label prompts")
-            labels[attribute][str(value)] = tuple(p.strip() for p in items)
-    return labels
+            if not isinstance(items, (list, tuple)) or not items or not all(isinstance(p, str) and p.strip()
+                                                                            for p in items):
+                raise ValueError(f"{attribute}.{value}: must be a label prompt or a non-empty list of non-empty "
+                                 f"label prompts")
+            if str(value).strip().lower() == ABSTAIN:
+                raise ValueError(f"{attribute}.{value}: {ABSTAIN!r} is the abstention label, not a value")
+            out[str(attribute)][str(value)] = tuple(p.strip() for p in items)
+    return out
 
 
 def _parse_reference(file: str, data: Any, base: Path | None) -> ReferenceSpec:

@@ -221,6 +221,9 @@ abstain_below = 0.7
      r"attributes\[0\]: unknown attribute 'race' \(known: gender, skin_tone, age\)"),
     (DIFFUSERS + '[[annotators]]\nkind = "clip"\n[annotators.labels]\ngender = { female = "a woman" }\n',
      r"\[annotators\[0\]\.labels\] gender: needs a table of at least two values"),
+    (DIFFUSERS + '[[annotators]]\nkind = "clip"\n[annotators.labels]\n'
+     'gender = { undetermined = "a blurry photo", male = "a man" }\n',
+     r"\[annotators\[0\]\.labels\] gender\.undetermined: 'undetermined' is the abstention label"),
     (BUILTIN.replace('descriptors = ["female"]', 'descriptors = ["happy"]'),
      r"templates\[1\] with descriptor 'happy': the builtin model cannot read it: .*'happy'"),
     (BUILTIN.replace('"a picture of a {descriptor} {profession}"', '"a picture of a {profession}"'),
