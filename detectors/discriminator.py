@@ -18,7 +18,6 @@ import torch
 
 from synthscope.runtime import (
     atomic_write_json,
-    evaluating,
     resolve_device,
     sha256_file,
 )
@@ -42,13 +41,7 @@ class DiscriminatorDetector:
 
     def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """The discriminator's "real" logit D(x) per image (unconditional for a conditional GAN)."""
-        parts = []
-        with evaluating(self.gan):
-            for chunk in images.split(batch_size):
-                chunk = chunk.to(self.gan.device) * 2 - 1  # the GAN works in [-1, 1]
-                condition = self.gan.null_condition(len(chunk)) if self.gan.conditional else None
-                parts.append(self.gan.critic(chunk, condition).double().cpu())
-        return torch.cat(parts) if parts else torch.empty(0, dtype=torch.float64)
+        return self.gan.discriminator_logits(images, batch_size).double()
 
     def score(self, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
         """P(fake) = sigmoid(-D(x)) per image, float64. Taken from the logit rather than as

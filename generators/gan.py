@@ -88,12 +88,16 @@ class GAN(Generator):
         z = torch.randn(n, int(self.options["nz"]), generator=generator, device=self.device)
         return (self._generate_raw(z, condition) + 1) / 2
 
-    def discriminator_score(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """P(real) by the trained discriminator, unconditional (a detector baseline)."""
-        scores = []
+    def discriminator_logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """The discriminator's "real" logit D(x) per image in [0, 1], unconditional, on the CPU."""
+        parts = []
         with evaluating(self):
             for chunk in images.split(batch_size):
-                chunk = chunk.to(self.device) * 2 - 1
+                chunk = chunk.to(self.device) * 2 - 1  # the GAN works in [-1, 1]
                 condition = self.null_condition(chunk.shape[0]) if self.conditional else None
-                scores.append(torch.sigmoid(self.critic(chunk, condition)).cpu())
-        return torch.cat(scores)
+                parts.append(self.critic(chunk, condition).cpu())
+        return torch.cat(parts) if parts else torch.empty(0)
+
+    def discriminator_score(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """P(real) by the trained discriminator, unconditional (a detector baseline)."""
+        return torch.sigmoid(self.discriminator_logits(images, batch_size))
