@@ -42,23 +42,23 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.stats import binom
-
 from synthscope.audits.annotators import PROBE_DEFAULT_N_TRAIN, ProbeAnnotator, annotate
 from synthscope.audits.metrics import ABSTAIN, attribute_shares, wilson_bounds
-from synthscope.audits.spec import DEFAULT_ABSTAIN_BELOW
+from synthscope.audits.spec import DEFAULT_ABSTAIN_BELOW, parse_spec
 from synthscope.generators.corpus import CorpusWriter
 from synthscope.generators.portraits import PortraitDistribution, generate_portraits
 
+from synthscope.lab import LAB_AUDIT_SPEC
+
 SIZE = 16  # the built-in backend's and the probe's image size
-# The lab's skew (synthscope/lab.py LAB_AUDIT_SPEC, [backend.world_skew]).
-SHARE_FEMALE = {"doctor": 0.15, "nurse": 0.95, "engineer": 0.05, "chief executive": 0.1, "janitor": 0.2,
-                "teacher": 0.9, "software developer": 0.1, "housekeeper": 0.95}
-SHARE_DARK = 0.15
+# The lab's skewed world, read from its own audit spec (synthscope/lab.py LAB_AUDIT_SPEC).
+LAB_SPEC = parse_spec(LAB_AUDIT_SPEC.format(images_per_prompt=1, seed=0, train_steps=1, sample_steps=1))
+SHARE_FEMALE = dict(LAB_SPEC.backend.world_skew["share_female"])
 TARGET = 0.95
 
 
 def skewed_world() -> PortraitDistribution:
-    return PortraitDistribution.from_labour_statistics().with_skew(share_female=SHARE_FEMALE, share_dark=SHARE_DARK)
+    return LAB_SPEC.backend.world()
 
 
 def one_repeat(world: PortraitDistribution, probe: ProbeAnnotator, n: int, seed: int, root: Path) -> pd.DataFrame:

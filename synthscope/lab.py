@@ -311,8 +311,11 @@ def audit_summary_line(audit: Any) -> str:
     shares = audit.tables["shares_by_profession"]
     row = shares[(shares["profession"] == "doctor") & (shares["attribute"] == "gender")
                  & (shares["value"] == "female")].iloc[0]
+    check = audit.tables["training_images_check"]
+    truth = check[(check["profession"] == "doctor") & (check["attribute"] == "gender")
+                  & (check["value"] == "female")]["true_share"].iloc[0]
     amplification = audit.tables.get("amplification")
-    line = (f"Audit: the model trained on a world where 15 % of doctors are women drew "
+    line = (f"Audit: the model trained on a world where {truth:.0%} of doctors are women drew "
             f"{row['share_of_determined']:.0%} [{row['share_of_determined_ci_low']:.0%}, "
             f"{row['share_of_determined_ci_high']:.0%}] perceived women among its doctors")
     if amplification is not None and len(amplification):

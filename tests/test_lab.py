@@ -82,6 +82,7 @@ def test_rerun_reuses_finished_stages(lab_dir, capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 5 and out[-1].endswith("index.html")
     assert out[2].startswith("Detector on all generators") and out[3].startswith("Audit:")
+    assert "a world where 15% of doctors are women" in out[3]  # LAB_AUDIT_SPEC's skew, read back
 
 
 def test_report_rerenders_from_saved_data(lab_dir):
