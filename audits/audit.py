@@ -19,7 +19,7 @@ from synthscope.generators.corpus import read_corpus
 from synthscope.reports import Report, Section, Table, collect_provenance
 from synthscope.runtime import atomic_write_bytes, atomic_write_json
 
-from .annotators import annotate, annotator_from_spec, corpus_metadata
+from .annotators import annotate, annotator_from_spec
 from .backends import BuiltinBackend, DiffusersBackend, TextToImageBackend
 from .labels import import_labels
 from .metrics import amplification, attribute_shares, audit_metrics, reference_gap
@@ -109,10 +109,9 @@ def run_audit(spec_path: Path | str, out: Path | str, force: bool = False, devic
     annotations = annotate(out / IMAGES_DIR, annotators, out_dir=out, progress=progress) if annotators else None
     human = [a for a in spec.annotators if a.kind == "human" and a.labels_csv is not None]
     if human:
-        labels = import_labels([a.labels_csv for a in human], corpus_dir=out / IMAGES_DIR)
-        meta = corpus_metadata(read_corpus(out / IMAGES_DIR))
-        labels = labels.drop(columns=[c for c in meta.columns if c != "image_id" and c in labels.columns])
-        annotations = pd.concat([annotations, labels.merge(meta, on="image_id", how="left")], ignore_index=True)
+        attributes = sorted({attribute for a in human for attribute in a.attributes})
+        labels = import_labels([a.labels_csv for a in human], corpus_dir=out / IMAGES_DIR, attributes=attributes)
+        annotations = pd.concat([annotations, labels], ignore_index=True)  # labels carry the prompt metadata
     if annotations is None or annotations.empty:
         raise ValueError(f"{spec_path}: no annotator produced labels (add a probe or clip annotator, or a "
                          f"human annotator with labels_csv)")

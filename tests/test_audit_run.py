@@ -119,6 +119,25 @@ def test_cli_audit_commands(audit, tmp_path, capsys):
     assert "labels_carol.csv:2" in capsys.readouterr().err
 
 
+def test_human_labels_in_the_spec_join_the_annotations(audit, tmp_path):
+    from synthscope.audits.labels import export_label_sheet
+
+    spec, result = audit
+    sheet = tmp_path / "sheet"
+    export_label_sheet(result.out / IMAGES_DIR, sheet, attributes=["gender"])
+    labels = pd.read_csv(sheet / "labels.csv", dtype=str).assign(gender="female")
+    labels.to_csv(tmp_path / "labels_alice.csv", index=False)
+    human = spec.read_text().replace("[reference]", '[[annotators]]\nkind = "human"\nattributes = ["gender"]\n'
+                                     f'labels_csv = "{tmp_path / "labels_alice.csv"}"\n\n[reference]')
+    (tmp_path / "human.toml").write_text(human)
+    again = run_audit(tmp_path / "human.toml", result.out, progress=False,
+                      annotator_options={"probe": {"n_train": 400}})
+    shares = again.tables["shares_by_profession"]
+    alice = shares[(shares["annotator"] == "human:alice") & (shares["value"] == "female")]
+    assert sorted(alice["profession"]) == ["doctor", "nurse"]  # each label found its image's prompt
+    assert (alice["share_of_determined"] == 1.0).all() and (alice["count"] == 8).all()
+
+
 def test_a_diffusers_audit_read_by_clip_zero_shot(tmp_path):
     from tiny_clip import TINY_TEXT, TINY_TEXT_CONFIG, make_tiny_clip
     from tiny_diffusers import save_tiny_pipeline
