@@ -290,7 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from synthscope.generators import workflow
 
+    from synthscope.runtime import resolve_device
+
     progress = not getattr(args, "quiet", False)
+    if getattr(args, "device", None):
+        resolve_device(args.device)  # an absent device stops here, before anything is written
     if args.command == "generate" and args.action == "train":
         result = workflow.train_run(
             args.model, args.data, args.out, conditional=args.conditional, steps=args.steps,

@@ -93,6 +93,9 @@ def test_unavailable_device_is_a_clear_error(tmp_path, capsys):
     assert main(["generate", "train", "--model", "ae", "--steps", "1", "--out", str(tmp_path / "r"),
                  "--device", "cuda", "--no-eval", "--quiet", *TINY_AE]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+    # every command checks the device before it writes anything
+    assert main(["lab", "--quick", "--out", str(tmp_path / "lab"), "--device", "cuda", "--quiet"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err and not (tmp_path / "lab").exists()
 
 
 def test_train_on_a_folder_of_own_images_reports_broken_files(tmp_path, capsys):
