@@ -22,7 +22,7 @@ from synthscope.runtime import atomic_write_bytes, atomic_write_json
 from .annotators import annotate, annotator_from_spec
 from .backends import BuiltinBackend, DiffusersBackend, TextToImageBackend
 from .labels import import_labels
-from .metrics import amplification, attribute_shares, audit_metrics, reference_gap
+from .metrics import ABSTAIN, amplification, attribute_shares, audit_metrics, reference_gap
 from .reference import load_reference, training_world_reference
 from .report_section import audit_section
 from .runner import GenerationSummary, ImageJob, generate_corpus
@@ -224,13 +224,17 @@ def _image_size(corpus_dir: Path) -> int:
 def contact_sheets(corpus_dir: Path, annotations: pd.DataFrame | None = None,
                    per_prompt: int = 16) -> dict[str, list[tuple[Path, str]]]:
     """Up to ``per_prompt`` images of every prompt (at its first guidance value), each labelled with
-    what the first annotator read (e.g. "female · 3 · young"), or with its seed when unread."""
+    what the first annotator read (e.g. "female · tone 3 · age ?", "?" where it abstained), or with
+    its seed when unread."""
     corpus = read_corpus(corpus_dir)
     manifest = corpus.manifest.assign(path=corpus.paths())
     readings: dict[str, str] = {}
     if annotations is not None and not annotations.empty and "file" in annotations:
         first = annotations[annotations["annotator"] == annotations["annotator"].iloc[0]]
-        words = first["value"].astype(str).where(first["attribute"] != "skin_tone", "tone " + first["value"].astype(str))
+        names = first["attribute"].replace({"skin_tone": "tone"})
+        values = first["value"].astype(str)
+        words = values.where(first["attribute"] != "skin_tone", names + " " + values)  # "tone 3"
+        words = words.where(values != ABSTAIN, names + " ?")  # the annotator abstained: "age ?"
         readings = words.groupby(first["file"], sort=False).agg(" · ".join).to_dict()
     sheets = {}
     for prompt, rows in manifest.groupby("prompt", sort=False):

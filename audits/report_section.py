@@ -854,7 +854,7 @@ def _robustness(metrics: Mapping[str, pd.DataFrame], spec: Mapping[str, Any],
 def _contact_sheets(sheets: Mapping[str, Sequence[Any]], display_size: int) -> Section:
     section = Section(id="audit-contact-sheets", title="Contact sheets",
                       intro="A sample of the generated images per prompt, each labelled with what the first "
-                            "annotator read (perceived gender, skin tone, age). Look at them: they show what the numbers count, and where the annotator "
+                            "annotator read (perceived gender, skin tone, age; '?' where it abstained). Look at them: they show what the numbers count, and where the annotator "
                             "may be wrong.")
     for index, (prompt, tiles) in enumerate(sheets.items()):
         tiles = list(tiles)
