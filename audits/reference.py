@@ -1,14 +1,17 @@
 """Reference statistics an audit compares its images with, and the map from prompt words to them.
 
-The built-in reference, ``"bls-2023"``, is the U.S. Bureau of Labor Statistics, Current Population
-Survey, Table 11 (employed persons by detailed occupation, sex, race, and Hispanic or Latino
-ethnicity, 2023 annual averages, https://www.bls.gov/cps/cpsaat11.htm). Its rows ship as two CSVs:
-the eight occupations the portraits world draws (``generators/resources/bls_cpsaat11_2023.csv``, read
-through :func:`synthscope.generators.portraits.load_bls_reference`) and the further occupations of the
-Bloomberg (2023) Stable Diffusion analysis (``audits/resources/bls_cpsaat11_2023_more_occupations.csv``).
-Every row carries its year, source and a ``verified`` flag: these files were written without network
-access, so no figure has been checked against the live table yet (``verified`` is false and the
-``note`` says how each was obtained). Check them before citing.
+The built-in reference, ``"bls-2022"``, is the U.S. Bureau of Labor Statistics, Current Population
+Survey, table 11 (employed persons by detailed occupation, sex, race, and Hispanic or Latino
+ethnicity, 2022 annual averages, https://www.bls.gov/cps/aa2022/cpsaat11.htm). The table ships whole,
+byte for byte as BLS exports it, on the generators side (``generators/resources/bls/``, read by
+:mod:`synthscope.generators.labour`, which the portraits world uses too). A prompt word maps to one
+or more of its detailed rows (:data:`~synthscope.generators.labour.PROFESSION_ROWS`: "doctor" is the
+four physician rows of the 2018 occupation codes, "engineer" every detailed engineer row); several
+rows are combined, weighted by employment, and rows BLS does not publish (base under 50,000) are
+skipped and named in the ``note``. Its figures are the published ones (``verified`` is true).
+
+The earlier built-in ``"bls-2023"`` figures were transcribed from memory and never checked; they were
+removed, and a spec or call that names them gets one error saying so (:data:`REMOVED_SOURCES`).
 
 What the reference measures is not what an audit measures: BLS counts people by the sex and race
 they report in a household survey, while an audit reads the *perceived* gender presentation (and
@@ -17,11 +20,12 @@ Luccioni et al. 2023), and a report must say so.
 
 Every reference, built-in or the user's, becomes one tidy table (:data:`REFERENCE_COLUMNS`):
 ``profession`` (the prompt word), ``attribute``, ``value``, ``share`` (a fraction in [0, 1]),
-``year``, ``source``, plus ``occupation`` (the BLS row), ``verified`` and ``note``. From the BLS
-layout the attributes are ``gender`` (female = percent women; male the rest), ``race`` (white, black,
-asian and other: BLS shows no other race groups, so "other" is the remainder, other races and
-several races together) and ``ethnicity`` (hispanic, not hispanic: Hispanic or Latino people may
-be of any race).
+``year``, ``source``, plus ``occupation`` (the table rows behind the figure, "; " between them),
+``verified`` and ``note``. From the BLS layout the attributes are ``gender`` (female = percent women;
+male the rest), ``race`` (white, black, asian and other: BLS shows no other race groups, so "other"
+is the remainder, other races and several races together) and ``ethnicity`` (hispanic, not
+hispanic: Hispanic or Latino people may be of any race). A word with no row, or whose rows are all
+unpublished, gets no rows: :func:`reference_coverage` reports it, with the reason.
 """
 
 from __future__ import annotations
@@ -35,57 +39,39 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from synthscope.generators import labour
+
 if TYPE_CHECKING:
     from synthscope.generators.portraits import PortraitDistribution
 
-BUILTIN_SOURCES = ("bls-2023",)
-MORE_OCCUPATIONS_CSV = "bls_cpsaat11_2023_more_occupations.csv"
+BUILTIN_SOURCES = ("bls-2022",)
+REMOVED_SOURCES = {
+    "bls-2023": "the 'bls-2023' reference figures were transcribed from memory, never checked against the "
+                "published table, and have been removed; use \"bls-2022\" (BLS CPS table 11, 2022 annual "
+                "averages, shipped as BLS publishes it) or the path of your own CSV",
+}
+STABLE_BIAS_FILE = "stable_bias_professions.txt"
 
 REFERENCE_COLUMNS = ["profession", "attribute", "value", "share", "year", "source", "occupation", "verified",
                      "note"]
 # A user's CSV in the tidy layout needs these; year, source, verified, note are optional.
 TIDY_REQUIRED = ["profession", "attribute", "value", "share"]
-# A user's CSV in the BLS layout (as the shipped files) needs these; the rest are optional.
+# A user's CSV in the BLS layout (one row per occupation) needs these; the rest are optional.
 BLS_REQUIRED = ["occupation", "percent_women", "percent_black", "percent_asian", "percent_hispanic"]
 BLS_OPTIONAL = ["profession", "total_employed_thousands", "percent_white", "year", "source", "verified", "note"]
+_PERCENTS = ["percent_women", "percent_white", "percent_black", "percent_asian", "percent_hispanic"]
 
-# Prompt word -> BLS CPS Table 11 occupation row. The first word of each occupation is its canonical
-# prompt word (the `profession` of the tidy table when no professions are asked for).
-# Choices that need a reason:
-#   engineer       -> Civil engineers: BLS has no all-engineers row among its detailed occupations
-#                     ("Engineers, all other" is a residual of the unlisted kinds); civil engineering
-#                     is one of the largest engineering occupations, and the portraits world (hard
-#                     hat, hi-vis vest) draws a site engineer. Same row as generators/resources.
-#   teacher        -> Elementary and middle school teachers, the largest teaching row.
-#   janitor        -> Janitors and building cleaners; housekeeper/maid -> Maids and housekeeping cleaners.
-#   politician     -> Legislators (Bloomberg's "politician"); judge -> Judges, magistrates, and other
-#                     judicial workers; social worker -> Child, family, and school social workers (BLS
-#                     splits social workers over several rows; this is the largest).
-#   fast-food worker -> Fast food and counter workers.
-OCCUPATION_WORDS: dict[str, list[str]] = {
-    "Physicians": ["doctor", "physician", "medical doctor"],
-    "Registered nurses": ["nurse", "registered nurse"],
-    "Civil engineers": ["engineer", "civil engineer"],
-    "Chief executives": ["chief executive", "ceo", "chief executive officer", "executive"],
-    "Janitors and building cleaners": ["janitor", "cleaner", "custodian", "building cleaner"],
-    "Elementary and middle school teachers": ["teacher", "schoolteacher", "school teacher"],
-    "Software developers": ["software developer", "software engineer", "developer", "programmer"],
-    "Maids and housekeeping cleaners": ["housekeeper", "maid", "housekeeping cleaner"],
-    "Architects, except landscape and naval": ["architect"],
-    "Lawyers": ["lawyer", "attorney"],
-    "Judges, magistrates, and other judicial workers": ["judge", "magistrate"],
-    "Legislators": ["politician", "legislator"],
-    "Cashiers": ["cashier"],
-    "Dishwashers": ["dishwasher"],
-    "Fast food and counter workers": ["fast-food worker", "fast food worker", "counter worker"],
-    "Child, family, and school social workers": ["social worker"],
-}
-PROFESSION_TO_OCCUPATION: dict[str, str] = {word: occ for occ, words in OCCUPATION_WORDS.items() for word in words}
 # Bloomberg's 14 jobs ("Humans are biased. Generative AI is even worse", 2023): 7 higher- and 7
-# lower-paying; every one maps to a row above (judge and politician rows carry no values yet).
+# lower-paying. Every one maps to rows of the table; "politician" (Legislators) is not published.
 BLOOMBERG_JOBS = ["architect", "doctor", "engineer", "lawyer", "judge", "politician", "ceo",
                   "cashier", "dishwasher", "fast-food worker", "housekeeper", "janitor", "social worker",
                   "teacher"]
+
+# reference_coverage statuses
+COVERED = "ok"
+NOT_PUBLISHED = "not published (base under 50,000)"
+NO_VALUES = "no values in reference"
+NO_ROW = "no row for this word"
 
 
 class ReferenceDataError(ValueError):
@@ -99,13 +85,23 @@ def normalise_profession(word: str) -> str:
     return re.sub(r"^(a|an|the) ", "", text)
 
 
+def occupations_for(profession: str) -> tuple[str, ...]:
+    """The rows of BLS CPS table 11 (2022) a prompt word stands for (synonyms and plurals too), in
+    the table's titles; empty when none. Some may be unpublished (see :func:`reference_coverage`)."""
+    return labour.rows_for(profession)
+
+
 def occupation_for(profession: str) -> str | None:
-    """The BLS occupation row a prompt word maps to (plurals too), or None when there is none."""
-    word = normalise_profession(profession)
-    for candidate in (word, word[:-1] if word.endswith("s") else None, word[:-2] if word.endswith("es") else None):
-        if candidate and candidate in PROFESSION_TO_OCCUPATION:
-            return PROFESSION_TO_OCCUPATION[candidate]
-    return None
+    """The table rows a prompt word stands for, as one text ("; " between rows), or None."""
+    rows = occupations_for(profession)
+    return "; ".join(rows) if rows else None
+
+
+def stable_bias_professions() -> list[str]:
+    """The profession words of the Stable Bias study (Luccioni et al. 2023), as shipped with their
+    source in ``resources/stable_bias_professions.txt``."""
+    text = resources.files(__package__).joinpath("resources", STABLE_BIAS_FILE).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,41 +109,36 @@ def occupation_for(profession: str) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 
-def load_reference(source: str | Path = "bls-2023", professions: Sequence[str] | None = None) -> pd.DataFrame:
+def load_reference(source: str | Path = "bls-2022", professions: Sequence[str] | None = None) -> pd.DataFrame:
     """The reference as a tidy table (:data:`REFERENCE_COLUMNS`), one row per profession, attribute, value.
 
-    ``source``: ``"bls-2023"`` (built in) or the path of a CSV, either tidy (columns profession,
+    ``source``: ``"bls-2022"`` (built in) or the path of a CSV, either tidy (columns profession,
     attribute, value, share as a fraction; optional year, source, verified, note) or in the BLS layout
-    of the shipped files (occupation, percent_women, percent_black, percent_asian, percent_hispanic;
-    optional profession, percent_white, year, source, verified, note). ``professions``: the prompt
-    words to return rows for, labelled as given (synonyms and plurals resolve through
-    :data:`PROFESSION_TO_OCCUPATION`); a word without a row, or whose row has no values, gets no
-    rows (see :func:`reference_coverage`). None: every profession the source has. A malformed CSV
-    raises :class:`ReferenceDataError` naming the file, the line and the problem.
+    (one row per occupation: occupation, percent_women, percent_black, percent_asian,
+    percent_hispanic; optional profession, total_employed_thousands, percent_white, year, source,
+    verified, note). ``professions``: the prompt words to return rows for, labelled as given
+    (synonyms and plurals resolve through :func:`occupations_for`; where a word stands for several
+    rows of a BLS-layout table they are combined, weighted by ``total_employed_thousands``); a word
+    without a row, or whose rows have no values, gets no rows (see :func:`reference_coverage`).
+    None: every profession the source has. A malformed CSV raises :class:`ReferenceDataError` naming
+    the file, the line and the problem; so does a removed source such as ``"bls-2023"``.
     """
-    key = str(source).strip()
-    if key.lower() in BUILTIN_SOURCES:
-        table = _bls_to_tidy(_builtin_bls_rows(), "bls-2023")
-    else:
-        table = _load_user_csv(Path(source))
+    key = str(source).strip().lower()
+    if key in REMOVED_SOURCES:
+        raise ReferenceDataError(f"reference {str(source).strip()!r}: {REMOVED_SOURCES[key]}")
+    if key in BUILTIN_SOURCES:
+        words = labour.mapped_words() if professions is None else list(professions)
+        figures = labour.profession_figures(words)
+        records = [(row["profession"], row) for row in figures.to_dict("records")]
+        return _wide_to_tidy(records)
+    kind, table = _load_user_csv(Path(source))
+    if kind == "bls":
+        return _wide_to_tidy(_select_bls(table, professions, str(source)))
     return _select(table, professions)
 
 
-def _builtin_bls_rows() -> pd.DataFrame:
-    from synthscope.generators.portraits import BLS_COLUMNS, load_bls_reference
-
-    shipped = load_bls_reference()
-    path = resources.files(__package__).joinpath("resources", MORE_OCCUPATIONS_CSV)
-    with path.open("r", encoding="utf-8") as handle:
-        more = pd.read_csv(handle, keep_default_na=False, dtype=str)
-    missing = [c for c in BLS_COLUMNS if c not in more.columns]
-    if missing:  # a packaging error, not the user's
-        raise ReferenceDataError(f"{MORE_OCCUPATIONS_CSV}: missing columns {missing}")
-    rows = pd.concat([shipped.astype(str), more], ignore_index=True)
-    return _check_bls_rows(rows, MORE_OCCUPATIONS_CSV, first_line=2)
-
-
-def _load_user_csv(path: Path) -> pd.DataFrame:
+def _load_user_csv(path: Path) -> tuple[str, pd.DataFrame]:
+    """("bls", one checked row per occupation) or ("tidy", the tidy table)."""
     if not path.is_file():
         raise ReferenceDataError(f"{path}: reference file not found")
     try:
@@ -164,15 +155,14 @@ def _load_user_csv(path: Path) -> pd.DataFrame:
             raise ReferenceDataError(
                 f"{path}: missing column(s) {', '.join(repr(c) for c in missing)} for the BLS layout "
                 f"(needs {', '.join(BLS_REQUIRED)}; optional {', '.join(BLS_OPTIONAL)})")
-        rows = _check_bls_rows(raw, str(path), first_line=2)
-        return _bls_to_tidy(rows, str(path))
+        return "bls", _check_bls_rows(raw, str(path), first_line=2)
     missing = [c for c in TIDY_REQUIRED if c not in raw.columns]
     if missing:
         raise ReferenceDataError(
             f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; a reference CSV needs the "
             f"columns {', '.join(TIDY_REQUIRED)} (optional: year, source, verified, note), or the BLS "
             f"layout ({', '.join(BLS_REQUIRED)})")
-    return _check_tidy(raw, path)
+    return "tidy", _check_tidy(raw, path)
 
 
 def _number(text: str, where: str, low: float, high: float, what: str) -> float:
@@ -212,8 +202,10 @@ def _check_bls_rows(rows: pd.DataFrame, file: str, first_line: int) -> pd.DataFr
         occupation = str(row.get("occupation", "")).strip()
         if not occupation:
             raise ReferenceDataError(f"{where}: empty occupation")
-        record = {"occupation": occupation, "profession": normalise_profession(row.get("profession", "") or "")}
-        for column in ("percent_women", "percent_white", "percent_black", "percent_asian", "percent_hispanic"):
+        record = {"occupation": occupation, "profession": normalise_profession(row.get("profession", "") or ""),
+                  "total_employed_thousands": _number(row.get("total_employed_thousands", ""), where, 0.0, math.inf,
+                                                      "total_employed_thousands")}
+        for column in _PERCENTS:
             record[column] = _number(row.get(column, ""), where, 0.0, 100.0, column)
         race = [record[c] for c in ("percent_white", "percent_black", "percent_asian")]
         if not any(math.isnan(v) for v in race) and sum(race) > 100.5:
@@ -226,17 +218,12 @@ def _check_bls_rows(rows: pd.DataFrame, file: str, first_line: int) -> pd.DataFr
     return pd.DataFrame(out)
 
 
-def _bls_to_tidy(rows: pd.DataFrame, file: str) -> pd.DataFrame:
-    """BLS layout -> tidy rows labelled with the row's own profession word, else the canonical prompt
-    word of its occupation (rows of occupations no prompt word maps to are left out)."""
-    canonical = {occ.lower(): words[0] for occ, words in OCCUPATION_WORDS.items()}
-    records = []
-    for row in rows.to_dict("records"):
-        word = row["profession"] or canonical.get(row["occupation"].lower(), "")
-        words = [word] if word else []
-        women, white, black, asian, hispanic = (row[c] for c in ("percent_women", "percent_white",
-                                                                 "percent_black", "percent_asian",
-                                                                 "percent_hispanic"))
+def _wide_to_tidy(records: Iterable[tuple[str, dict]]) -> pd.DataFrame:
+    """(label, one row in the BLS layout) pairs -> tidy rows labelled as given; a missing percentage
+    leaves its attribute out (a row with none published gives no rows)."""
+    out = []
+    for word, row in records:
+        women, white, black, asian, hispanic = (float(row[c]) for c in _PERCENTS)
         values: list[tuple[str, str, float]] = []
         if not math.isnan(women):
             values += [("gender", "female", women / 100), ("gender", "male", 1 - women / 100)]
@@ -247,13 +234,68 @@ def _bls_to_tidy(rows: pd.DataFrame, file: str) -> pd.DataFrame:
                        ("race", "asian", asian / 100), ("race", "other", other / 100)]
         if not math.isnan(hispanic):
             values += [("ethnicity", "hispanic", hispanic / 100), ("ethnicity", "not hispanic", 1 - hispanic / 100)]
-        for word in words:
-            for attribute, value, share in values:
-                records.append({"profession": word, "attribute": attribute, "value": value, "share": share,
-                                "year": row["year"], "source": row["source"], "occupation": row["occupation"],
-                                "verified": row["verified"], "note": row["note"]})
-    table = pd.DataFrame(records, columns=REFERENCE_COLUMNS)
+        for attribute, value, share in values:
+            out.append({"profession": word, "attribute": attribute, "value": value, "share": share,
+                        "year": row["year"], "source": row["source"], "occupation": row["occupation"],
+                        "verified": bool(row["verified"]), "note": row["note"]})
+    table = pd.DataFrame(out, columns=REFERENCE_COLUMNS)
     return table.astype({"share": float, "year": float, "verified": bool})
+
+
+def _select_bls(rows: pd.DataFrame, professions: Sequence[str] | None, file: str) -> list[tuple[str, dict]]:
+    """The rows of a BLS-layout CSV for each prompt word: the rows naming the word in their
+    ``profession`` column, else the rows :func:`occupations_for` maps it to; several are combined,
+    weighted by ``total_employed_thousands``. ``professions`` None: every row that names its word, or
+    whose occupation is the single row of a prompt word."""
+    records = rows.to_dict("records")
+    titled = {labour.normalise_word(r["occupation"]): r for r in records}
+    if professions is None:
+        single = {}
+        for word in labour.mapped_words():
+            mapped = occupations_for(word)
+            if len(mapped) == 1:
+                single.setdefault(labour.normalise_word(mapped[0]), word)
+        out = []
+        for record in records:
+            word = record["profession"] or single.get(labour.normalise_word(record["occupation"]), "")
+            if word:
+                out.append((word, record))
+        return out
+    out = []
+    for word in professions:
+        key = normalise_profession(word)
+        mine = [r for r in records if r["profession"] and r["profession"] == key]
+        if not mine:
+            mine = [titled[t] for t in (labour.normalise_word(o) for o in occupations_for(word)) if t in titled]
+        if mine:
+            out.append((word, _combine_user_rows(mine, word, file)))
+    return out
+
+
+def _combine_user_rows(rows: list[dict], word: str, file: str) -> dict:
+    """One row from several rows of a user's BLS-layout table, weighted by employment."""
+    if len(rows) == 1:
+        return rows[0]
+    published = [r for r in rows if not all(math.isnan(r[c]) for c in _PERCENTS)]
+    skipped = [r["occupation"] for r in rows if r not in published]
+    unweighted = [r["occupation"] for r in published if math.isnan(r["total_employed_thousands"])]
+    if unweighted:
+        titles = "; ".join(r["occupation"] for r in rows)
+        raise ReferenceDataError(f"{file}: {len(rows)} rows stand for {word!r} ({titles}) "
+                                 f"and {'; '.join(unweighted)} has no total_employed_thousands to weight them by")
+    combined = dict(published[0]) if published else dict(rows[0])
+    for column in _PERCENTS:
+        part = [(r[column], r["total_employed_thousands"]) for r in published if not math.isnan(r[column])]
+        weight = sum(w for _, w in part)
+        combined[column] = sum(v * w for v, w in part) / weight if weight > 0 else math.nan
+    notes = [f"{len(published)} rows combined, weighted by employment"] if len(published) > 1 else []
+    if skipped:
+        notes.append(f"{'; '.join(skipped)}: no figures")
+    notes += [r["note"] for r in published if r["note"]]
+    combined.update(occupation="; ".join(r["occupation"] for r in published), note=". ".join(notes),
+                    total_employed_thousands=sum(r["total_employed_thousands"] for r in published),
+                    verified=all(r["verified"] for r in published) if published else False)
+    return combined
 
 
 def _check_tidy(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -295,6 +337,8 @@ def _check_tidy(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 
 def _select(table: pd.DataFrame, professions: Sequence[str] | None) -> pd.DataFrame:
+    """Rows of a tidy table for each prompt word: its own rows, else those of the one occupation the
+    word maps to (when the table names occupations), relabelled with the caller's word."""
     if professions is None:
         return table.reset_index(drop=True)
     own = set(table["profession"])
@@ -304,8 +348,11 @@ def _select(table: pd.DataFrame, professions: Sequence[str] | None) -> pd.DataFr
         if key in own:
             rows = table[table["profession"] == key]
         else:
-            occupation = occupation_for(word)
-            rows = table[table["occupation"] == occupation] if occupation else table.iloc[:0]
+            mapped = {labour.normalise_word(o) for o in occupations_for(word)}
+            titles = table["occupation"].astype(str).map(labour.normalise_word)
+            rows = table[titles.isin(mapped) & (titles != "")] if mapped else table.iloc[:0]
+            if rows["occupation"].nunique() > 1:  # several occupations and no weights: not combined
+                rows = rows.iloc[:0]
             # One copy of the occupation's values, relabelled with the caller's word.
             rows = rows.drop_duplicates(["attribute", "value"])
         parts.append(rows.assign(profession=word))
@@ -314,23 +361,45 @@ def _select(table: pd.DataFrame, professions: Sequence[str] | None) -> pd.DataFr
     return pd.concat(parts, ignore_index=True)
 
 
-def reference_coverage(reference: pd.DataFrame, professions: Iterable[str]) -> pd.DataFrame:
-    """Which prompt words the reference covers: columns profession, occupation (BLS row or empty),
-    attributes (comma list) and status ("ok", "no BLS row for this word", "no values in reference")."""
+def reference_coverage(reference: pd.DataFrame, professions: Iterable[str],
+                       builtin: bool | None = None) -> pd.DataFrame:
+    """Which prompt words the reference covers, and why not where it does not.
+
+    Columns: profession; occupation (the table rows behind the figure, or the rows the word maps to
+    when it has no figure); attributes (comma list); status: :data:`COVERED` ("ok"),
+    :data:`NOT_PUBLISHED` (the word's rows of the built-in BLS table are all unpublished, e.g.
+    "politician": Legislators), :data:`NO_VALUES` (the word maps to table rows, but this reference has
+    no values for it) or :data:`NO_ROW` (no row of the table stands for the word); note: how the
+    figure was made (rows combined, rows skipped), or the reason there is none. ``builtin``: whether
+    ``reference`` is the built-in table (None: judged from its ``source`` column; an empty table counts
+    as built in).
+    """
+    if builtin is None:
+        builtin = reference.empty or set(reference["source"].astype(str)) <= {labour.BLS_SOURCE}
+    shipped = labour.read_bls_table().set_index("occupation")["published"]
     rows = []
     for word in professions:
         mine = reference[reference["profession"] == word]
-        occupation = occupation_for(word) or ""
+        mapped = occupations_for(word)
         if len(mine):
-            status = "ok"
-            occupation = str(mine["occupation"].iloc[0]) or occupation
-        elif occupation:
-            status = "no values in reference"
+            first = mine.iloc[0]
+            status = COVERED
+            occupation = str(first["occupation"]) if "occupation" in mine and pd.notna(first["occupation"]) else ""
+            note = str(first["note"]) if "note" in mine and pd.notna(first["note"]) else ""
+        elif mapped:
+            occupation = "; ".join(mapped)
+            unpublished = not any(bool(shipped.get(row, False)) for row in mapped)
+            if builtin and unpublished:
+                status, note = NOT_PUBLISHED, f"{occupation}: {labour.NOT_PUBLISHED}"
+            else:
+                status, note = NO_VALUES, ""
         else:
-            status = "no BLS row for this word"
+            occupation = ""
+            status = NO_ROW
+            note = labour.NO_ROW_REASONS.get(labour.normalise_word(word), "")
         rows.append({"profession": word, "occupation": occupation,
-                     "attributes": ", ".join(dict.fromkeys(mine["attribute"])), "status": status})
-    return pd.DataFrame(rows, columns=["profession", "occupation", "attributes", "status"])
+                     "attributes": ", ".join(dict.fromkeys(mine["attribute"])), "status": status, "note": note})
+    return pd.DataFrame(rows, columns=["profession", "occupation", "attributes", "status", "note"])
 
 
 def training_world_reference(distribution: PortraitDistribution | None = None) -> pd.DataFrame:

@@ -7,7 +7,7 @@
     [backend]      kind = "builtin" | "diffusers", and that backend's options
     [[annotators]] kind = "probe" | "clip" | "human", and that annotator's options
                    (or the short form: annotators = ["probe", "clip"])
-    [reference]    source = "bls-2023" | "none" | path to the user's CSV
+    [reference]    source = "bls-2022" | "none" | path to the user's CSV
 
 :func:`load_spec` reads and validates a file into an :class:`AuditSpec`; every problem raises one
 :class:`SpecError` that names the file, the section and key, and what would be accepted.
@@ -201,9 +201,9 @@ AnnotatorSpec = ProbeAnnotatorSpec | ClipAnnotatorSpec | HumanAnnotatorSpec
 
 @dataclass(frozen=True)
 class ReferenceSpec:
-    """Where reference statistics come from: "bls-2023" (built in), "none", or a CSV ``path``."""
+    """Where reference statistics come from: "bls-2022" (built in), "none", or a CSV ``path``."""
 
-    source: str = "bls-2023"
+    source: str = "bls-2022"
     path: Path | None = None
 
 
@@ -728,10 +728,12 @@ def check_clip_labels(labels: Mapping[str, Any]) -> dict[str, dict[str, tuple[st
 
 def _parse_reference(file: str, data: Any, base: Path | None) -> ReferenceSpec:
     t = _Table(file, "reference", data, ("source",))
-    source = t.string("source", "bls-2023")
+    source = t.string("source", "bls-2022")
     assert source is not None
-    from .reference import BUILTIN_SOURCES, ReferenceDataError, load_reference
+    from .reference import BUILTIN_SOURCES, REMOVED_SOURCES, ReferenceDataError, load_reference
 
+    if source.strip().lower() in REMOVED_SOURCES:
+        raise t.error("source", REMOVED_SOURCES[source.strip().lower()])
     if source.lower() in BUILTIN_SOURCES or source.lower() == "none":
         return ReferenceSpec(source=source.lower())
     path = _resolve(source, base)
@@ -828,7 +830,7 @@ train_steps = 1200          # training steps when there is no finished checkpoin
 # steps = 50                # denoising steps per image (default: the model's, DDIM 50)
 # guidance = [1.0, 2.0, 4.0]        # classifier-free guidance: one value, or a list to sweep
 device = "auto"             # auto, cpu, cuda, cuda:N or mps
-# Skew the training world (it follows BLS 2023 by default) to see a known bias come back:
+# Skew the training world (it follows BLS 2022 by default) to see a known bias come back:
 # [backend.world_skew]
 # share_female = { doctor = 0.1, nurse = 0.95 }   # P(female presentation) per profession
 # share_dark = 0.2                                # P(skin tone 5 or 6), every profession
@@ -867,10 +869,11 @@ abstain_below = 0.6         # top class probability below this -> "undetermined"
 # labels_csv = "human-labels.csv"
 
 [reference]
-# "bls-2023": U.S. BLS CPS Table 11 (2023), shipped with its source; its figures are marked
-# unverified until checked against https://www.bls.gov/cps/cpsaat11.htm. Or "none", or your own
-# CSV with columns profession, attribute, value, share (a fraction), year, source.
-source = "bls-2023"
+# "bls-2022": U.S. BLS CPS table 11, 2022 annual averages (https://www.bls.gov/cps/aa2022/cpsaat11.htm),
+# shipped whole as BLS publishes it; a prompt word that stands for several rows ("doctor": four
+# physician rows) combines the published ones, weighted by employment. Or "none", or your own CSV
+# with columns profession, attribute, value, share (a fraction), year, source.
+source = "bls-2022"
 '''
 
 

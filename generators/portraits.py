@@ -8,7 +8,8 @@ teacher in front of a chalkboard, ...). Each person also has a perceived **gende
 
 Because we draw the images ourselves we know the ground truth of every one, and the joint
 distribution of the attributes is a parameter (:class:`PortraitDistribution`). By default it follows
-the shipped U.S. labour statistics (BLS CPS Table 11, 2023); a lab can inject any skew. That makes
+the shipped U.S. labour statistics (BLS CPS table 11, 2022, see :mod:`.labour`); a lab can inject any
+skew. That makes
 a bias audit honest offline: a model trained on this world can be checked against the truth.
 
 Perceived attributes drawn by a program are not anyone's identity: "female"/"male" here means long
@@ -21,7 +22,6 @@ import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw
 
 from .conditioning import Vocabulary
 from .imageset import ImageSet
+from .labour import profession_figures
 
 # --------------------------------------------------------------------------------------------
 # Attribute values and caption words
@@ -54,7 +55,7 @@ AGES: list[str] = ["young", "middle-aged", "older"]
 # plain world-building choice, the same for every profession unless a lab skews it.
 DEFAULT_AGE_PROBS: tuple[float, float, float] = (0.35, 0.40, 0.25)
 
-BLS_CSV = "bls_cpsaat11_2023.csv"
+# Columns of :func:`load_bls_reference` (it adds verified, note and rows_not_published).
 BLS_COLUMNS = [
     "occupation",
     "profession",
@@ -140,23 +141,17 @@ def portrait_caption(attrs: Mapping[str, str]) -> str:
 
 
 def load_bls_reference() -> pd.DataFrame:
-    """The shipped BLS CPS Table 11 (2023 annual averages) rows, one per occupation.
+    """The labour statistics of the eight professions drawn, from the shipped BLS CPS table 11 (2022).
 
-    Columns: occupation (BLS row title), profession (our word, empty where we draw none),
-    total_employed_thousands, percent_women/white/black/asian/hispanic, year, source, verified
-    (whether each row was checked against the published table) and note.
+    One row per profession (:data:`PROFESSIONS`), made by :func:`.labour.profession_figures`: the
+    table's rows a profession stands for (``occupation``, "; " between rows) combined, weighted by
+    employment, where it stands for several ("doctor" is four physician rows, three of them not
+    published). Columns: occupation, profession, total_employed_thousands (of the rows used),
+    percent_women/white/black/asian/hispanic, year, source, verified (true: the published figures),
+    note (rows combined, rows skipped) and rows_not_published.
     """
-    path = resources.files(__package__).joinpath("resources", BLS_CSV)
-    with path.open("r", encoding="utf-8") as handle:
-        # keep_default_na=False: an empty profession means "not drawn", not a missing value.
-        table = pd.read_csv(handle, keep_default_na=False,
-                            dtype={"occupation": str, "profession": str, "source": str})
-    missing = [c for c in BLS_COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"{BLS_CSV}: missing columns {missing}")
-    if "verified" in table.columns:
-        table["verified"] = table["verified"].astype(str).str.lower().isin(["true", "1", "yes"])
-    return table
+    table = profession_figures(PROFESSIONS)
+    return table[[*BLS_COLUMNS, "verified", "note", "rows_not_published"]]
 
 
 # Spread of the non-Black remainder over tones 1-4 (world-building constants, see
@@ -278,12 +273,13 @@ class PortraitDistribution:
 
     @classmethod
     def from_labour_statistics(cls, table: pd.DataFrame | None = None) -> "PortraitDistribution":
-        """The default world: the shipped BLS CPS Table 11 (2023) rows, professions uniform.
+        """The default world: the shipped BLS CPS table 11 (2022) figures, professions uniform.
 
         P(female | profession) = percent_women / 100. Skin tone comes from the race/ethnicity
         columns through :func:`race_shares_to_skin_tones`, a documented simplification that maps
         race statistics onto a skin-tone palette only to build a toy world (race is not skin tone).
-        Age is not in the table; every profession gets ``DEFAULT_AGE_PROBS``.
+        Age is not in the table; every profession gets ``DEFAULT_AGE_PROBS``. ``table``: one row per
+        profession with its ``percent_*`` columns (default :func:`load_bls_reference`).
         """
         table = load_bls_reference() if table is None else table
         rows = table[table["profession"].astype(str).str.len() > 0]
@@ -306,7 +302,8 @@ class PortraitDistribution:
             p_female=p_female,
             skin_tone=tones,
             age={p: list(DEFAULT_AGE_PROBS) for p in PROFESSIONS},
-            notes=[f"from BLS CPS Table 11 ({', '.join(map(str, years))}): P(female) = percent_women; "
+            notes=[f"from BLS CPS table 11 ({', '.join(map(str, years))}; a profession that stands for several "
+                   "rows combines them, weighted by employment): P(female) = percent_women; "
                    "skin tone from race shares via race_shares_to_skin_tones (a toy-world mapping); "
                    "age mix default; professions uniform"],
         )

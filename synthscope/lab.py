@@ -57,7 +57,7 @@ attributes = ["gender", "skin_tone", "age"]
 abstain_below = 0.6
 
 [reference]
-source = "bls-2023"
+source = "bls-2022"
 """
 REAL_CORPUS = "digits-real"
 

@@ -56,7 +56,7 @@ SPEC = {
                 "images_per_prompt": PER_PROMPT, "seed": 0, "fix_articles": True},
     "backend": {"kind": "diffusers", "model": "tiny/model $5", "guidance": GUIDANCE},
     "annotators": [{"kind": "probe", "attributes": ["gender", "skin_tone", "age"], "abstain_below": 0.6}],
-    "reference": {"source": "bls-2023", "path": None},
+    "reference": {"source": "bls-2022", "path": None},
     "n_prompts": 9, "n_images": 180,
 }
 

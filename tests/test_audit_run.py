@@ -36,7 +36,7 @@ attributes = ["gender", "skin_tone"]
 abstain_below = 0.6
 
 [reference]
-source = "bls-2023"
+source = "bls-2022"
 """
 
 
@@ -164,7 +164,7 @@ kind = "clip"
 model = "{TINY_TEXT}"
 pretrained = "{weights}"
 [reference]
-source = "bls-2023"
+source = "bls-2022"
 """)
     result = run_audit(spec, tmp_path / "out", progress=False)
     manifest = pd.read_csv(result.out / IMAGES_DIR / "manifest.csv")

@@ -79,7 +79,7 @@ def test_example_spec_parses_and_validates(tmp_path):
     assert isinstance(spec.backend, BuiltinBackendSpec)
     assert spec.prompts.professions == tuple(PROFESSIONS)
     assert [a.kind for a in spec.annotators] == ["probe"]
-    assert spec.reference.source == "bls-2023"
+    assert spec.reference.source == "bls-2022"
     jobs = spec.expand()
     # 8 professions x (2 templates without {descriptor} + 1 template x (none, female, male))
     assert len(jobs) == 8 * (2 + 3)
@@ -238,7 +238,10 @@ abstain_below = 0.7
     (BUILTIN + "[backend.world_skew]\nshare_women = 0.5\n",
      r"\[backend\.world_skew\] unknown key 'share_women' .*did you mean 'share_female'\?"),
     (BUILTIN + '[reference]\nsource = "bls-1999"\n',
-     r"\[reference\] source: is neither a built-in reference \(bls-2023, none\) nor an existing CSV file"),
+     r"\[reference\] source: is neither a built-in reference \(bls-2022, none\) nor an existing CSV file"),
+    (BUILTIN + '[reference]\nsource = "bls-2023"\n',
+     r"audit\.toml: \[reference\] source: the 'bls-2023' reference figures were transcribed from memory, never "
+     r"checked against the published table, and have been removed; use \"bls-2022\""),
     (BUILTIN + "[referense]\n", r"audit\.toml: unknown section \[referense\] .*did you mean \[reference\]\?"),
     (BUILTIN.replace('name = "tiny"', ""), r"\[audit\] name: is required"),
     (BUILTIN.replace("[prompts]", "[prompt]"), r"unknown section \[prompt\]"),

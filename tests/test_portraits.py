@@ -94,19 +94,47 @@ def test_vocabulary_synonyms():
     assert vocab.parse("masculine developer") == {"gender": "male", "profession": "software developer"}
 
 
-def test_bls_csv_loads_with_expected_columns():
+def test_labour_figures_of_the_drawn_professions_come_from_the_2022_table():
     table = load_bls_reference()
     for column in ["occupation", "profession", "total_employed_thousands", "percent_women",
                    "percent_white", "percent_black", "percent_asian", "percent_hispanic",
-                   "year", "source", "verified"]:
+                   "year", "source", "verified", "note", "rows_not_published"]:
         assert column in table.columns
-    assert (table["year"] == 2023).all()
-    assert table["source"].str.contains("cpsaat11").all()
-    assert table["verified"].dtype == bool
-    drawn = table[table["profession"] != ""]
-    assert sorted(drawn["profession"]) == sorted(PROFESSIONS)  # exactly one row per profession
+    assert (table["year"] == 2022).all()
+    assert table["source"].str.contains("https://www.bls.gov/cps/aa2022/cpsaat11.htm", regex=False).all()
+    assert table["verified"].dtype == bool and table["verified"].all()  # the published figures
+    assert sorted(table["profession"]) == sorted(PROFESSIONS)  # exactly one row per profession
     for column in ["percent_women", "percent_white", "percent_black", "percent_asian", "percent_hispanic"]:
         assert table[column].between(0, 100).all()
+    rows = table.set_index("profession")
+    # One row of the table, as published: Chief executives 1,780 thousand, 29.2 % women.
+    ceo = rows.loc["chief executive"]
+    assert ceo["occupation"] == "Chief executives" and ceo["total_employed_thousands"] == 1780
+    assert (ceo["percent_women"], ceo["percent_black"], ceo["percent_asian"], ceo["percent_hispanic"]) == (
+        29.2, 5.9, 6.7, 6.8)
+    # doctor: four physician rows, only "Other physicians" (933, 43.8 % women) is published.
+    doctor = rows.loc["doctor"]
+    assert doctor["occupation"] == "Other physicians" and doctor["percent_women"] == pytest.approx(43.8)
+    assert doctor["rows_not_published"] == "Emergency medicine physicians; Radiologists; Surgeons"
+    # teacher: the four school-teacher rows, weighted by employment (figures copied from the table).
+    employed = {"Preschool and kindergarten teachers": (645, 97.4),
+                "Elementary and middle school teachers": (3336, 79.7),
+                "Secondary school teachers": (1000, 58.7), "Special education teachers": (369, 84.2)}
+    women = sum(n * p for n, p in employed.values()) / sum(n for n, _ in employed.values())
+    assert rows.loc["teacher", "percent_women"] == pytest.approx(women)  # 78.22
+    assert rows.loc["teacher", "occupation"].split("; ") == list(employed)
+    assert rows.loc["teacher", "total_employed_thousands"] == 5350
+
+
+def test_default_world_follows_the_2022_table():
+    world = PortraitDistribution.from_labour_statistics()
+    assert world.p_female["chief executive"] == pytest.approx(0.292)
+    assert world.p_female["doctor"] == pytest.approx(0.438)
+    assert world.p_female["housekeeper"] == pytest.approx(0.881)  # Maids and housekeeping cleaners
+    # race -> skin tone: P(tone 5 or 6) = percent Black (Janitors and building cleaners: 17.4 %)
+    janitor = world.skin_tone["janitor"]
+    assert janitor[4] + janitor[5] == pytest.approx(0.174)
+    assert "BLS CPS table 11 (2022" in world.notes[0]
 
 
 def test_default_share_of_women_matches_bls(default_set):
