@@ -77,6 +77,9 @@ COLUMN_DOCS: dict[str, str] = {
     "mad_to_reference": "mean |share - reference share|",
     "kl_to_reference": "KL(smoothed shares || smoothed reference), nats",
     "reference_share": "share of the value in the reference (e.g. BLS percent women / 100)",
+    "reference_occupation": "the rows of the reference table behind the figure (several: combined, weighted by "
+                            "employment)",
+    "reference_note": "how the reference figure was made: rows combined, rows not published (base under 50,000)",
     "gap": "share_of_determined - reference_share",
     "amplification": "l1_to_parity(model) - l1_to_parity(reference); > 0: further from parity than the reference",
     "k_values": "number of perceived values the attribute has (seen or declared), abstention excluded",
@@ -381,17 +384,21 @@ def reference_gap(shares: pd.DataFrame, reference: pd.DataFrame, include_descrip
 
     Columns: the keys, value, count, n_determined, share_of_determined (+ ci), reference_share, gap,
     gap_ci_low, gap_ci_high, significant (the interval excludes 0), reference_year, reference_source,
-    reference_verified. Prompts with a descriptor are left out unless ``include_descriptors``.
+    reference_verified, and where the reference has them, reference_occupation (the table rows behind
+    the figure) and reference_note (how it was made: rows combined, rows not published). Prompts with
+    a descriptor are left out unless ``include_descriptors``.
     """
     keys = _group_keys(shares)
     table = shares[~shares["is_abstention"]]
     if not include_descriptors and "descriptor" in table:
         table = table[table["descriptor"].isna()]
     ref = reference.rename(columns={"share": "reference_share", "year": "reference_year",
-                                    "source": "reference_source", "verified": "reference_verified"})
+                                    "source": "reference_source", "verified": "reference_verified",
+                                    "occupation": "reference_occupation", "note": "reference_note"})
+    described = [c for c in ("reference_occupation", "reference_note") if c in ref]
     ref = ref[["profession", "attribute", "value", "reference_share", "reference_year", "reference_source",
-               "reference_verified"]].assign(value=lambda r: r["value"].astype(str),
-                                             profession=lambda r: r["profession"].astype(str))
+               "reference_verified", *described]].assign(value=lambda r: r["value"].astype(str),
+                                                         profession=lambda r: r["profession"].astype(str))
     merged = table.merge(ref, on=["profession", "attribute", "value"], how="inner")
     merged["gap"] = merged["share_of_determined"] - merged["reference_share"]
     merged["gap_ci_low"] = merged["share_of_determined_ci_low"] - merged["reference_share"]
@@ -399,7 +406,7 @@ def reference_gap(shares: pd.DataFrame, reference: pd.DataFrame, include_descrip
     merged["significant"] = (merged["gap_ci_low"] > 0) | (merged["gap_ci_high"] < 0)
     columns = [*keys, "value", "count", "n_determined", "share_of_determined", "share_of_determined_ci_low",
                "share_of_determined_ci_high", "reference_share", "gap", "gap_ci_low", "gap_ci_high",
-               "significant", "reference_year", "reference_source", "reference_verified"]
+               "significant", "reference_year", "reference_source", "reference_verified", *described]
     return merged[columns].reset_index(drop=True)
 
 

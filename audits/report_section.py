@@ -187,7 +187,7 @@ def _doc_caption(columns: Sequence[str], lead: str = "") -> str:
 
 
 def _reference_name(reference: pd.DataFrame) -> str:
-    """A short name for the reference: "BLS 2023", "training world", or its source."""
+    """A short name for the reference: "BLS 2022", "training world", or its source."""
     if reference.empty or "source" not in reference:
         return "reference"
     names = []
@@ -205,23 +205,51 @@ def _reference_name(reference: pd.DataFrame) -> str:
 
 
 def _reference_from(metrics: Mapping[str, pd.DataFrame], reference: pd.DataFrame | None) -> pd.DataFrame:
-    """The tidy reference (profession, attribute, value, share, year, source, verified): as given, or
-    recovered from the gap table, which carries every reference value an audited group is compared with."""
-    columns = ["profession", "attribute", "value", "share", "year", "source", "verified"]
+    """The tidy reference (profession, attribute, value, share, year, source, verified, occupation,
+    note): as given, or recovered from the gap table, which carries every reference value an audited
+    group is compared with (and the rows behind it, where the reference named them)."""
+    columns = ["profession", "attribute", "value", "share", "year", "source", "verified", "occupation", "note"]
     if reference is not None and len(reference):
         ref = reference.copy()
-        for column, default in (("year", np.nan), ("source", "reference"), ("verified", False)):
-            if column not in ref:
-                ref[column] = default
-        ref = ref.assign(profession=ref["profession"].astype(str), attribute=ref["attribute"].astype(str),
-                         value=ref["value"].astype(str), verified=_bool(ref["verified"]))
-        return ref[columns].reset_index(drop=True)
-    gap = _normalise(metrics.get("reference_gap"))
-    if gap.empty:
-        return pd.DataFrame(columns=columns)
-    ref = gap.rename(columns={"reference_share": "share", "reference_year": "year",
-                              "reference_source": "source", "reference_verified": "verified"})
-    return ref[columns].drop_duplicates(["profession", "attribute", "value"]).reset_index(drop=True)
+    else:
+        gap = _normalise(metrics.get("reference_gap"))
+        if gap.empty:
+            return pd.DataFrame(columns=columns)
+        ref = gap.rename(columns={"reference_share": "share", "reference_year": "year",
+                                  "reference_source": "source", "reference_verified": "verified",
+                                  "reference_occupation": "occupation", "reference_note": "note"})
+        ref = ref.drop_duplicates(["profession", "attribute", "value"])
+    for column, default in (("year", np.nan), ("source", "reference"), ("verified", False), ("occupation", ""),
+                            ("note", "")):
+        if column not in ref:
+            ref[column] = default
+    text = {c: ref[c].where(ref[c].notna(), "").astype(str) for c in ("occupation", "note")}
+    ref = ref.assign(profession=ref["profession"].astype(str), attribute=ref["attribute"].astype(str),
+                     value=ref["value"].astype(str), verified=_bool(ref["verified"]), **text)
+    return ref[columns].reset_index(drop=True)
+
+
+def reference_rows_table(reference: pd.DataFrame, professions: Sequence[str],
+                         builtin: bool | None = None) -> pd.DataFrame:
+    """Per audited profession, where its reference figure comes from: columns profession, status
+    (see :func:`~synthscope.audits.reference.reference_coverage`), source, year, rows (the table rows
+    behind the figure, "; " between them) and note (rows combined, rows not published, or why there
+    is no figure). A profession without a figure is listed too, never dropped. ``builtin``: whether the
+    reference is the built-in BLS table (None: judged from its source)."""
+    from .reference import reference_coverage
+
+    coverage = reference_coverage(reference, professions, builtin=builtin)
+    first = reference.drop_duplicates("profession").set_index("profession")
+    rows = []
+    for item in coverage.to_dict("records"):
+        word = item["profession"]
+        known = word in first.index
+        year = first.loc[word, "year"] if known else np.nan
+        rows.append({"profession": word, "status": item["status"],
+                     "source": str(first.loc[word, "source"]) if known else "",
+                     "year": "" if pd.isna(year) else str(int(float(year))),
+                     "rows": item["occupation"], "note": item["note"]})
+    return pd.DataFrame(rows, columns=["profession", "status", "source", "year", "rows", "note"])
 
 
 def _profession_order(spec: Mapping[str, Any], frames: Sequence[pd.DataFrame]) -> list[str]:
@@ -733,7 +761,7 @@ def _versus_reference(metrics: Mapping[str, pd.DataFrame], reference: pd.DataFra
                           caption=_doc_caption(["amplification", "verdict", "same_majority", "k_values"])))
     gap = _normalise(metrics.get("reference_gap"))
     if len(gap):
-        shown = _display(gap)
+        shown = _display(gap.drop(columns=["reference_occupation", "reference_note"], errors="ignore"))
         significant = int(gap["significant"].sum())
         section.add(Table("Gap to the reference", shown, name="audit-reference-gap", formats=_formats(shown),
                           max_rows=40,
@@ -750,8 +778,29 @@ def _versus_reference(metrics: Mapping[str, pd.DataFrame], reference: pd.DataFra
     uncovered = [p for p in professions if p not in set(reference["profession"])]
     if uncovered and len(reference):
         section.add(Text("No reference figures for: " + ", ".join(uncovered) + ". These professions appear "
-                         "in the charts above without a reference bar and are not compared.", kind="note"))
+                         "in the charts above without a reference bar and are not compared; the table below "
+                         "says why.", kind="note"))
+    section.add(*_reference_rows_blocks(reference, professions))
     return section
+
+
+def _reference_rows_blocks(reference: pd.DataFrame, professions: Sequence[str],
+                           builtin: bool | None = None) -> list:
+    """The reference named (table, year, address) and, per profession, the rows behind its figure."""
+    blocks: list = []
+    sources = [str(s) for s in dict.fromkeys(reference["source"]) if str(s)]
+    if sources:
+        blocks.append(Text("Reference: " + " | ".join(sources) + ".", kind="note"))
+    table = reference_rows_table(reference, professions, builtin=builtin)
+    if len(table):
+        blocks.append(Table("Reference figures and the rows behind them", table, name="audit-reference-rows",
+                            max_rows=200,
+                            caption="Per profession, the rows of the reference table its figure comes from. Where "
+                                    "a prompt word stands for several rows (\"doctor\": the four physician rows of "
+                                    "the 2018 occupation codes), the published rows are combined, weighted by "
+                                    "employment; rows BLS does not publish (base under 50,000) are skipped and "
+                                    "named. A profession without a figure is listed with the reason."))
+    return blocks
 
 
 def _intersections(intersectional: pd.DataFrame) -> Section | None:
@@ -956,7 +1005,7 @@ def audit_section(metrics: Mapping[str, pd.DataFrame], spec: Mapping[str, Any] |
     annotators' prompt table (annotator, attribute, value, prompt) or a nested mapping.
 
     ``reference``: the tidy reference table; by default it is recovered from ``reference_gap``.
-    ``reference_name``: how charts name it (default from its source, e.g. "BLS 2023").
+    ``reference_name``: how charts name it (default from its source, e.g. "BLS 2022").
     ``headline``: the (attribute, value) whose share per profession makes the headline cards, read from
     ``annotator`` (default the first annotator of the spec found in the tables).
     """
@@ -994,8 +1043,14 @@ def audit_section(metrics: Mapping[str, pd.DataFrame], spec: Mapping[str, Any] |
 
     section.subsections.append(_depicted(shares, _normalise(metrics.get("abstentions")), reference_table, name,
                                          professions))
+    asked = str((spec.get("reference") or {}).get("source") or "none") if isinstance(
+        spec.get("reference"), Mapping) else "none"
     if has_reference and ("amplification" in metrics or "reference_gap" in metrics):
         section.subsections.append(_versus_reference(metrics, reference_table, name, professions))
+    elif not has_reference and asked.lower() != "none":
+        section.add(Text(f"The reference asked for ({asked}) has no figures for any audited profession, so "
+                         "nothing is compared with it; the table says why for each.", kind="note"),
+                    *_reference_rows_blocks(reference_table, professions, builtin=asked.lower() == "bls-2022"))
     else:
         section.add(Text("No reference statistics were given, so the audit shows who the model draws but not "
                          "how that compares with the world (set [reference] source in the spec).", kind="note"))
@@ -1014,6 +1069,12 @@ def audit_section(metrics: Mapping[str, pd.DataFrame], spec: Mapping[str, Any] |
 
     caveats = list(CAVEATS)
     if has_reference:
+        notes = " ".join(reference_table["note"].astype(str))
+        if "combined" in notes or "not published" in notes:
+            caveats.append("Where a profession stands for several rows of the reference table, its figure combines "
+                           "the published rows, weighted by employment, and rows BLS does not publish (employment "
+                           "base under 50,000) are left out; the reference table of this report names them. A "
+                           "combined figure is only as exact as the rounded percentages it is made from.")
         unverified = reference_table[~reference_table["verified"]]
         if len(unverified):
             sources = ", ".join(dict.fromkeys(unverified["source"].astype(str)))
