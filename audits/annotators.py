@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from synthscope.distributed import Shard
 from synthscope.generators.corpus import Corpus, CorpusError, read_corpus
 from tqdm.auto import tqdm
 
@@ -576,35 +577,68 @@ def _write_cache(csv_path: Path, json_path: Path, key: dict[str, Any], table: pd
     atomic_write_json(json_path, {"format": CACHE_FORMAT, "annotator_key": _key_digest(key), "annotator": key})
 
 
+def _cache_parts(csv_path: Path) -> list[Path]:
+    """The per-process parts of a cache (``<name>.rank-001.csv``, ...) that the main process folds in."""
+    return sorted(csv_path.parent.glob(f"{csv_path.stem}.rank-*.csv"))
+
+
 def _run_annotator(annotator: Annotator, corpus: Corpus, meta: pd.DataFrame, out_dir: Path | None,
-                   batch_size: int, progress: bool, strict: bool) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """Raw rows (image_id, attribute, predicted, confidence) for every readable image of the corpus."""
+                   batch_size: int, progress: bool, strict: bool,
+                   shard: Shard | None = None) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Raw rows (image_id, attribute, predicted, confidence) for every readable image of the corpus.
+
+    With a distributed ``shard``, only this process's share of the batches is read, and their
+    scores go to this process's own cache part (``<name>.<part>.csv``), which the main process folds
+    into the cache on its next call (then it finds every image there)."""
     key = annotator.cache_key() if out_dir is not None else {}
     paths = _cache_paths(out_dir, annotator.name) if out_dir is not None else None
-    cached = _read_cache(paths[0], _key_digest(key)) if paths else pd.DataFrame(columns=_CACHE_COLUMNS)
+    sharded = shard is not None and shard.distributed
+    # Units of work are the batches one process would read (keyed by their first image), so that an
+    # image is scored in the same batch, to the same bits, whatever the number of processes.
+    chunks = [range(start, min(len(meta), start + batch_size)) for start in range(0, len(meta), batch_size)]
+    if sharded:
+        chunks = shard.select(chunks, key=lambda chunk: meta["image_id"].iloc[chunk[0]])
+    mine = [False] * len(meta)
+    for chunk in chunks:
+        for i in chunk:
+            mine[i] = True
+    folded: list[Path] = []  # cache parts of other processes, folded into the cache by this call
+    cached = pd.DataFrame(columns=_CACHE_COLUMNS)
+    if paths is not None:
+        if sharded:
+            own = paths[0].with_name(f"{paths[0].stem}.{shard.part}.csv")
+            paths = (own, own.with_suffix(".json"))
+        else:
+            folded = _cache_parts(paths[0])
+        tables = [t for t in (_read_cache(path, _key_digest(key)) for path in [paths[0], *folded]) if len(t)]
+        if tables:  # a part folded in just before a crash is also in the cache: keep one row of each
+            cached = pd.concat(tables, ignore_index=True).drop_duplicates(["image_id", "image_sha256", "attribute"])
     # The file's hash guards against an image replaced under the same id (a corpus rebuilt with --force).
-    hashes = ([sha256_file(corpus.root / f) for f in meta["file"]] if paths else [""] * len(meta))
-    current = pd.DataFrame({"image_id": meta["image_id"], "image_sha256": hashes})
+    hashes = [sha256_file(corpus.root / f) if paths and owned else ""
+              for f, owned in zip(meta["file"], mine)]
+    current = pd.DataFrame({"image_id": meta["image_id"], "image_sha256": hashes})[mine]
     done = cached.merge(current, on=["image_id", "image_sha256"], how="inner")
     complete = done.groupby("image_id")["attribute"].agg(set)
     wanted = set(annotator.attributes)
     have = {i for i, attrs in complete.items() if wanted <= attrs}
-    todo = [i for i, image_id in enumerate(meta["image_id"]) if image_id not in have]
-    parts = [done[done["image_id"].isin(have) & done["attribute"].isin(wanted)]]
+    todo = [[i for i in chunk if meta["image_id"].iloc[i] not in have] for chunk in chunks]
+    todo = [batch for batch in todo if batch]
+    found = [done[done["image_id"].isin(have) & done["attribute"].isin(wanted)]]
     skipped: list[tuple[str, str]] = []
     sha = dict(zip(current["image_id"], current["image_sha256"]))
     last_flush = time.monotonic()
 
     def flush() -> None:
         if paths is not None:
-            _write_cache(*paths, key, pd.concat(parts, ignore_index=True))
+            _write_cache(*paths, key, pd.concat(found, ignore_index=True))
 
-    bar = tqdm(total=len(meta), initial=len(meta) - len(todo), desc=f"annotate ({annotator.name})", unit="img",
+    n_todo = sum(map(len, todo))
+    bar = tqdm(total=sum(mine), initial=sum(mine) - n_todo, desc=f"annotate ({annotator.name})", unit="img",
                disable=not progress, dynamic_ncols=True)
     try:
-        for start in range(0, len(todo), batch_size):
+        for batch in todo:
             rows, images = [], []
-            for i in todo[start:start + batch_size]:
+            for i in batch:
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
@@ -618,17 +652,23 @@ def _run_annotator(annotator: Annotator, corpus: Corpus, meta: pd.DataFrame, out
                 ids = [meta["image_id"].iloc[i] for i in rows]
                 raw = _raw_frame(ids, annotator.scores(torch.stack(images)), annotator.attributes)
                 raw.insert(1, "image_sha256", [sha[i] for i in raw["image_id"]])
-                parts.append(raw)
-            bar.update(len(todo[start:start + batch_size]))
+                found.append(raw)
+            bar.update(len(batch))
             if time.monotonic() - last_flush > FLUSH_SECONDS:
                 flush()
                 last_flush = time.monotonic()
     finally:
         bar.close()
-        if todo:
+        if todo or folded:
             flush()  # also on an error or Ctrl-C: finished batches are kept
-    raw = pd.concat(parts, ignore_index=True)
-    return raw[["image_id", "attribute", "predicted", "confidence"]], skipped
+    for path in folded:  # in the cache now; removed only after the cache was written
+        path.unlink(missing_ok=True)
+        path.with_suffix(".json").unlink(missing_ok=True)
+    raw = pd.concat(found, ignore_index=True)
+    # In corpus order, however the rows reached the cache (earlier runs, other processes).
+    position = raw["image_id"].map({image_id: i for i, image_id in enumerate(meta["image_id"])})
+    raw = raw.iloc[np.argsort(position.to_numpy(), kind="stable")]
+    return raw[["image_id", "attribute", "predicted", "confidence"]].reset_index(drop=True), skipped
 
 
 TEXT_COLUMNS = ("image_id", "prompt", "profession", "descriptor", "annotator", "attribute", "value", "predicted",
@@ -656,7 +696,8 @@ def _blank(value: Any) -> bool:
 
 
 def annotate(corpus_dir: Path | str, annotators: Sequence[Annotator], out_dir: Path | str | None = None,
-             batch_size: int = 64, progress: bool = True, strict: bool = False) -> pd.DataFrame:
+             batch_size: int = 64, progress: bool = True, strict: bool = False,
+             shard: Shard | None = None) -> pd.DataFrame:
     """Annotate every image of a corpus with each annotator; the tidy table of :data:`TABLE_COLUMNS`.
 
     ``corpus_dir``: any corpus (:func:`synthscope.generators.corpus.read_corpus`); its manifest gives the
@@ -670,6 +711,9 @@ def annotate(corpus_dir: Path | str, annotators: Sequence[Annotator], out_dir: P
     ``annotations.csv`` (the table), ``annotator_prompts.csv`` (every label prompt used) and
     ``annotators.json`` (each annotator's description). An unreadable image is skipped with a warning
     naming it (an error with ``strict``).
+
+    ``shard``: this process's place when several annotate together (each reads the images it owns,
+    the main process folds their caches together and writes the table, which every process returns).
     """
     names = [a.name for a in annotators]
     if not annotators:
@@ -681,9 +725,22 @@ def annotate(corpus_dir: Path | str, annotators: Sequence[Annotator], out_dir: P
     corpus = read_corpus(corpus_dir, strict=strict)
     meta = corpus_metadata(corpus)
     out = Path(out_dir) if out_dir is not None else None
+    shard = shard or Shard()
+    if shard.distributed:
+        if out is None:
+            raise ValueError("several processes annotate together only with out_dir (where their parts meet)")
+        for annotator in annotators:  # each reads the images it owns into its own cache part
+            with shard.main_first():  # e.g. a probe trained on first use: once, then read by the others
+                annotator.cache_key()
+            _run_annotator(annotator, corpus, meta, out, int(batch_size), shard.progress(progress), strict, shard)
+        shard.wait()
+        if not shard.is_main:
+            shard.wait()  # until the main process has written the table
+            return read_annotations(out / ANNOTATIONS_FILE)
     tables, skipped_all = [], {}
-    for annotator in annotators:
-        raw, skipped = _run_annotator(annotator, corpus, meta, out, int(batch_size), progress, strict)
+    for annotator in annotators:  # alone, or the main process folding in every part: nothing left to read
+        raw, skipped = _run_annotator(annotator, corpus, meta, out, int(batch_size), shard.progress(progress),
+                                      strict)
         tables.append(annotator.finish(raw))
         skipped_all.update(dict(skipped))
     if skipped_all:
@@ -698,6 +755,7 @@ def annotate(corpus_dir: Path | str, annotators: Sequence[Annotator], out_dir: P
         atomic_write_json(out / ANNOTATORS_FILE, {"corpus": str(Path(corpus_dir)), "n_images": len(meta),
                                                   "skipped": [{"file": f, "reason": r} for f, r in skipped_all.items()],
                                                   "annotators": [a.describe() for a in annotators]})
+    shard.wait()
     return table
 
 

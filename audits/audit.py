@@ -2,6 +2,10 @@
 
 Every stage writes into the audit folder as it goes and the generation resumes, so an audit that is
 killed and started again loses nothing and duplicates nothing.
+
+Launched as several processes (``accelerate launch ... -m synthscope audit run``), every process
+generates and annotates the images it owns (:mod:`synthscope.distributed`); the main process trains
+the builtin model first, merges the parts, and alone measures and writes the report.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 import pandas as pd
 from PIL import Image
 
+from synthscope.distributed import Shard, current_shard
 from synthscope.generators.corpus import read_corpus
 from synthscope.reports import Report, Section, Table, collect_provenance
 from synthscope.runtime import atomic_write_bytes, atomic_write_json
@@ -61,17 +66,24 @@ def make_backend(spec: AuditSpec, out: Path, device: str | None = None, progress
 
 
 def generate_images(spec_path: Path | str, out: Path | str, force: bool = False, device: str | None = None,
-                    progress: bool = True) -> tuple[AuditSpec, GenerationSummary]:
-    """Validate the spec, record it, and generate (or finish generating) every image it asks for."""
+                    progress: bool = True, shard: Shard | None = None) -> tuple[AuditSpec, GenerationSummary]:
+    """Validate the spec, record it, and generate (or finish generating) every image it asks for.
+
+    ``shard``: this process's place when several run the audit together (None: alone)."""
+    shard = shard or Shard()
     spec = load_spec(spec_path)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / SPEC_FILE, spec.to_dict())
-    atomic_write_bytes(out / "spec.toml", Path(spec_path).read_bytes())
-    backend = make_backend(spec, out, device=device, progress=progress)
-    summary = generate_corpus(image_jobs(spec), backend, out / IMAGES_DIR, force=force, progress=progress)
+    if shard.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / SPEC_FILE, spec.to_dict())
+        atomic_write_bytes(out / "spec.toml", Path(spec_path).read_bytes())
+    device = str(shard.device(device or spec.backend.device))
+    with shard.main_first():  # the builtin model is trained once, by the main process, then read
+        backend = make_backend(spec, out, device=device, progress=shard.progress(progress))
+    summary = generate_corpus(image_jobs(spec), backend, out / IMAGES_DIR, force=force, progress=progress,
+                              shard=shard)
     return spec, summary
 
 
@@ -96,17 +108,23 @@ def references(spec: AuditSpec) -> tuple[pd.DataFrame | None, str | None, pd.Dat
 
 
 def run_audit(spec_path: Path | str, out: Path | str, force: bool = False, device: str | None = None,
-              progress: bool = True, annotator_options: dict[str, dict[str, Any]] | None = None) -> AuditResult:
+              progress: bool = True, annotator_options: dict[str, dict[str, Any]] | None = None) -> AuditResult | None:
     """Generate, annotate, measure and report: ``out/index.html`` and the tables beside it.
 
     ``annotator_options`` maps an annotator kind to extra options for it (e.g.
-    ``{"probe": {"n_train": 1000}}`` for a quicker probe)."""
+    ``{"probe": {"n_train": 1000}}`` for a quicker probe). Launched as several processes, each one
+    generates and annotates its share; the main process writes the tables and the report and returns
+    the result, the others return None."""
     out = Path(out)
-    spec, summary = generate_images(spec_path, out, force=force, device=device, progress=progress)
+    shard = current_shard(device or load_spec(spec_path).backend.device)
+    spec, summary = generate_images(spec_path, out, force=force, device=device, progress=progress, shard=shard)
     size = _image_size(out / IMAGES_DIR)
     annotators = [annotator_from_spec(a, size=size, **(annotator_options or {}).get(a.kind, {}))
                   for a in spec.annotators if a.kind != "human"]
-    annotations = annotate(out / IMAGES_DIR, annotators, out_dir=out, progress=progress) if annotators else None
+    annotations = (annotate(out / IMAGES_DIR, annotators, out_dir=out, progress=progress, shard=shard)
+                   if annotators else None)
+    if not shard.is_main:
+        return None  # measuring and reporting happen once, on the main process
     human = [a for a in spec.annotators if a.kind == "human" and a.labels_csv is not None]
     if human:
         attributes = sorted({attribute for a in human for attribute in a.attributes})

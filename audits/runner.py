@@ -7,6 +7,11 @@ CorpusWriter, so a run that is killed loses at most the batch in flight, and a r
 the manifest already lists. Batches are planned from the whole job list, and each image depends
 only on its own prompt, seed and guidance, so an interrupted-and-resumed audit writes the same
 images, in the same order, as an uninterrupted one.
+
+Under several processes (:mod:`synthscope.distributed`) each process generates its share of the planned
+batches into its own corpus part; the main process merges the parts in plan order when all are done
+(and, at the start, whatever parts a killed run left), so the corpus holds the images and rows a
+one-process run would.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthscope.generators.workflow import open_corpus
+from synthscope.distributed import Shard
+from synthscope.generators.corpus import open_part, read_corpus
+from synthscope.generators.workflow import RESUME_KEYS, open_corpus
 from tqdm.auto import tqdm
 
 from .backends import TextToImageBackend
@@ -104,14 +111,17 @@ def _check_done(manifest, jobs: Sequence[ImageJob], backend: TextToImageBackend,
 
 
 def generate_corpus(jobs: Sequence[ImageJob], backend: TextToImageBackend, out: Path | str,
-                    batch_size: int | None = None, force: bool = False, progress: bool = True) -> GenerationSummary:
+                    batch_size: int | None = None, force: bool = False, progress: bool = True,
+                    shard: Shard | None = None) -> GenerationSummary:
     """Generate every job's image into the corpus at ``out``, skipping keys it already holds.
 
     Manifest rows: key, prompt, seed, guidance (the one used), backend, the job's attributes and, where
     the backend knows, nsfw_filtered. corpus.json holds ``backend.describe()``. A corpus made by another
     backend, checkpoint or image-affecting options is refused unless ``force`` (which replaces it).
-    ``batch_size``: images per backend call (default: the backend's).
+    ``batch_size``: images per backend call (default: the backend's). ``shard``: this process's place
+    when several generate together (every process calls this with the same jobs); None: alone.
     """
+    shard = shard or Shard()
     out = Path(out)
     jobs = list(jobs)
     _check_jobs(jobs)
@@ -124,20 +134,30 @@ def generate_corpus(jobs: Sequence[ImageJob], backend: TextToImageBackend, out: 
     provenance = {"generator": backend.name, "checkpoint_sha256": description.get("checkpoint_sha256"),
                   "sample_options": description.get("options", {}), "backend": description,
                   "command": "audit run"}
-    writer = open_corpus(out, provenance, force)  # refuses a corpus made another way
-    _check_done(writer.manifest, jobs, backend, out)
-    done = writer.existing("key")
+    # Planned over all jobs, not only the missing ones, so a resumed run keeps the original order.
+    plan = _plan_batches(jobs, batch_size)
+    order = [job.key for batch in plan for job in batch]
+    writer = None
+    if shard.is_main:
+        writer = open_corpus(out, provenance, force)  # refuses a corpus made another way
+        writer.merge_parts(order, same=RESUME_KEYS)  # what a killed multi-process run left
+        _check_done(writer.manifest, jobs, backend, out)
+    shard.wait()
+    manifest = writer.manifest if writer is not None else read_corpus(out).manifest
+    done = set(manifest["key"]) if "key" in manifest.columns else set()
     already = sum(job.key in done for job in jobs)
+    target = writer if not shard.distributed else open_part(out, shard.part)
+    # The unit of work is a planned batch (keyed by its first image): whole batches, as one process
+    # would draw them, so an image is the same bytes whatever the number of processes.
+    pending = [batch for batch in plan if any(job.key not in done for job in batch)]
+    mine = shard.select(pending, key=lambda batch: batch[0].key)
 
     generated = 0
-    bar = tqdm(total=len(jobs), initial=already, desc=f"generate {backend.name}", unit="img",
-               disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=sum(job.key not in done for batch in mine for job in batch), desc=f"generate {backend.name}",
+               unit="img", disable=not shard.progress(progress), dynamic_ncols=True)
     try:
-        # Planned over all jobs, not only the missing ones, so a resumed run keeps the original order.
-        for batch in _plan_batches(jobs, batch_size):
+        for batch in mine:
             todo = [job for job in batch if job.key not in done]
-            if not todo:
-                continue
             result = backend.generate([j.prompt for j in todo], [j.seed for j in todo], todo[0].guidance)
             if len(result.images) != len(todo):
                 raise RuntimeError(f"backend {backend.name} returned {len(result.images)} images for "
@@ -150,13 +170,17 @@ def generate_corpus(jobs: Sequence[ImageJob], backend: TextToImageBackend, out: 
                 if nsfw is not None:
                     row["nsfw_filtered"] = nsfw
                 rows.append(row)
-            writer.append(result.images, rows)
+            target.append(result.images, rows)
             generated += len(todo)
             bar.update(len(todo))
     finally:
         bar.close()
 
-    manifest = writer.manifest
+    shard.wait()
+    if writer is not None:
+        writer.merge_parts(order, same=RESUME_KEYS)
+    shard.wait()  # every process sees the merged corpus from here on
+    manifest = writer.manifest if writer is not None else read_corpus(out).manifest
     nsfw = 0
     if "nsfw_filtered" in manifest.columns:
         keys = {job.key for job in jobs}

@@ -1,7 +1,16 @@
-"""Scoring every file of a folder with a trained detector: one CSV row per file, whatever it is."""
+"""Scoring every file of a folder with a trained detector: one CSV row per file, whatever it is.
+
+A scan keeps the rows it has scored in ``<out>.parts/rank-NNN.csv`` (one file per process, rewritten
+atomically every few seconds), so a killed scan resumes, with any number of processes; the main
+process writes ``out`` when every file is scored and then removes the parts."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
+import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -24,10 +33,46 @@ def list_files(root: Path) -> list[Path]:
                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
+PART_COLUMNS = ["path", "score", "decision", "error", "detector"]
+FLUSH_SECONDS = 10.0  # a killed scan loses at most this much scoring work
+
+
+def parts_folder(out: Path) -> Path:
+    """Where the processes of a scan keep their scored rows until the main process merges them."""
+    return out.with_name(f"{out.name}.parts")
+
+
+def _detector_identity(detector_dir: Path, config: dict) -> str:
+    """What a part's scores depend on: the detector's saved config (threshold, weights hash, ...)."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(f"{detector_dir.resolve()}\n{text}".encode()).hexdigest()[:16]
+
+
+def _read_parts(folder: Path, identity: str) -> pd.DataFrame:
+    """Rows scored by earlier (killed) runs with the same detector; unreadable parts are ignored."""
+    tables = []
+    for path in sorted(folder.glob("rank-*.csv")) if folder.is_dir() else []:
+        try:
+            table = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8")
+        except (OSError, ValueError, pd.errors.ParserError) as error:
+            warnings.warn(f"{path}: unreadable scan part ({error}); scoring its files again", stacklevel=3)
+            continue
+        if list(table.columns) == PART_COLUMNS:
+            tables.append(table[table["detector"] == identity])
+    if not tables:
+        return pd.DataFrame(columns=PART_COLUMNS)
+    return pd.concat(tables, ignore_index=True).drop_duplicates("path")
+
+
 def scan_folder(detector_dir: Path | str, folder: Path | str, out: Path | str, batch_size: int = 64,
                 device: str = "auto", progress: bool = True) -> pd.DataFrame:
     """Score every file under ``folder`` and write ``out`` (CSV): path, P(fake), the decision at the
-    detector's saved threshold, or why the file could not be read. A bad file never stops a scan."""
+    detector's saved threshold, or why the file could not be read. A bad file never stops a scan.
+
+    Scored rows are kept as the scan goes (``<out>.parts/``), so a killed scan, run again with the
+    same detector, scores only what is left. Launched as several processes, each scores its share of
+    the chunks of files and the main process writes ``out`` (rows sorted by path, as one process)."""
+    from synthscope.distributed import current_shard
     from synthscope.generators.folder import (
         UnreadableImageError,
         fit_square,
@@ -35,36 +80,72 @@ def scan_folder(detector_dir: Path | str, folder: Path | str, out: Path | str, b
         open_image,
     )
 
-    detector, config = load_detector(detector_dir, device=resolve_device(device))
+    out = Path(out)
+    shard = current_shard(device)
+    detector_dir = Path(detector_dir)
+    detector, config = load_detector(detector_dir, device=shard.device(device))
     threshold = float(config["threshold"])
+    identity = _detector_identity(detector_dir, config)
     folder = Path(folder)
     files = list_files(folder)
+    parts = parts_folder(out)
+    earlier = _read_parts(parts, identity)
+    if shard.is_main and len(earlier):  # held in the main part before another process rewrites its own
+        atomic_write_bytes(parts / f"{shard.part}.csv", earlier[PART_COLUMNS].to_csv(index=False).encode("utf-8"))
+    shard.wait()  # every process has read what earlier runs left before any part is rewritten
+    done = set(earlier["path"])
+    own_part = parts / f"{shard.part}.csv"
+    keys = [str(path.relative_to(folder)) for path in files]
+    # Units of work are chunks of batch_size files in path order (keyed by their first path): each file
+    # is scored in the same batch, to the same bits, whatever the number of processes.
+    chunks = [range(start, min(len(files), start + batch_size)) for start in range(0, len(files), batch_size)]
+    pending = [chunk for chunk in chunks if any(keys[i] not in done for i in chunk)]
+    mine = shard.select(pending, key=lambda chunk: keys[chunk[0]])
     mode = "L" if detector.channels == 1 else "RGB"
     rows: list[dict] = []
-    batch: list[tuple[int, torch.Tensor]] = []
+    last_flush = time.monotonic()
 
-    def flush() -> None:
-        if not batch:
-            return
-        scores = detector.score(torch.stack([t for _, t in batch]), batch_size=batch_size)
-        for (row_index, _), score in zip(batch, scores):
-            rows[row_index].update(score=float(score), decision="fake" if score > threshold else "real")
-        batch.clear()
+    def save_part() -> None:
+        table = pd.DataFrame(rows, columns=COLUMNS).assign(detector=identity)
+        if shard.is_main:  # the main process also keeps what earlier runs scored, so they can go
+            table = pd.concat([earlier, table], ignore_index=True)
+        atomic_write_bytes(own_part, table[PART_COLUMNS].to_csv(index=False).encode("utf-8"))
 
-    for path in tqdm(files, desc="scan", unit="file", disable=not progress):
-        rows.append({"path": str(path.relative_to(folder)), "score": None, "decision": "", "error": ""})
-        try:
-            image = fit_square(open_image(path, mode=mode), detector.size)
-        except UnreadableImageError as error:
-            rows[-1]["error"] = error.reason
-            continue
-        except Exception as error:  # any decoder failure is this file's problem, not the scan's
-            rows[-1]["error"] = f"unreadable: {error}"
-            continue
-        batch.append((len(rows) - 1, image_to_tensor(image)))
-        if len(batch) >= batch_size:
-            flush()
-    flush()
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    atomic_write_bytes(Path(out), table.to_csv(index=False).encode())
+    bar = tqdm(total=sum(map(len, mine)), desc="scan", unit="file", disable=not shard.progress(progress))
+    for chunk in mine:
+        batch: list[tuple[int, torch.Tensor]] = []
+        for i in chunk:
+            if keys[i] in done:
+                continue
+            rows.append({"path": keys[i], "score": None, "decision": "", "error": ""})
+            try:
+                image = fit_square(open_image(files[i], mode=mode), detector.size)
+            except UnreadableImageError as error:
+                rows[-1]["error"] = error.reason
+                continue
+            except Exception as error:  # any decoder failure is this file's problem, not the scan's
+                rows[-1]["error"] = f"unreadable: {error}"
+                continue
+            batch.append((len(rows) - 1, image_to_tensor(image)))
+        if batch:
+            scores = detector.score(torch.stack([t for _, t in batch]), batch_size=batch_size)
+            for (row_index, _), score in zip(batch, scores):
+                rows[row_index].update(score=float(score), decision="fake" if score > threshold else "real")
+        bar.update(len(chunk))
+        if time.monotonic() - last_flush > FLUSH_SECONDS:  # whole chunks only: a resumed chunk is redone whole
+            save_part()
+            last_flush = time.monotonic()
+    bar.close()
+    if shard.distributed or len(earlier):
+        save_part()
+    shard.wait()
+    if not shard.is_main:
+        return pd.DataFrame(rows, columns=COLUMNS)
+    scored = pd.concat([_read_parts(parts, identity), pd.DataFrame(rows, columns=COLUMNS)], ignore_index=True)
+    scored = scored.drop_duplicates("path").set_index("path")
+    table = scored.reindex(keys).reset_index()[COLUMNS]  # every file once, in path order
+    table["score"] = pd.to_numeric(table["score"], errors="coerce")
+    table["error"] = table["error"].fillna("").astype(str)
+    atomic_write_bytes(out, table.to_csv(index=False).encode())
+    shutil.rmtree(parts, ignore_errors=True)  # merged: the parts are no longer needed
     return table

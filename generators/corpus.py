@@ -12,17 +12,26 @@ first, then the manifest is replaced in one ``os.replace``. A crash in between l
 the manifest does not list; a resumed writer numbers from the manifest and overwrites them. The
 manifest is the truth: an image exists in the corpus if and only if manifest.csv lists it.
 
+Several processes write one corpus through parts (see :mod:`synthscope.distributed`): each process
+writes a corpus of its own under ``parts/<part>/`` and the main process moves the parts' images and
+rows into the corpus with :meth:`CorpusWriter.merge_parts`, committing them with one manifest write.
+A merge is idempotent: rows whose key the corpus already lists are not added again, so a merge
+interrupted after its commit and run again duplicates nothing.
+
 Any plain folder of images can be read as a corpus too; its manifest is then inferred.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
 import math
+import os
 import platform
 import re
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -50,6 +59,7 @@ from .imageset import ImageSet
 MANIFEST_NAME = "manifest.csv"
 PROVENANCE_NAME = "corpus.json"
 IMAGES_DIR = "images"
+PARTS_DIR = "parts"  # per-process parts of a corpus being written by several processes
 CORPUS_FORMAT = "synthscope-corpus"
 FORMAT_VERSION = 1
 
@@ -215,7 +225,8 @@ class CorpusWriter:
     checkpoint_sha256, config, seed, ...) is stored at the top level of corpus.json.
 
     Rows missing a ``source`` get the provenance's ``generator`` (or "unknown"). Every manifest
-    value is stored as text. One writer per folder at a time: there is no lock.
+    value is stored as text. One writer per folder at a time: there is no lock; processes that write
+    one corpus together each write a part (:func:`open_part`) that the main process merges.
     """
 
     def __init__(self, root: Path | str, provenance: dict | None = None, mode: WriterMode = "resume") -> None:
@@ -293,6 +304,7 @@ class CorpusWriter:
     def _remove_corpus_files(self) -> None:
         for path in (self.manifest_path, self.provenance_path):
             path.unlink(missing_ok=True)
+        shutil.rmtree(self.root / PARTS_DIR, ignore_errors=True)
         if self.images_dir.is_dir():
             for path in self.images_dir.iterdir():
                 if re.fullmatch(r"\d+\.png", path.name):
@@ -377,7 +389,11 @@ class CorpusWriter:
         for name, image in zip(files, pil_images):
             _write_png(image, self.root / name)
         fsync_dir(self.images_dir)
+        self._commit(files, records)
+        return files
 
+    def _commit(self, files: list[str], records: list[dict[str, str]]) -> None:
+        """List ``files`` (already in place) with their rows: one manifest write, then provenance."""
         # 2) the manifest, replaced in one step: this is the commit point of the batch.
         batch = pd.DataFrame([{"file": f, **r} for f, r in zip(files, records)], dtype=str)
         columns = list(self._manifest.columns) + [c for c in batch.columns if c not in self._manifest.columns]
@@ -386,7 +402,7 @@ class CorpusWriter:
         manifest = pd.concat(parts, ignore_index=True).fillna("")
         self._write_manifest(manifest)
         self._manifest = manifest
-        self._next_index = start + n
+        self._next_index += len(files)
 
         # 3) provenance; if a crash skips this, the manifest still holds the truth (rows count).
         if self._resume_entry is not None:
@@ -395,7 +411,91 @@ class CorpusWriter:
         self._provenance["rows"] = len(manifest)
         self._provenance["updated_at"] = _now()
         self._write_provenance()
-        return files
+
+    # -- parts written by other processes
+
+    def pending_parts(self) -> list[Path]:
+        """The part folders waiting to be merged, sorted by name."""
+        folder = self.root / PARTS_DIR
+        return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+    def merge_parts(self, order: Sequence[str] | None = None, key: str = "key",
+                    same: Sequence[str] = ("generator",)) -> int:
+        """Move every part's images and rows into this corpus; return the number of rows added.
+
+        Rows are added in the order of their ``key`` in ``order`` (keys not in it last, by part
+        and row), so that N processes give the manifest a one-process run would. A row whose key
+        the corpus (or an earlier part) already lists is dropped: merging twice adds nothing.
+        ``same``: provenance entries a part must share with this corpus (a part made another way
+        is refused, never mixed in). Images are hard-linked where the filesystem allows (copied
+        otherwise) before the one manifest write that commits them; the parts are removed after.
+        """
+        parts = self.pending_parts()
+        if not parts:
+            return 0
+        seen = set(self._manifest[key]) if key in self._manifest.columns else set()
+        rank = {k: i for i, k in enumerate(order or [])}
+        rows: list[tuple[tuple[int, int, int], Path, dict[str, str]]] = []
+        for p, folder in enumerate(parts):
+            manifest_path = folder / MANIFEST_NAME
+            if not manifest_path.is_file():  # a part created but killed before its first write
+                continue
+            provenance = (_read_provenance(folder / PROVENANCE_NAME)
+                          if (folder / PROVENANCE_NAME).is_file() else {})
+            differ = [k for k in same if k in provenance and provenance.get(k) != self._provenance.get(k)]
+            if differ:
+                raise CorpusError(f"{folder}: a part made with other {', '.join(differ)} than {self.root}; "
+                                  f"remove it, or replace the corpus (--force)")
+            manifest = _read_manifest(manifest_path)
+            if manifest.empty:  # the part's process stopped before its first batch
+                continue
+            if key not in manifest.columns:
+                raise CorpusError(f"{manifest_path}: a corpus part needs a {key!r} column to be merged")
+            for r, row in enumerate(manifest.to_dict("records")):
+                if row[key] in seen:
+                    continue
+                seen.add(row[key])
+                source = folder / row["file"]
+                if not source.is_file():
+                    raise CorpusError(f"{manifest_path}: lists {row['file']}, which is missing")
+                rows.append(((rank.get(row[key], len(rank)), p, r), source, row))
+        rows.sort(key=lambda item: item[0])
+        start = self._next_index
+        files = [f"{IMAGES_DIR}/{start + i:06d}.png" for i in range(len(rows))]
+        for name, (_, source, _) in zip(files, rows):
+            _place(source, self.root / name)
+        if files:
+            fsync_dir(self.images_dir)
+            self._provenance.setdefault("merged", []).append(
+                {"at": _now(), "parts": [p.name for p in parts], "rows": len(files)})
+            self._commit(files, [{k: v for k, v in row.items() if k != "file"} for _, _, row in rows])
+        for folder in parts:  # only after the commit: until then the parts are the truth
+            shutil.rmtree(folder)
+        with contextlib.suppress(OSError):
+            (self.root / PARTS_DIR).rmdir()
+        return len(files)
+
+
+def open_part(root: Path | str, part: str) -> CorpusWriter:
+    """A writer for one process's own part of the corpus at ``root``, ``root/parts/<part>/``: a corpus
+    of its own, with the provenance the main process gave ``root`` (which must exist), merged into
+    it by :meth:`CorpusWriter.merge_parts`. Other processes never touch this folder."""
+    root = Path(root)
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", part):
+        raise ValueError(f"part names are letters, digits, '.', '_' and '-', got {part!r}")
+    stored = _read_provenance(root / PROVENANCE_NAME)
+    caller = {k: v for k, v in stored.items()
+              if k not in RESERVED_PROVENANCE_KEYS and k not in ("merged", "resumed")}
+    return CorpusWriter(root / PARTS_DIR / part, provenance=caller)
+
+
+def _place(source: Path, target: Path) -> None:
+    """Put ``source``'s bytes at ``target`` (an unlisted name, so replacing it is safe)."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)  # same filesystem: no copy, and the part's file is removed later
+    except OSError:
+        atomic_write_bytes(target, source.read_bytes(), sync_dir=False)
 
 
 # --------------------------------------------------------------------------- reading

@@ -124,12 +124,19 @@ def sample_to_corpus(run_dir: Path | str, out: Path | str, n: int, prompts: list
 
     Batch ``b`` of prompt ``p`` is drawn with its own seed, so a resumed run with the same ``n`` and
     ``batch_size`` writes exactly the images an uninterrupted one would have; asking for more images
-    later adds the missing ones, never a duplicate.
+    later adds the missing ones, never a duplicate. Launched as several processes, each draws its
+    share of the batches into its own part and the main process merges them (the same images
+    and manifest as one process).
     """
+    from synthscope.distributed import current_shard
+
+    from .corpus import open_part, read_corpus
+
     if n < 1 or batch_size < 1:
         raise ValueError(f"--n and --batch-size must be at least 1 (got {n} and {batch_size})")
     run_dir, out = Path(run_dir), Path(out)
-    model = load_generator(run_dir, device=resolve_device(device))
+    shard = current_shard(device)
+    model = load_generator(run_dir, device=shard.device(device))
     if model.kind != "diffusion" and sample_options:
         raise ValueError(f"{', '.join(sorted(sample_options))}: only diffusion models take these "
                          f"sampling options; {run_dir} holds a {model.kind}")
@@ -141,16 +148,23 @@ def sample_to_corpus(run_dir: Path | str, out: Path | str, n: int, prompts: list
         "config": model.config(), "seed": seed, "sample_options": sample_options,
         "batch_size": batch_size, "command": "generate sample",
     }
-    writer = open_corpus(out, provenance, force)
-    done = writer.existing("key")
     jobs = [(p, start) for p in (prompts or [None]) for start in range(0, n, batch_size)]
-    bar = tqdm(total=n * len(prompts or [None]), desc=f"sample {model.kind}", unit="img", disable=not progress)
-    for prompt, start in jobs:
+    order = [f"{p or ''}#{i}" for p in (prompts or [None]) for i in range(n)]
+    writer = None
+    if shard.is_main:
+        writer = open_corpus(out, provenance, force)
+        writer.merge_parts(order, same=RESUME_KEYS)  # what a killed multi-process run left
+    shard.wait()
+    done = writer.existing("key") if writer is not None else set(read_corpus(out).manifest.get("key", []))
+    target = writer if not shard.distributed else open_part(out, shard.part)
+    pending = [(p, start) for p, start in jobs
+               if any(f"{p or ''}#{i}" not in done for i in range(start, min(n, start + batch_size)))]
+    mine = shard.select(pending, key=lambda job: f"{job[0] or ''}#{job[1]}")
+    bar = tqdm(total=sum(min(batch_size, n - start) for _, start in mine), desc=f"sample {model.kind}",
+               unit="img", disable=not shard.progress(progress))
+    for prompt, start in mine:
         count = min(batch_size, n - start)
         keys = [f"{prompt or ''}#{start + i}" for i in range(count)]
-        if all(k in done for k in keys):
-            bar.update(count)
-            continue
         batch_seed = int(np.random.SeedSequence([seed, start, _stable_hash(prompt)]).generate_state(1)[0])
         images = model.sample(count, prompt=prompt, seed=batch_seed, **sample_options)
         requested = model.vocabulary.parse(prompt) if prompt and model.vocabulary else {}
@@ -160,9 +174,13 @@ def sample_to_corpus(run_dir: Path | str, out: Path | str, n: int, prompts: list
         # A batch that is only partly written (e.g. an earlier run asked for fewer images) adds
         # only its missing images: a key is never listed twice.
         keep = [i for i, key in enumerate(keys) if key not in done]
-        writer.append(images[keep], [rows[i] for i in keep])
+        target.append(images[keep], [rows[i] for i in keep])
         bar.update(count)
     bar.close()
+    shard.wait()
+    if writer is not None:
+        writer.merge_parts(order, same=RESUME_KEYS)
+    shard.wait()
     return out
 
 

@@ -287,6 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_main_process() -> bool:
+    """False on the other processes of a command launched as several (only the main one reports)."""
+    from synthscope.distributed import current_shard, launched_processes
+
+    return launched_processes() <= 1 or current_shard().is_main
+
+
 def run(args: argparse.Namespace) -> int:
     from synthscope.generators import workflow
 
@@ -315,7 +322,8 @@ def run(args: argparse.Namespace) -> int:
         out = workflow.sample_to_corpus(args.run_dir, args.out, n=args.n, prompts=args.prompt,
                                         seed=args.seed, batch_size=args.batch_size, device=args.device,
                                         progress=progress, force=args.force, **options)
-        print(f"corpus -> {out}")
+        if _is_main_process():
+            print(f"corpus -> {out}")
     elif args.command == "audit":
         run_audit_command(args, progress)
     elif args.command == "detect":
@@ -333,7 +341,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.command == "data" and args.action == "export":
         out = workflow.export_builtin(args.dataset, args.out, n=args.n, seed=args.seed, size=args.size,
                                       progress=progress, force=args.force)
-        print(f"corpus -> {out}")
+        if _is_main_process():
+            print(f"corpus -> {out}")
     return 0
 
 
@@ -371,7 +380,8 @@ def run_detect(args: argparse.Namespace, progress: bool) -> None:
 
         table = scan_folder(args.detector_dir, args.folder, args.out, device=args.device, progress=progress)
         failed = int((table["error"] != "").sum())
-        print(f"{len(table)} files scored -> {args.out}" + (f" ({failed} could not be read)" if failed else ""))
+        if _is_main_process():
+            print(f"{len(table)} files scored -> {args.out}" + (f" ({failed} could not be read)" if failed else ""))
 
 
 def run_audit_command(args: argparse.Namespace, progress: bool) -> None:
@@ -386,7 +396,8 @@ def run_audit_command(args: argparse.Namespace, progress: bool) -> None:
         from synthscope.audits.audit import run_audit
 
         result = run_audit(args.spec, args.out, force=args.force, device=args.device, progress=progress)
-        print(f"{result.generation.total} images ({result.generation.generated} new); report -> {result.report}")
+        if result is not None:  # None on the other processes of a multi-process run: the main one reports
+            print(f"{result.generation.total} images ({result.generation.generated} new); report -> {result.report}")
     elif args.action == "label-sheet":
         from synthscope.audits.audit import IMAGES_DIR
         from synthscope.audits.labels import export_label_sheet
