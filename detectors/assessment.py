@@ -10,7 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from synthscope.runtime import atomic_write_bytes, atomic_write_json, read_json, resolve_device
+from synthscope.distributed import current_shard
+from synthscope.runtime import atomic_write_bytes, atomic_write_json, read_json
 
 from .base import load_detector
 from .metrics import DetectionReport, MetricValue
@@ -64,14 +65,23 @@ class Assessment:
 def assess_detector(detector_dir: Path | str, data: LabelledImages | None = None, *,
                     real: Path | str | None = None, fakes: Sequence[Path | str] = (),
                     sweeps: Sequence[str] = DEFAULT_SWEEPS, shortcut: bool = True, n_boot: int = 1000,
-                    seed: int = 0, device: str = "auto", progress: bool = True) -> Assessment:
+                    seed: int = 0, device: str = "auto", progress: bool = True) -> Assessment | None:
     """Deployment metrics at the saved threshold, then (optionally) robustness and format checks.
 
     The test set is ``data``, or else the ``real`` and ``fakes`` corpora read at the detector's
-    own input size."""
-    detector, config = load_detector(detector_dir, device=resolve_device(device))
+    own input size. Launched as several processes, a CLIP detector's processes encode the test
+    images together into the shared feature cache; the main process then assesses and returns the
+    assessment, the others return None."""
+    shard = current_shard(device)
+    detector, config = load_detector(detector_dir, device=shard.device(device))
     if data is None:
-        data = load_labelled(real, fakes, size=detector.size, channels=detector.channels, progress=progress)
+        data = load_labelled(real, fakes, size=detector.size, channels=detector.channels,
+                             progress=shard.progress(progress))
+    if shard.distributed:
+        if hasattr(detector, "share_features"):  # what one process would encode first: the clean images
+            detector.share_features(data.images, shard)
+        if not shard.is_main:
+            return None
     threshold = float(config["threshold"])
     report, scores = score_labelled(detector, threshold, data, n_boot=n_boot, seed=seed)
     both = bool((data.labels == 0).any() and (data.labels == 1).any())

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from synthscope.distributed import Shard, current_shard
 from synthscope.runtime import (
     atomic_write_bytes,
     atomic_write_json,
@@ -424,6 +425,27 @@ class ClipDetector:
             return torch.empty(0, self.encoder.feature_dim)
         return torch.stack([found[key] for key in keys])
 
+    def share_features(self, images: torch.Tensor, shard: Shard, batch_size: int = 256) -> None:
+        """Encode ``images`` into the feature cache as one of several processes, then wait for the others.
+
+        Every process calls this with the same images; each encodes its share of the batches
+        :meth:`features` would encode (keyed by their first image), so that afterwards every process
+        finds every feature in the shared cache, computed in the same batch as by one process alone."""
+        if self.cache is None:
+            raise ValueError("several processes share CLIP features through the feature cache; run without "
+                             "--no-cache (or as one process)")
+        keys = image_keys(images)
+        found = self.cache.lookup(keys)
+        todo, seen = [], set(found)
+        for i, key in enumerate(keys):
+            if key not in seen:
+                seen.add(key)
+                todo.append(i)
+        batches = [todo[start:start + batch_size] for start in range(0, len(todo), batch_size)]
+        for index in shard.select(batches, key=lambda batch: keys[batch[0]].hex()):
+            self.cache.store([keys[i] for i in index], self.encoder.encode(images[torch.tensor(index)]))
+        shard.wait()
+
     def score(self, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
         """P(fake) per image, float64."""
         if self.probe is None:
@@ -494,26 +516,36 @@ def train_clip_detector(real: Path | str, fakes: Sequence[Path | str], out: Path
                         size: int = 32, channels: int = 3, val_fraction: float = 0.2, target_fpr: float = 0.01,
                         seed: int = 0, batch_size: int = 256, device: str = "auto",
                         cache_dir: Path | str | None = None, cache: bool = True,
-                        progress: bool = True) -> DetectorRun:
+                        progress: bool = True) -> DetectorRun | None:
     """Fit a probe on frozen CLIP features of a real corpus against synthetic corpora (UnivFD).
 
     A stratified ``val_fraction`` is held out; its *real* images alone fix the threshold for
     ``target_fpr``. The logistic probe's C (when not given) is chosen by cross-validation on the
     training split; the k-NN probe keeps the training features as its reference set.
+
+    Launched as several processes, they encode the images together into the shared feature cache;
+    the main process then fits the probe, writes the detector and returns it, the others return None.
     """
     if not fakes:
         raise ValueError("give at least one synthetic corpus (--fake)")
     if probe not in PROBES:
         raise ValueError(f"unknown CLIP probe {probe!r}; choose from {', '.join(PROBES)}")
     seed_everything(seed)
-    device = resolve_device(device)
+    shard = current_shard(device)
+    device = shard.device(device)
     began = time.perf_counter()
     encoder = ClipEncoder(model, pretrained, checkpoint, device)  # before reading data: fail fast on weights
     feature_cache = FeatureCache(cache_dir or default_cache_dir(), encoder.model_id) if cache else None
-    detector = ClipDetector(encoder, None, size, channels, feature_cache, progress)
+    detector = ClipDetector(encoder, None, size, channels, feature_cache, shard.progress(progress))
 
-    data = load_labelled(real, fakes, size=size, channels=channels, progress=progress)
+    data = load_labelled(real, fakes, size=size, channels=channels, progress=shard.progress(progress))
     train, val = stratified_split(data, val_fraction, seed)
+    if shard.distributed:  # the same calls as below, so each image is encoded in the same batch
+        detector.share_features(train.images, shard, batch_size)
+        detector.share_features(val.images, shard, batch_size)
+        if not shard.is_main:
+            shard.wait()  # returns once the main process has written the detector
+            return None
     train_features = detector.features(train.images, batch_size).numpy()
     val_features = detector.features(val.images, batch_size).numpy()
     if probe == "logistic":
@@ -535,4 +567,5 @@ def train_clip_detector(real: Path | str, fakes: Sequence[Path | str], out: Path
                      "images_encoded": encoder.images_encoded},
     })
     atomic_write_bytes(out / HISTORY_FILE, history.to_csv(index=False).encode())
+    shard.wait()
     return DetectorRun(detector, threshold, target_fpr, history, out, seconds)

@@ -201,7 +201,7 @@ def score_labelled(detector: Detector, threshold: float, data: LabelledImages, n
 def evaluate_detector(detector_dir: Path | str, real: Path | str | None, fakes: Sequence[Path | str],
                       n_boot: int = 1000, seed: int = 0, device: str = "auto",
                       return_scores: bool = False,
-                      progress: bool = True) -> DetectionReport | tuple[DetectionReport, pd.DataFrame]:
+                      progress: bool = True) -> DetectionReport | tuple[DetectionReport, pd.DataFrame] | None:
     """Score test corpora and report the deployment metrics at the detector's saved threshold: the
     first part of :func:`~synthscope.detectors.assessment.assess_detector`, without the stress tests.
 
@@ -210,4 +210,6 @@ def evaluate_detector(detector_dir: Path | str, real: Path | str | None, fakes: 
 
     assessment = assess_detector(detector_dir, real=real, fakes=fakes, sweeps=(), shortcut=False, n_boot=n_boot,
                                  seed=seed, device=device, progress=progress)
+    if assessment is None:  # another process of a multi-process run: the main one reports
+        return None
     return (assessment.report, assessment.scores) if return_scores else assessment.report

@@ -349,6 +349,8 @@ def run(args: argparse.Namespace) -> int:
 def run_detect(args: argparse.Namespace, progress: bool) -> None:
     if args.action == "train":
         run = _train_detector(args, progress)
+        if run is None:  # another process of a multi-process run: the main one reports
+            return
         print(f"detector -> {args.out} (threshold {run.threshold:.4g} for {run.target_fpr:.1%} FPR on held-out "
               f"reals; {run.seconds:.0f} s)")
     elif args.action == "eval":
@@ -360,6 +362,8 @@ def run_detect(args: argparse.Namespace, progress: bool) -> None:
         sweeps = [] if args.robustness is None else (args.robustness or list(SWEEP_NAMES))
         assessment = assess_detector(args.detector_dir, real=args.real, fakes=args.fake, sweeps=sweeps,
                                      n_boot=args.bootstrap, seed=args.seed, device=args.device, progress=progress)
+        if assessment is None:  # another process of a multi-process run: the main one assesses
+            return
         assessment.save(args.out)
         _write_detector_report(args.out, detector_section(assessment), f"detect eval {args.detector_dir}")
         print(assessment.report.table()[["metric", "value", "ci_low", "ci_high"]].to_string(index=False))

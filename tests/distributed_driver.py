@@ -7,7 +7,8 @@ runs CPU processes when the device is ``cpu``), or directly as one:
 
 JOBS.json is a list of jobs, run in order (one launch amortises the start-up of the processes):
 ``{"job": "audit", "spec": ..., "out": ...}``, ``{"job": "sample", "run_dir": ..., "out": ..., "n": N}``,
-``{"job": "scan", "detector": ..., "folder": ..., "out": ...}``; ``"open_clip_config"`` registers a
+``{"job": "scan", "detector": ..., "folder": ..., "out": ...}``, ``clip-train`` and ``clip-eval`` (a CLIP
+detector trained and assessed from a real and a fake corpus); ``"open_clip_config"`` registers a
 test architecture with open_clip first. A job with ``"die_after": K`` makes the
 process of rank ``die_rank`` (default 1) exit abruptly once it has written K batches, as a killed
 process would; the launcher then stops the others.
@@ -64,6 +65,19 @@ def run(job: dict) -> None:
 
         scan_folder(job["detector"], job["folder"], job["out"], batch_size=job.get("batch_size", 8),
                     device="cpu", progress=False)
+    elif job["job"] == "clip-train":
+        from synthscope.detectors.clip import train_clip_detector
+
+        train_clip_detector(job["real"], [job["fake"]], job["out"], model=job["model"], pretrained=None,
+                            checkpoint=job["checkpoint"], size=16, target_fpr=0.05, batch_size=8, device="cpu",
+                            cache_dir=job["cache"], progress=False)
+    elif job["job"] == "clip-eval":
+        from synthscope.detectors.assessment import assess_detector
+
+        assessment = assess_detector(job["detector"], real=job["real"], fakes=[job["fake"]], sweeps=["jpeg"],
+                                     n_boot=20, device="cpu", progress=False)
+        if assessment is not None:
+            assessment.save(job["out"])
     else:
         raise ValueError(f"unknown job {job['job']!r}")
 

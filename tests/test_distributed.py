@@ -27,7 +27,7 @@ from PIL import Image
 from synthscope.distributed import Shard, current_shard, launched_processes
 from synthscope.generators.corpus import PARTS_DIR, CorpusError, CorpusWriter, open_part, read_corpus
 
-from tiny_clip import TINY_TEXT
+from tiny_clip import TINY, TINY_TEXT
 
 TESTS = Path(__file__).parent
 DRIVER = TESTS / "distributed_driver.py"
@@ -194,6 +194,7 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("distributed")
     pipeline = save_tiny_pipeline(root / "tiny-sd")
     clip = make_tiny_clip(root / "tiny-clip", TINY_TEXT, TINY_TEXT_CONFIG)
+    make_tiny_clip(root / "tiny-clip-image")  # an image tower for the CLIP detector
     probe = 'kind = "probe"\nattributes = ["gender", "skin_tone"]\nabstain_below = 0.6'
     zero_shot = f'kind = "clip"\nmodel = "{TINY_TEXT}"\npretrained = "{clip.as_posix()}"\nabstain_below = 0.3'
     diffusers = f'kind = "diffusers"\nmodel = "{pipeline.as_posix()}"\nsteps = 2\nbatch_size = 2'
@@ -239,7 +240,13 @@ def jobs(root: Path, tag: str) -> list[dict]:
         {"job": "sample", "run_dir": str(root / "ae"), "out": str(out / "sample-1"), "n": 5},  # one batch
         {"job": "sample", "run_dir": str(root / "ae"), "out": str(out / "sample-3"), "n": 17},  # three batches
         {"job": "scan", "detector": str(root / "detector"), "folder": str(root / "inbox"),
-         "out": str(out / "scores.csv")}]
+         "out": str(out / "scores.csv")},
+        # a cache of its own per run, so that each run encodes every image
+        {"job": "clip-train", "real": str(root / "real"), "fake": str(root / "fake"), "out": str(out / "clip"),
+         "model": TINY, "checkpoint": str(root / "tiny-clip-image" / "open_clip_model.safetensors"),
+         "cache": str(out / "features"), "open_clip_config": str(root / "tiny-clip-image" / f"{TINY}.json")},
+        {"job": "clip-eval", "detector": str(out / "clip"), "real": str(root / "real"), "fake": str(root / "fake"),
+         "out": str(out / "clip-eval"), "open_clip_config": str(root / "tiny-clip-image" / f"{TINY}.json")}]
 
 
 def assert_same_audit(one: Path, other: Path, resumed: bool = False) -> None:
@@ -265,6 +272,12 @@ def assert_same_audit(one: Path, other: Path, resumed: bool = False) -> None:
     assert not list((other / "annotator_cache").glob("*.rank-*.csv"))
 
 
+def read_keys(path: Path) -> torch.Tensor:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))["keys"]
+
+
 def assert_same_scan(one: Path, other: Path) -> None:
     a, b = (pd.read_csv(path, keep_default_na=False) for path in (one, other))
     assert list(b["path"]) == list(a["path"]) and len(set(b["path"])) == len(b)  # one row per file, sorted
@@ -284,6 +297,16 @@ def test_two_processes_write_what_one_process_writes(workspace):
         assert (read_corpus(two / name).manifest.equals(read_corpus(one / name).manifest))
     assert_same_scan(one / "scores.csv", two / "scores.csv")
     assert (two / "audit-builtin" / "index.html").is_file()
+    # the CLIP detector: the same features, so the same probe, threshold, scores and robustness
+    assert (two / "clip" / "probe.safetensors").read_bytes() == (one / "clip" / "probe.safetensors").read_bytes()
+    config = [json.loads((run / "clip" / "detector.json").read_text()) for run in (one, two)]
+    assert config[0]["threshold"] == config[1]["threshold"]
+    for name in ("scores.csv", "robustness.csv"):
+        assert (two / "clip-eval" / name).read_bytes() == (one / "clip-eval" / name).read_bytes(), name
+    # every image encoded once: the two processes' shards hold as many features as one process's
+    assert len(list((two / "features").rglob("*.safetensors"))) >= 2
+    assert (sum(len(read_keys(path)) for path in (two / "features").rglob("*.safetensors"))
+            == sum(len(read_keys(path)) for path in (one / "features").rglob("*.safetensors")))
 
 
 def test_a_killed_process_loses_nothing_when_one_process_finishes_the_run(workspace):
