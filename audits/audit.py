@@ -29,7 +29,7 @@ from .backends import BuiltinBackend, DiffusersBackend, TextToImageBackend
 from .labels import import_labels
 from .metrics import ABSTAIN, amplification, attribute_shares, audit_metrics, reference_gap
 from .reference import load_reference, training_world_reference
-from .report_section import audit_section
+from .report_section import audit_section, reference_rows_table
 from .runner import GenerationSummary, ImageJob, generate_corpus
 from .spec import AuditSpec, BuiltinBackendSpec, load_spec
 
@@ -148,7 +148,7 @@ def run_audit(spec_path: Path | str, out: Path | str, force: bool = False, devic
                             if (out / "annotator_prompts.csv").is_file() else None,
                             reference=reference, reference_name=reference_name)
     if second is not None:
-        section.subsections.append(labour_section(tables))
+        section.subsections.append(labour_section(tables, second, list(spec.prompts.professions)))
     if isinstance(spec.backend, BuiltinBackendSpec) and annotators:
         check = training_images_check(spec, out, annotators, size, progress=progress)
         tables["training_images_check"] = check
@@ -262,14 +262,18 @@ def contact_sheets(corpus_dir: Path, annotations: pd.DataFrame | None = None,
     return sheets
 
 
-def labour_section(tables: dict[str, pd.DataFrame]) -> Section:
-    """The builtin model against US labour statistics (its world follows them unless skewed)."""
+def labour_section(tables: dict[str, pd.DataFrame], reference: pd.DataFrame, professions: list[str]) -> Section:
+    """The builtin model against US labour statistics (its world follows them unless skewed), with
+    the table rows behind each profession's figure and the professions that have none."""
+    source = str(reference["source"].iloc[0]) if len(reference) else "the labour statistics"
     return Section(
         id="audit-labour", title="Compared with US labour statistics",
-        intro="The same measured shares against BLS CPS table 11. The built-in world follows these figures "
+        intro=f"The same measured shares against {source}. The built-in world follows these figures "
               "unless the spec skews it, so a gap here can come from the world or from the model; the "
               "comparison with the training world above separates the two.",
-        blocks=[Table("Gap to labour statistics", tables["reference_gap_labour"], name="audit-labour-gap"),
+        blocks=[Table("Reference figures and the table rows behind them", reference_rows_table(reference, professions),
+                      name="audit-labour-reference-rows"),
+                Table("Gap to labour statistics", tables["reference_gap_labour"], name="audit-labour-gap"),
                 Table("Amplification against labour statistics", tables["amplification_labour"],
                       name="audit-labour-amplification")])
 

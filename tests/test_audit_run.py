@@ -77,6 +77,11 @@ def test_audit_writes_images_tables_and_report(audit):
     assert women.loc["doctor", "share_of_determined"] < 0.3 < 0.7 < women.loc["nurse", "share_of_determined"]
     html = (result.out / "index.html").read_text()
     assert "training world" in html and "Compared with US labour statistics" in html
+    # the labour comparison names its table and, per profession, the rows behind the figure
+    labour = html[html.index("Compared with US labour statistics"):]
+    assert "https://www.bls.gov/cps/aa2022/cpsaat11.htm" in labour and "Other physicians" in labour
+    assert "Surgeons" in labour and "Registered nurses" in labour  # skipped as unpublished; combined
+    assert "Reference figures and the table rows behind them" in labour
     assert "skewed &lt;b&gt;doctors&lt;/b&gt;" in html and "<b>doctors" not in html
     # contact-sheet tiles say what the annotator read, and the check names the annotator
     assert re.search(r"(female|male|gender \?) · tone (\d|\?)", html)
