@@ -26,6 +26,7 @@ command starts as fast as before.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import os
 import warnings
@@ -38,6 +39,8 @@ import torch
 from synthscope.runtime import resolve_device
 
 T = TypeVar("T")
+
+BARRIER_TIMEOUT_HOURS = 24
 
 # Variables a launcher (torchrun, accelerate launch, mpirun) sets to the number of processes.
 _WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -148,9 +151,12 @@ def current_shard(device: str | torch.device | None = "auto") -> Shard:
                           "... --device cpu` (torchrun), which runs CPU processes when --device is cpu", stacklevel=2)
         _SHARD = Shard()
         return _SHARD
-    from accelerate import PartialState
+    from accelerate import InitProcessGroupKwargs, PartialState
 
-    state = PartialState(cpu=_wants_cpu(device))
+    # The others wait while the main process does what must happen once (training the builtin model
+    # on first use can take longer than the usual 10-30 minute barrier timeout).
+    timeout = InitProcessGroupKwargs(timeout=datetime.timedelta(hours=BARRIER_TIMEOUT_HOURS)).to_kwargs()
+    state = PartialState(cpu=_wants_cpu(device), **timeout)
     _SHARD = Shard(index=state.process_index, count=state.num_processes,
                    local_index=state.local_process_index, state=state)
     return _SHARD
