@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -49,6 +51,13 @@ def _add_common(parser: argparse.ArgumentParser, device: bool = True, seed: bool
         parser.add_argument("--device", default="auto",
                             help="cpu, cuda, cuda:N, mps or auto (default: auto = best available)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_threads(parser)
+
+
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=positive_int,
+                        help="CPU threads for torch (default: 1 for the built-in models and small CNNs, which "
+                             "run fastest that way; the usable CPUs for CLIP, ResNets and diffusers pipelines)")
 
 
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -235,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="replace images made by another model or with other settings instead of refusing")
     arun.add_argument("--device", help="override the spec's device (cpu, cuda, cuda:N, mps, auto)")
     arun.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_threads(arun)
     asheet = audit_commands.add_parser(
         "label-sheet", help="export images for human labelling",
         description="Write labels.csv and a self-contained sheet.html (image ids and allowed values, never the "
@@ -294,14 +304,43 @@ def _is_main_process() -> bool:
     return launched_processes() <= 1 or current_shard().is_main
 
 
+def _workload(args: argparse.Namespace) -> str:
+    """Whether a command runs the tiny built-in models (one thread is fastest) or a large network
+    (CLIP, a ResNet, a diffusers pipeline: every usable CPU), judged without importing torch models."""
+    from synthscope.runtime import LARGE, TINY
+
+    if args.command == "detect":
+        if getattr(args, "kind", None) == "clip" or str(getattr(args, "arch", "small")).startswith("resnet"):
+            return LARGE
+        detector_dir = getattr(args, "detector_dir", None)
+        if detector_dir is not None:  # eval and scan: the saved detector's kind
+            try:
+                model = json.loads((Path(detector_dir) / "detector.json").read_text()).get("model", {})
+            except (OSError, ValueError, AttributeError):
+                return TINY  # the command itself reports a missing or broken detector
+            if isinstance(model, dict) and (model.get("kind") == "clip"
+                                            or str(model.get("arch", "")).startswith("resnet")):
+                return LARGE
+    if args.command == "audit" and getattr(args, "action", None) == "run":
+        try:
+            text = Path(args.spec).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return TINY  # the command itself reports an unreadable spec
+        if re.search(r"""^\s*kind\s*=\s*["']diffusers["']""", text, flags=re.MULTILINE):
+            return LARGE
+    return TINY
+
+
 def run(args: argparse.Namespace) -> int:
     from synthscope.generators import workflow
 
-    from synthscope.runtime import resolve_device
+    from synthscope.runtime import choose_threads, resolve_device, use_threads
 
     progress = not getattr(args, "quiet", False)
     if getattr(args, "device", None):
         resolve_device(args.device)  # an absent device stops here, before anything is written
+    if hasattr(args, "threads"):
+        use_threads(choose_threads(_workload(args), args.threads))
     if args.command == "generate" and args.action == "train":
         result = workflow.train_run(
             args.model, args.data, args.out, conditional=args.conditional, steps=args.steps,

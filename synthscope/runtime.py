@@ -24,6 +24,68 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# Workloads, for the number of CPU threads torch uses (:func:`choose_threads`).
+TINY = "tiny"  # the built-in models and small CNNs: overhead-bound, fastest with one thread
+LARGE = "large"  # CLIP ViTs, ResNets, diffusers pipelines on a CPU: enough work per call for every core
+
+
+def available_cpus(cgroup_root: Path | str = "/sys/fs/cgroup") -> int:
+    """The CPUs this process may actually use: its affinity mask, capped by a cgroup CPU quota (a
+    container limited to 2 CPUs on a 64-core host has 2), never the host's core count alone."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        count = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota(Path(cgroup_root))
+    if quota is not None:
+        count = min(count, max(1, int(quota)))  # 1.5 CPUs of quota: 1 thread keeps busy without throttling
+    return max(1, count)
+
+
+def _cgroup_cpu_quota(root: Path) -> float | None:
+    """CPUs allowed by the cgroup (v2 ``cpu.max``, else v1 ``cpu.cfs_quota_us``), None when unlimited."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return None if quota <= 0 or period <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+
+
+def choose_threads(workload: str = TINY, requested: int | None = None) -> int:
+    """How many CPU threads torch should use for ``workload`` (:data:`TINY` or :data:`LARGE`).
+
+    ``requested`` (``--threads``) wins, then ``OMP_NUM_THREADS`` when set (a launcher such as torchrun
+    sets it). Otherwise tiny models get one thread: they are overhead-bound, and a thread per core
+    made a 2-core machine twice as slow alone and several times slower beside another process. Large
+    models get the CPUs this process may use, shared with the other processes launched on this
+    machine (``LOCAL_WORLD_SIZE``)."""
+    if workload not in (TINY, LARGE):
+        raise ValueError(f"unknown workload {workload!r}; use {TINY!r} or {LARGE!r}")
+    if requested is not None:
+        if requested < 1:
+            raise ValueError(f"--threads must be at least 1, got {requested}")
+        return int(requested)
+    from_env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if from_env.isdigit() and int(from_env) > 0:
+        return int(from_env)
+    if workload == TINY:
+        return 1
+    local = os.environ.get("LOCAL_WORLD_SIZE", "").strip()
+    processes = int(local) if local.isdigit() and int(local) > 0 else 1
+    return max(1, available_cpus() // processes)
+
+
+def use_threads(count: int) -> None:
+    """Make torch compute with ``count`` CPU threads in this process."""
+    torch.set_num_threads(int(count))
+
+
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
     """``auto`` picks cuda, then mps, then cpu; an explicit device that is absent is an error."""
     if isinstance(name, torch.device):
