@@ -128,6 +128,15 @@ def _flatten(img: Image.Image, grey: bool) -> Image.Image:
     return img.convert("L" if grey else "RGB")
 
 
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation of a decoded image (1 where EXIF is missing or cannot be parsed)."""
+    try:
+        orientation = img.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # a broken EXIF block should not cost the pixels (they are decoded already)
+        return 1
+    return orientation if isinstance(orientation, int) else 1
+
+
 def _decode(path: Path, max_pixels: int, grey: bool | None = False,
             draft: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
     """Decode ``path``; return the 8-bit image and its original (upright) width and height.
@@ -154,20 +163,23 @@ def _decode(path: Path, max_pixels: int, grey: bool | None = False,
                 # Animated GIF/WebP/APNG: Pillow opens on the first frame; make that explicit.
                 if getattr(img, "n_frames", 1) > 1:
                     img.seek(0)
-                try:
-                    orientation = img.getexif().get(_ORIENTATION_TAG, 1)
-                except Exception:  # a broken EXIF block should not cost the pixels
-                    orientation = 1
-                if orientation in (5, 6, 7, 8):
-                    width, height = height, width
                 if draft and img.format == "JPEG":
                     img.draft(None, (draft, draft))
-                img.load()  # inside the try: truncation and corrupt data surface here
+                # The pixels are decoded first, and their errors (truncation, corrupt data, a bad
+                # checksum) always surface. Reading EXIF can decode too (a PNG's eXIf chunk may
+                # follow the image data): were it first, the guard below would swallow a decoding
+                # error and a later load() would hand back partly decoded pixels.
+                img.load()
+                orientation = _orientation(img)
+                if orientation in (5, 6, 7, 8):
+                    width, height = height, width
                 source_grey = img.mode in _GREY_MODES
-                try:
-                    upright = ImageOps.exif_transpose(img)
-                except Exception:  # a broken EXIF block should not cost the pixels
-                    upright = img
+                upright = img
+                if orientation != 1:
+                    try:
+                        upright = ImageOps.exif_transpose(img)
+                    except Exception:  # a broken EXIF block should not cost the pixels
+                        upright = img
                 out = _flatten(upright, grey=source_grey if grey is None else grey)
                 out.load()
                 return out, (width, height)

@@ -333,6 +333,21 @@ def test_unreadable_listed_image(tmp_path):
     assert [f for f, _ in corpus.skipped] == ["images/000001.png"]
 
 
+def test_a_listed_png_with_a_bad_crc_is_unreadable_not_partly_decoded(tmp_path):
+    write_two_batches(tmp_path)
+    path = tmp_path / "images" / "000001.png"
+    data = bytearray(path.read_bytes())
+    idat = data.index(b"IDAT")
+    data[idat + 4 + int.from_bytes(data[idat - 4:idat], "big") // 2] ^= 0xFF  # CRC now wrong
+    path.write_bytes(bytes(data))
+    with pytest.raises(UnreadableImageError, match="000001.png.*broken data stream"):
+        read_corpus(tmp_path, strict=True).load_images()
+    corpus = read_corpus(tmp_path)
+    with pytest.warns(UserWarning, match="000001.png"):
+        assert len(corpus.load_images()) == 4
+    assert [f for f, _ in corpus.skipped] == ["images/000001.png"]
+
+
 def test_read_corpus_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         read_corpus(tmp_path / "nowhere")

@@ -10,9 +10,11 @@ import torch
 from PIL import Image
 from synthscope.generators.data import load_data
 from synthscope.generators.folder import (
+    DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
     ImageTooLargeError,
     UnreadableImageError,
+    _decode,
     find_images,
     fit_square,
     load_folder,
@@ -173,6 +175,50 @@ def test_open_image_bad_file_names_it(tmp_path, name):
     assert isinstance(info.value, ValueError)
     if name == "empty.png":
         assert "empty" in info.value.reason
+
+
+def _png_chunks(data: bytes) -> list[tuple[int, bytes, int]]:
+    """(offset of the chunk's data, chunk type, data length) of every chunk of a PNG file."""
+    chunks, at = [], 8
+    while at < len(data):
+        length = int.from_bytes(data[at:at + 4], "big")
+        chunks.append((at + 8, data[at + 4:at + 8], length))
+        at += 12 + length
+    return chunks
+
+
+def _noise_png(path, seed: int = 0) -> bytes:
+    noise = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path)
+    return path.read_bytes()
+
+
+def test_a_png_with_a_bad_crc_is_refused_not_partly_decoded(tmp_path):
+    data = bytearray(_noise_png(tmp_path / "bad-crc.png"))
+    start, _, length = next(c for c in _png_chunks(bytes(data)) if c[1] == b"IDAT")
+    data[start + length // 2] ^= 0xFF  # the chunk's stored CRC no longer matches its data
+    (tmp_path / "bad-crc.png").write_bytes(bytes(data))
+    with pytest.raises(OSError), Image.open(tmp_path / "bad-crc.png") as img:
+        img.load()  # plain Pillow refuses it
+    for grey in (False, None):
+        with pytest.raises(UnreadableImageError, match="bad-crc.png") as info:
+            _decode(tmp_path / "bad-crc.png", DEFAULT_MAX_PIXELS, grey=grey)
+        assert "broken data stream" in info.value.reason
+    with pytest.raises(UnreadableImageError, match="bad-crc.png"):
+        open_image(tmp_path / "bad-crc.png")
+    with pytest.raises(UnreadableImageError, match="bad-crc.png"):
+        load_folder(tmp_path, size=8, strict=True)
+
+
+def test_a_png_cut_short_is_refused(tmp_path):
+    data = _noise_png(tmp_path / "whole.png")
+    start, _, length = next(c for c in _png_chunks(data) if c[1] == b"IDAT")
+    (tmp_path / "cut.png").write_bytes(data[:start + length - 100])  # inside the pixel data
+    with pytest.raises(UnreadableImageError, match="cut.png") as info:
+        open_image(tmp_path / "cut.png")
+    assert "truncated" in info.value.reason
+    with pytest.raises(UnreadableImageError, match="cut.png"):
+        _decode(tmp_path / "cut.png", DEFAULT_MAX_PIXELS, grey=None)
 
 
 def test_load_folder_skips_bad_files_with_warnings(tmp_path):
