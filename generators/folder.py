@@ -24,6 +24,11 @@ from .imageset import ImageSet
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
 DEFAULT_MAX_PIXELS = 64_000_000
+# Decoded bytes are limited too: at most this many bytes a pixel of the pixel limit (an RGB or RGBA
+# image at the pixel limit, as Pillow holds it). Deeper modes (16-bit, 32-bit, float) count at their
+# real size, so raising max_pixels for a trusted file raises this budget with it.
+MAX_BYTES_PER_PIXEL = 4
+_STRIP_PIXELS = 1 << 16  # pixels per strip when scaling deep images to 8 bits
 PROGRESS_MIN_FILES = 500
 
 # Modes that carry no colour: a grey corpus can stay one channel.
@@ -43,7 +48,8 @@ class UnreadableImageError(ValueError):
 
 
 class ImageTooLargeError(UnreadableImageError):
-    """An image whose pixel count exceeds the decoding limit (decompression-bomb protection)."""
+    """An image whose pixel count or decoded size in bytes exceeds the decoding limits
+    (decompression-bomb protection)."""
 
 
 @dataclass
@@ -93,24 +99,55 @@ def find_images(root: Path | str) -> list[Path]:
 
 
 def _to_8bit_grey(img: Image.Image) -> Image.Image:
-    """16-bit / 32-bit / float images scaled (not clipped) to 8-bit grey."""
-    arr = np.asarray(img)
+    """16-bit / 32-bit / float images scaled (not clipped) to 8-bit grey.
+
+    Worked through in strips of rows, so that the working arrays stay small: whole-image copies in
+    float64 would cost 8 bytes a pixel each, several times the decoded image."""
+    width, height = img.size
+    rows = max(1, _STRIP_PIXELS // max(1, width))
+    strips = [(top, min(height, top + rows)) for top in range(0, height, rows)]
+
+    def strip(top: int, bottom: int) -> np.ndarray:
+        arr = np.asarray(img.crop((0, top, width, bottom)))
+        if img.mode == "F":
+            arr = np.nan_to_num(arr.astype(np.float64), copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        return arr
+
+    # The range over the whole image first (NaN and infinities count as 0, as they are drawn).
+    lo = hi = None
+    for top, bottom in strips:
+        arr = strip(top, bottom)
+        if arr.size:
+            lo = arr.min() if lo is None else min(lo, arr.min())
+            hi = arr.max() if hi is None else max(hi, arr.max())
+    lo, hi = float(lo if lo is not None else 0), float(hi if hi is not None else 0)
     if img.mode == "F":
-        arr = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        lo, hi = float(arr.min()), float(arr.max())
-        if lo >= 0.0 and hi <= 1.0:  # float images are conventionally in [0, 1]
-            scaled = arr * 255.0
-        else:
-            scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        unit = lo >= 0.0 and hi <= 1.0  # float images are conventionally in [0, 1]
     else:
-        arr = arr.astype(np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        if lo >= 0.0 and hi <= 65535.0:
-            # 16-bit PNG/TIFF (Pillow opens some as "I"): full scale is 65535, whatever the content.
-            scaled = arr * (255.0 / 65535.0)
+        unit = lo >= 0.0 and hi <= 65535.0  # 16-bit PNG/TIFF (Pillow opens some as "I"): full scale is 65535
+
+    out = np.empty((height, width), np.uint8)
+    for top, bottom in strips:
+        arr = strip(top, bottom)
+        if unit and img.mode != "F":
+            # round(x * 255 / 65535) = round(x / 257), exactly, in integers (x / 257 is never a tie).
+            work = arr.astype(np.uint32)
+            work += 128
+            work //= 257
+            out[top:bottom] = work
+            continue
+        work = arr if img.mode == "F" else arr.astype(np.float64)  # this strip's own copy: changed in place
+        if unit:
+            work *= 255.0
+        elif hi > lo:
+            work -= lo
+            work /= hi - lo
+            work *= 255.0
         else:
-            scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8))
+            work[...] = 0.0
+        np.rint(work, out=work)
+        out[top:bottom] = np.clip(work, 0, 255, out=work)
+    return Image.fromarray(out)
 
 
 def _flatten(img: Image.Image, grey: bool) -> Image.Image:
@@ -126,6 +163,17 @@ def _flatten(img: Image.Image, grey: bool) -> Image.Image:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba)
     return img.convert("L" if grey else "RGB")
+
+
+def decoded_bytes_per_pixel(mode: str) -> int:
+    """Bytes a pixel of a decoded image of this Pillow mode takes in memory: 1 for 1-bit, grey and
+    palette images, 2 for 16-bit grey, 4 for 32-bit grey, float and every multi-band mode (Pillow
+    holds 3-band images in 4 bytes a pixel)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    if mode.startswith("I;16"):
+        return 2
+    return 4
 
 
 def _orientation(img: Image.Image) -> int:
@@ -159,6 +207,15 @@ def _decode(path: Path, max_pixels: int, grey: bool | None = False,
                         f"image is {width}x{height} = {width * height:,} pixels, above the limit "
                         f"of {max_pixels:,} (decompression-bomb protection; raise max_pixels if "
                         f"the file is trusted)",
+                    )
+                decoded = width * height * decoded_bytes_per_pixel(img.mode)
+                if decoded > max_pixels * MAX_BYTES_PER_PIXEL:
+                    raise ImageTooLargeError(
+                        path,
+                        f"image is {width}x{height} in mode {img.mode}, {decoded:,} bytes decoded, above "
+                        f"the limit of {max_pixels * MAX_BYTES_PER_PIXEL:,} bytes ({MAX_BYTES_PER_PIXEL} "
+                        f"a pixel of the {max_pixels:,}-pixel limit; decompression-bomb protection; "
+                        f"raise max_pixels if the file is trusted)",
                     )
                 # Animated GIF/WebP/APNG: Pillow opens on the first frame; make that explicit.
                 if getattr(img, "n_frames", 1) > 1:
@@ -201,7 +258,8 @@ def open_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS, mode: str
     Handles alpha (composited on white), palette transparency, 16-bit and float images (scaled to
     8 bits), CMYK, EXIF orientation and animated files (first frame). Raises
     ``UnreadableImageError`` for corrupt, truncated, empty or non-image files and
-    ``ImageTooLargeError`` (a subclass) above ``max_pixels``.
+    ``ImageTooLargeError`` (a subclass) above ``max_pixels`` pixels or above ``max_pixels`` x
+    ``MAX_BYTES_PER_PIXEL`` bytes decoded, both checked before any pixel is decoded.
     """
     if mode not in ("RGB", "L"):
         raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")

@@ -263,6 +263,47 @@ def test_decompression_bomb_limit(tmp_path):
         load_folder(tmp_path, size=4, max_pixels=5_000, strict=True)
 
 
+def test_decoded_bytes_are_limited_not_only_pixels(tmp_path, monkeypatch):
+    import synthscope.generators.folder as folder
+
+    Image.fromarray(np.full((30, 40), 1000, np.uint16)).save(tmp_path / "deep.png")  # 2 bytes a pixel
+    Image.new("L", (40, 30), 9).save(tmp_path / "flat.png")  # 1 byte a pixel
+    assert stored(tmp_path / "deep.png") == "I;16"
+    monkeypatch.setattr(folder, "MAX_BYTES_PER_PIXEL", 1)  # a budget of 1,200 bytes for 1,200 pixels
+    with pytest.raises(ImageTooLargeError, match="deep.png") as info:
+        open_image(tmp_path / "deep.png", max_pixels=1_200)
+    assert "I;16" in info.value.reason and "2,400 bytes" in info.value.reason
+    assert "1,200" in info.value.reason  # the byte limit
+    assert open_image(tmp_path / "flat.png", max_pixels=1_200).size == (40, 30)
+    with pytest.warns(UserWarning, match="deep.png"):
+        data = load_folder(tmp_path, size=4, max_pixels=1_200)
+    assert list(data.attributes["file"]) == ["flat.png"]
+    monkeypatch.undo()
+    assert open_image(tmp_path / "deep.png", max_pixels=1_200).size == (40, 30)
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F"])
+def test_high_depth_images_are_scaled_without_full_size_working_copies(tmp_path, mode):
+    import tracemalloc
+
+    dtype = {"I;16": np.uint16, "I": np.int32, "F": np.float32}[mode]
+    values = np.random.default_rng(0).integers(0, 60_000, (1000, 2000)).astype(dtype)
+    if mode == "F":
+        values /= 60_000
+    Image.fromarray(values).save(tmp_path / "deep.tif")
+    expected = np.rint(values.astype(np.float64) * (255.0 / (65535.0 if mode != "F" else 1.0)))
+    tracemalloc.start()
+    try:
+        out = open_image(tmp_path / "deep.tif", mode="L")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(np.asarray(out), expected.astype(np.uint8))
+    # Scaling works in strips: the working arrays stay far below the 8-byte-a-pixel copies of
+    # the whole image that took a 16-bit photo at the pixel limit from 1 to 3 GB.
+    assert peak < 3 * values.size, f"{peak:,} bytes of arrays for {values.size:,} pixels"
+
+
 # --------------------------------------------------------------------------- folders
 
 
