@@ -12,6 +12,7 @@ import pandas as pd
 
 from synthscope.distributed import current_shard
 from synthscope.runtime import atomic_write_bytes, atomic_write_json, read_json
+from synthscope.tables import spreadsheet_safe, undo_spreadsheet_safe
 
 from .base import load_detector
 from .metrics import DetectionReport, MetricValue
@@ -35,14 +36,16 @@ class Assessment:
     detector: dict[str, Any]  # the detector's saved config: kind, threshold, training record
 
     def save(self, out: Path | str) -> Path:
-        """metrics.json/.csv, per_source.csv, scores.csv, robustness.csv, format_shortcut.csv."""
+        """metrics.json/.csv, per_source.csv, scores.csv, robustness.csv, format_shortcut.csv. Text cells
+        that a spreadsheet would run as a formula (a file or source name beginning with ``=``, say)
+        are written with a leading quote (:func:`synthscope.tables.spreadsheet_safe`)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / METRICS_FILE, {**self.report.to_dict(), "detector": self.detector})
         for name, frame in (("metrics.csv", self.report.table()), ("per_source.csv", self.report.per_source_table()),
                             (SCORES_FILE, self.scores), (ROBUSTNESS_FILE, self.robustness),
                             (SHORTCUT_FILE, self.shortcut)):
-            atomic_write_bytes(out / name, frame.to_csv(index=False).encode())
+            atomic_write_bytes(out / name, spreadsheet_safe(frame).to_csv(index=False).encode())
         return out
 
     @classmethod
@@ -59,7 +62,8 @@ class Assessment:
             path = out / name
             return pd.read_csv(path) if path.is_file() and path.stat().st_size > 1 else pd.DataFrame()
 
-        return cls(report, table(SCORES_FILE), table(ROBUSTNESS_FILE), table(SHORTCUT_FILE), doc.get("detector", {}))
+        scores = undo_spreadsheet_safe(table(SCORES_FILE), ["file", "source"])  # the files' own names again
+        return cls(report, scores, table(ROBUSTNESS_FILE), table(SHORTCUT_FILE), doc.get("detector", {}))
 
 
 def assess_detector(detector_dir: Path | str, data: LabelledImages | None = None, *,

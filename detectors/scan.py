@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from synthscope.runtime import atomic_write_bytes, resolve_device
+from synthscope.tables import spreadsheet_safe
 
 from .base import load_detector
 
@@ -146,6 +147,7 @@ def scan_folder(detector_dir: Path | str, folder: Path | str, out: Path | str, b
     table = scored.reindex(keys).reset_index()[COLUMNS]  # every file once, in path order
     table["score"] = pd.to_numeric(table["score"], errors="coerce")
     table["error"] = table["error"].fillna("").astype(str)
-    atomic_write_bytes(out, table.to_csv(index=False).encode())
+    # A file name is text from outside: written so that no spreadsheet runs it as a formula.
+    atomic_write_bytes(out, spreadsheet_safe(table).to_csv(index=False).encode())
     shutil.rmtree(parts, ignore_errors=True)  # merged: the parts are no longer needed
     return table

@@ -153,3 +153,48 @@ def test_command_line_rejects_bad_detector_options(capsys):
     assert "quality range" in capsys.readouterr().err
     assert main(["detect", "eval", "nowhere", "--out", "o"]) == 2
     assert "--real" in capsys.readouterr().err
+
+
+def _digit_png(path, index=0, colour=False, size=16):
+    """A real digit (as the detector was trained on) saved as a PNG file."""
+    from PIL import Image
+
+    digit = load_digits(16).images[900 + index, 0].numpy()
+    array = (digit * 255).round().astype("uint8")
+    image = Image.fromarray(array, "L")
+    if size != 16:
+        image = image.resize((size, size))
+    if colour:
+        image = image.convert("RGB")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def test_scan_and_eval_csvs_never_hold_a_live_spreadsheet_formula(corpora, trained, tmp_path):
+    import pandas as pd
+
+    from synthscope.detectors.assessment import assess_detector
+    from synthscope.detectors.scan import scan_folder
+
+    _, out = trained
+    test_real, test_fake = corpora[2], corpora[3]
+    folder = tmp_path / "inbox"
+    names = ['=HYPERLINK("evil","x").png', "+1.png", "-2.png", "@x.png", "plain.png"]
+    for index, name in enumerate(names):
+        _digit_png(folder / name, index)
+    scan_folder(out, folder, tmp_path / "scores.csv", device="cpu", progress=False)
+    table = pd.read_csv(tmp_path / "scores.csv", keep_default_na=False)
+    assert sorted(table["path"]) == sorted(["'" + n if n[0] in "=+-@" else n for n in names])
+    assert pd.api.types.is_float_dtype(table["score"])  # scores are still numbers
+
+    # a manifest's source is text from outside too
+    sneaky = tmp_path / "sneaky"
+    images = load_digits(16).images[:20].expand(-1, 3, -1, -1).contiguous()
+    CorpusWriter(sneaky, {"generator": "x"}).append(images, [{"source": "=1+1"}] * 20)
+    assessment = assess_detector(out, real=test_real, fakes=[sneaky], sweeps=(), shortcut=False, n_boot=20,
+                                 device="cpu", progress=False)
+    assessment.save(tmp_path / "eval")
+    for name in ("scores.csv", "per_source.csv"):
+        saved = pd.read_csv(tmp_path / "eval" / name, keep_default_na=False)
+        assert "=1+1" not in set(saved["source"]) and "'=1+1" in set(saved["source"]), name

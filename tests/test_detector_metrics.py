@@ -293,3 +293,28 @@ def test_bad_input_is_rejected():
         M.threshold_at_fpr([0.1, np.nan])
     with pytest.raises(ValueError, match="both"):
         M.tpr_at_fpr([0, 0], [0.1, 0.2], 0.01)
+
+
+# ----------------------------------------------------------------- CSV cells a spreadsheet would run
+
+
+def test_spreadsheet_safe_neutralises_formula_text_and_keeps_numbers():
+    from synthscope.tables import spreadsheet_safe
+
+    frame = pd.DataFrame({
+        "path": ["=HYPERLINK(\"http://x\")", "+1.png", "-cmd.png", "@SUM(A1).png", "\tx.png", "\rx.png",
+                 "ok.png", "", None],
+        "score": [-0.5, -math.inf, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
+        "count": [-1, 2, 3, 4, 5, 6, 7, 8, 9],
+    })
+    safe = spreadsheet_safe(frame)
+    assert list(safe["path"][:6]) == ["'=HYPERLINK(\"http://x\")", "'+1.png", "'-cmd.png", "'@SUM(A1).png",
+                                      "'\tx.png", "'\rx.png"]
+    assert list(safe["path"][6:8]) == ["ok.png", ""] and pd.isna(safe["path"][8])
+    # numbers stay numbers, negative or infinite ones included
+    assert safe["score"].dtype == float and safe["score"][0] == -0.5 and safe["score"][1] == -math.inf
+    assert safe["count"].dtype == frame["count"].dtype and safe["count"][0] == -1
+    assert frame["path"][0].startswith("=")  # the caller's frame is left alone
+    # a text column that mixes numbers: only its text cells change
+    mixed = spreadsheet_safe(pd.DataFrame({"cell": [-3, "-3", 2.5]}))
+    assert list(mixed["cell"]) == [-3, "'-3", 2.5]
