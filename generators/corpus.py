@@ -153,6 +153,39 @@ def _read_provenance(path: Path) -> dict:
     return data
 
 
+def _outside(manifest_path: Path, folder: Path, files: Sequence[str], what: str = "corpus") -> None:
+    """Refuse (one CorpusError naming the manifest, the line and the path) a manifest that lists a
+    file outside ``folder``: an absolute path, one through "..", or one whose symbolic links lead
+    out. Listed paths are followed only inside the folder they belong to."""
+    folder_abs = os.path.normpath(os.path.abspath(folder))
+    folder_real = os.path.realpath(folder)
+    parents: dict[str, str] = {}  # resolved once per folder: a manifest lists thousands of files in one
+    bad: list[str] = []
+    for i, file in enumerate(files):
+        lexical = os.path.normpath(os.path.join(folder_abs, file))
+        if not _is_inside(lexical, folder_abs):
+            reason = "which is outside the"
+        else:
+            parent, name = os.path.split(lexical)
+            if parent not in parents:
+                parents[parent] = os.path.realpath(parent)
+            real = os.path.join(parents[parent], name)
+            if os.path.islink(real):
+                real = os.path.realpath(real)
+            if _is_inside(real, folder_real):
+                continue
+            reason = f"a symbolic link to {real}, outside the"
+        bad.append(f"line {i + 2} lists {file}, {reason} {what} folder")  # +2: header line, 1-based
+    if bad:
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise CorpusError(f"{manifest_path}: {'; '.join(bad[:3])}{more}; a manifest lists only files inside "
+                          f"its {what} folder ({folder})")
+
+
+def _is_inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def _cell(value: Any) -> str:
     """One manifest cell: everything is text; None/NaN become empty, containers become JSON."""
     if isinstance(value, torch.Tensor) and value.ndim == 0:
@@ -451,6 +484,7 @@ class CorpusWriter:
                 continue
             if key not in manifest.columns:
                 raise CorpusError(f"{manifest_path}: a corpus part needs a {key!r} column to be merged")
+            _outside(manifest_path, folder, list(manifest["file"]), what="part")
             for r, row in enumerate(manifest.to_dict("records")):
                 if row[key] in seen:
                     continue
@@ -508,7 +542,8 @@ class Corpus:
     ``inferred`` is True for a plain image folder whose manifest was inferred. Unreadable images
     met by ``load_images`` raise with ``strict``; otherwise they are skipped with a warning,
     listed in ``skipped`` as (file, reason) and their rows dropped from ``manifest`` so that the
-    images and the manifest stay aligned.
+    images and the manifest stay aligned. For an inferred corpus, ``skipped`` also lists the
+    symbolic links that were not followed (dangling, or leading outside the folder).
     """
 
     root: Path
@@ -598,11 +633,13 @@ def read_corpus(root: Path | str, source: str | None = None, strict: bool = Fals
     """Read a corpus folder, or infer a corpus from a plain folder of images.
 
     With manifest.csv: every value is read as text, empty cells as ""; every listed file must
-    exist; corpus.json (if present) becomes ``provenance``. A missing or empty ``source`` is filled
+    exist and lie inside ``root`` (no absolute paths, none through "..", no symbolic link leading
+    out); corpus.json (if present) becomes ``provenance``. A missing or empty ``source`` is filled
     with ``source``, else the provenance's generator, else "unknown" (a given source never
     overrides the manifest's own). Without a manifest: every image under ``root`` gets ``file``,
     ``folder`` (first sub-folder, "" for top-level files) and ``source`` (``source`` if given,
-    else the sub-folder name, else "unknown").
+    else the sub-folder name, else "unknown"); symbolic links that dangle or lead outside ``root``
+    are not followed but listed in ``skipped`` (with ``strict``, the first is an error).
     """
     root = Path(root)
     if not root.exists():
@@ -620,6 +657,7 @@ def read_corpus(root: Path | str, source: str | None = None, strict: bool = Fals
             manifest.insert(1, "source", fill)
         else:
             manifest.loc[manifest["source"].str.strip().eq(""), "source"] = fill
+        _outside(manifest_path, root, list(manifest["file"]))
         missing = [f for f in manifest["file"] if not (root / f).is_file()]
         if missing:
             listed = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
@@ -629,13 +667,17 @@ def read_corpus(root: Path | str, source: str | None = None, strict: bool = Fals
         return Corpus(root=root, manifest=manifest, provenance=provenance, strict=strict,
                       max_pixels=max_pixels)
 
-    files = find_images(root)
+    links: list[tuple[str, str]] = []  # symbolic links not followed: dangling or leading out of root
+    files = find_images(root, skipped=links)
+    if links and strict:
+        raise UnreadableImageError(root / links[0][0], links[0][1])
     if not files:
-        raise CorpusError(f"{root} has no {MANIFEST_NAME} and no image files to infer one from")
+        found = f" ({len(links)} symbolic links not followed, first: {links[0][0]}: {links[0][1]})" if links else ""
+        raise CorpusError(f"{root} has no {MANIFEST_NAME} and no image files to infer one from{found}")
     rows = []
     for path in files:
         rel = path.relative_to(root)
         folder = rel.parts[0] if len(rel.parts) > 1 else ""
         rows.append({"file": rel.as_posix(), "source": source or folder or "unknown", "folder": folder})
     return Corpus(root=root, manifest=pd.DataFrame(rows, dtype=str), provenance={}, inferred=True,
-                  strict=strict, max_pixels=max_pixels)
+                  strict=strict, max_pixels=max_pixels, skipped=links)

@@ -69,18 +69,50 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def find_images(root: Path | str) -> list[Path]:
+DANGLING_LINK = "dangling symbolic link"
+OUTSIDE_LINK = "symbolic link leads outside the folder"
+
+
+def _inside(real: str, folder_real: str) -> bool:
+    return real == folder_real or real.startswith(folder_real.rstrip(os.sep) + os.sep)
+
+
+def link_problem(path: Path | str, within: Path | str | None = None) -> str | None:
+    """Why ``path`` must not be read for its symbolic links, or None: a dangling link, or (with
+    ``within``, the folder being read) a link anywhere on its way that leads outside that folder."""
+    path = os.fspath(path)
+    if os.path.islink(path) and not os.path.exists(path):
+        return f"{DANGLING_LINK} (to {os.readlink(path)}, which does not exist)"
+    if within is not None:
+        real = os.path.realpath(path)
+        if not _inside(real, os.path.realpath(within)):
+            return f"{OUTSIDE_LINK} (to {real})"
+    return None
+
+
+def _skip(path: Path, root: Path, reason: str, skipped: list[tuple[str, str]] | None) -> None:
+    if skipped is not None:
+        skipped.append((path.relative_to(root).as_posix(), reason))
+    warnings.warn(f"skipping {path}: {reason}", stacklevel=3)
+
+
+def find_images(root: Path | str, skipped: list[tuple[str, str]] | None = None) -> list[Path]:
     """Every image file under ``root`` (recursive), skipping hidden files and folders.
 
     The order is deterministic: sorted by the path components relative to ``root``. Symlinked
-    folders are followed once (a link back up the tree is not followed again).
+    folders and files inside ``root`` are followed once (a link back up the tree is not followed
+    again); a symbolic link that leads outside ``root`` is not followed, and a dangling one (named like
+    an image, or without a suffix) cannot be read: each is left out with a warning and, when
+    ``skipped`` is given, appended to it as (path relative to ``root``, reason).
     """
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"image folder {root} does not exist")
     if not root.is_dir():
         raise NotADirectoryError(f"{root} is not a folder")
+    root_real = os.path.realpath(root)
     found: list[Path] = []
+    problems: list[tuple[Path, str]] = []
     visited: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
@@ -88,14 +120,38 @@ def find_images(root: Path | str) -> list[Path]:
             dirnames[:] = []
             continue
         visited.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+        kept = []
+        for name in sorted(d for d in dirnames if not _is_hidden(d)):
+            path = Path(dirpath) / name
+            problem = link_problem(path, root_real) if os.path.islink(path) else None
+            if problem:
+                problems.append((path, problem))
+            else:
+                kept.append(name)
+        dirnames[:] = kept
         for name in filenames:
-            if _is_hidden(name) or os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+            if _is_hidden(name):
                 continue
             path = Path(dirpath) / name
-            if path.is_file():
+            suffix = os.path.splitext(name)[1].lower()
+            is_image = suffix in IMAGE_EXTENSIONS
+            if os.path.islink(path):
+                # A dangling link without a suffix may have been a folder of images: say so.
+                if not is_image and not (suffix == "" and not os.path.exists(path)):
+                    continue
+                problem = link_problem(path, root_real)
+                if problem:
+                    problems.append((path, problem))
+                    continue
+            if is_image and path.is_file():
                 found.append(path)
-    return sorted(found, key=lambda p: p.relative_to(root).parts)
+
+    def order(path: Path) -> tuple[str, ...]:
+        return path.relative_to(root).parts
+
+    for path, problem in sorted(problems, key=lambda item: order(item[0])):
+        _skip(path, root, problem, skipped)
+    return sorted(found, key=order)
 
 
 def _to_8bit_grey(img: Image.Image) -> Image.Image:
@@ -185,14 +241,18 @@ def _orientation(img: Image.Image) -> int:
     return orientation if isinstance(orientation, int) else 1
 
 
-def _decode(path: Path, max_pixels: int, grey: bool | None = False,
-            draft: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+def _decode(path: Path, max_pixels: int, grey: bool | None = False, draft: int | None = None,
+            within: Path | str | None = None) -> tuple[Image.Image, tuple[int, int]]:
     """Decode ``path``; return the 8-bit image and its original (upright) width and height.
 
     ``grey=None`` keeps greyscale sources as "L" and everything else as "RGB". ``draft`` lets the
     JPEG decoder downscale by a power of two while keeping both sides at least ``draft`` pixels.
+    ``within``: the folder being read; a symbolic link leading outside it is refused.
     """
     path = Path(path)
+    problem = link_problem(path, within) if within is not None or os.path.islink(path) else None
+    if problem:
+        raise UnreadableImageError(path, problem)
     try:
         if path.stat().st_size == 0:
             raise UnreadableImageError(path, "empty file (0 bytes)")
@@ -252,18 +312,21 @@ def _decode(path: Path, max_pixels: int, grey: bool | None = False,
         raise UnreadableImageError(path, f"cannot decode ({type(exc).__name__}: {exc})") from exc
 
 
-def open_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS, mode: str = "RGB") -> Image.Image:
+def open_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS, mode: str = "RGB",
+               within: Path | str | None = None) -> Image.Image:
     """Decode one image file into an 8-bit ``mode`` ("RGB" or "L") Pillow image.
 
     Handles alpha (composited on white), palette transparency, 16-bit and float images (scaled to
     8 bits), CMYK, EXIF orientation and animated files (first frame). Raises
     ``UnreadableImageError`` for corrupt, truncated, empty or non-image files and
     ``ImageTooLargeError`` (a subclass) above ``max_pixels`` pixels or above ``max_pixels`` x
-    ``MAX_BYTES_PER_PIXEL`` bytes decoded, both checked before any pixel is decoded.
+    ``MAX_BYTES_PER_PIXEL`` bytes decoded, both checked before any pixel is decoded. A dangling
+    symbolic link is unreadable too, and so, when ``within`` names the folder being read, is a
+    symbolic link that leads outside it (the reasons start with ``DANGLING_LINK`` and ``OUTSIDE_LINK``).
     """
     if mode not in ("RGB", "L"):
         raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
-    image, _ = _decode(Path(path), max_pixels, grey=(mode == "L"))
+    image, _ = _decode(Path(path), max_pixels, grey=(mode == "L"), within=within)
     return image
 
 
@@ -298,19 +361,22 @@ def read_folder(root: Path | str, size: int = 32, strict: bool = False, source: 
     root = Path(root)
     if size < 1:
         raise ValueError(f"size must be a positive number of pixels, got {size}")
-    files = find_images(root)
-    if not files:
+    links: list[tuple[str, str]] = []  # symbolic links not followed: dangling or leading out
+    files = find_images(root, skipped=links)
+    if links and strict:
+        raise UnreadableImageError(root / links[0][0], links[0][1])
+    if not files and not links:
         raise ValueError(
             f"no images found in {root} (looked recursively for "
             f"{', '.join(sorted(IMAGE_EXTENSIONS))}; hidden files are ignored)"
         )
-    report = FolderReadReport(root=root, found=len(files))
+    report = FolderReadReport(root=root, found=len(files) + len(links), skipped=links)
     tensors: list[torch.Tensor] = []
     rows: list[dict] = []
     for path in _progress(files, desc=f"reading {root.name or root}"):
         rel = path.relative_to(root)
         try:
-            image, (width, height) = _decode(path, max_pixels, grey=False, draft=size)
+            image, (width, height) = _decode(path, max_pixels, grey=False, draft=size, within=root)
         except UnreadableImageError as exc:
             if strict:
                 raise
@@ -329,7 +395,7 @@ def read_folder(root: Path | str, size: int = 32, strict: bool = False, source: 
     if not tensors:
         first = report.skipped[0]
         raise ValueError(
-            f"none of the {len(files)} image files in {root} could be read "
+            f"none of the {report.found} image files in {root} could be read "
             f"(first: {first[0]}: {first[1]})"
         )
     attributes = pd.DataFrame(rows)
@@ -350,8 +416,9 @@ def load_folder(root: Path | str, size: int = 32, strict: bool = False, source: 
 
     Attributes: ``file`` (posix path relative to ``root``), ``source`` (``source`` if given, else
     the first sub-folder, else "real"), ``folder`` (first sub-folder or ""), ``width``/``height``
-    (original, upright). Unreadable files raise with ``strict``; otherwise each is skipped with a
-    warning and listed in ``attributes.attrs["skipped"]`` as (file, reason) pairs.
+    (original, upright). Unreadable files (and symbolic links that dangle or lead outside ``root``)
+    raise with ``strict``; otherwise each is skipped with a warning and listed in
+    ``attributes.attrs["skipped"]`` as (file, reason) pairs.
     """
     data, _ = read_folder(root, size=size, strict=strict, source=source, max_pixels=max_pixels)
     return data

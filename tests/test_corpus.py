@@ -294,6 +294,79 @@ def test_missing_listed_file_is_named(tmp_path):
         read_corpus(tmp_path)
 
 
+@pytest.mark.parametrize("listed", ["absolute", "../outside.png", "images/../../outside.png", "link"])
+def test_a_manifest_may_only_list_files_inside_its_corpus(tmp_path, listed):
+    root = tmp_path / "corpus"
+    write_two_batches(root)
+    outside = tmp_path / "outside.png"
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(outside)
+    if listed == "absolute":
+        listed = str(outside)
+    elif listed == "link":
+        (root / "images" / "link.png").symlink_to(outside)
+        listed = "images/link.png"
+    manifest = pd.read_csv(root / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest.loc[2, "file"] = listed  # line 4 of the file: header, then rows 0 and 1
+    manifest.to_csv(root / "manifest.csv", index=False)
+    with pytest.raises(CorpusError) as info:
+        read_corpus(root)
+    message = str(info.value)
+    assert str(root / "manifest.csv") in message and "line 4" in message and listed in message
+    assert "outside the corpus folder" in message
+    if listed == "images/link.png":
+        assert "symbolic link" in message
+
+
+def test_a_symbolic_link_inside_the_corpus_is_read(tmp_path):
+    write_two_batches(tmp_path)
+    (tmp_path / "images" / "again.png").symlink_to(tmp_path / "images" / "000000.png")
+    manifest = pd.read_csv(tmp_path / "manifest.csv", dtype=str, keep_default_na=False)
+    manifest.loc[1, "file"] = "images/again.png"
+    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    images = read_corpus(tmp_path).load_images()
+    assert torch.equal(images[0], images[1])
+
+
+def test_a_part_listing_a_file_outside_it_is_not_merged(tmp_path):
+    from synthscope.generators.corpus import PARTS_DIR, open_part
+
+    root = tmp_path / "c"
+    main = CorpusWriter(root, {"generator": "toy"})
+    open_part(root, "rank-001").append(rgb_batch(2, seed=1), [{"key": "a"}, {"key": "b"}])
+    (tmp_path / "secret.png").write_bytes((root / PARTS_DIR / "rank-001" / "images" / "000000.png").read_bytes())
+    part_manifest = root / PARTS_DIR / "rank-001" / "manifest.csv"
+    manifest = pd.read_csv(part_manifest, dtype=str, keep_default_na=False)
+    manifest.loc[1, "file"] = "../../../secret.png"
+    manifest.to_csv(part_manifest, index=False)
+    with pytest.raises(CorpusError, match=r"rank-001.manifest\.csv.*line 3.*\.\./\.\./\.\./secret\.png.*outside"):
+        main.merge_parts()
+    assert len(read_corpus(root)) == 0
+
+
+def test_plain_folder_does_not_follow_links_out_of_it(tmp_path):
+    root, elsewhere = tmp_path / "folder", tmp_path / "elsewhere"
+    (root / "real").mkdir(parents=True)
+    elsewhere.mkdir()
+    Image.new("RGB", (6, 6), (255, 0, 0)).save(root / "real" / "a.png")
+    Image.new("RGB", (6, 6), (0, 255, 0)).save(elsewhere / "b.png")
+    (root / "real" / "out.png").symlink_to(elsewhere / "b.png")
+    (root / "fake").symlink_to(elsewhere, target_is_directory=True)
+    (root / "real" / "gone.png").symlink_to(tmp_path / "missing.png")
+    (root / "real" / "same.png").symlink_to(root / "real" / "a.png")  # inside: read
+    with pytest.warns(UserWarning) as record:
+        corpus = read_corpus(root)
+    assert list(corpus.manifest["file"]) == ["real/a.png", "real/same.png"]
+    reasons = dict(corpus.skipped)
+    assert sorted(reasons) == ["fake", "real/gone.png", "real/out.png"]
+    assert "outside the folder" in reasons["fake"] and "outside the folder" in reasons["real/out.png"]
+    assert "dangling symbolic link" in reasons["real/gone.png"]
+    messages = " ".join(str(w.message) for w in record)
+    assert all(name in messages for name in ("fake", "gone.png", "out.png"))
+    assert corpus.load_images().shape == (2, 3, 6, 6)
+    with pytest.raises(UnreadableImageError, match="outside the folder|dangling"), pytest.warns(UserWarning):
+        read_corpus(root, strict=True)
+
+
 @pytest.mark.parametrize("content, message", [
     ("name,source\na.png,real\n", r"no 'file' column"),
     ("file,source\na.png,real\nb.png,real,x,y,z\n", r"not a readable CSV"),

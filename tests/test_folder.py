@@ -328,6 +328,58 @@ def test_find_images_recursive_sorted_skips_hidden(tmp_path):
     assert {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"} <= IMAGE_EXTENSIONS
 
 
+def _linked_tree(tmp_path):
+    root, elsewhere = tmp_path / "folder", tmp_path / "elsewhere"
+    (root / "sub").mkdir(parents=True)
+    elsewhere.mkdir()
+    Image.new("RGB", (10, 10), RED).save(root / "sub" / "a.png")
+    Image.new("RGB", (10, 10), BLUE).save(elsewhere / "secret.png")
+    (root / "out.png").symlink_to(elsewhere / "secret.png")  # a file link leading out
+    (root / "away").symlink_to(elsewhere, target_is_directory=True)  # a folder link leading out
+    (root / "sub" / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")  # dangling
+    (root / "via").symlink_to(root / "sub", target_is_directory=True)  # inside, seen already: not again
+    (root / "same.png").symlink_to(root / "sub" / "a.png")  # inside: read
+    return root
+
+
+def test_find_images_does_not_follow_links_out_of_the_folder(tmp_path):
+    root = _linked_tree(tmp_path)
+    skipped: list[tuple[str, str]] = []
+    with pytest.warns(UserWarning) as record:
+        found = find_images(root, skipped=skipped)
+    assert [p.relative_to(root).as_posix() for p in found] == ["same.png", "sub/a.png"]
+    reasons = dict(skipped)
+    assert sorted(reasons) == ["away", "out.png", "sub/gone.jpg"]
+    assert reasons["away"].startswith("symbolic link leads outside the folder")
+    assert reasons["out.png"].startswith("symbolic link leads outside the folder")
+    assert reasons["sub/gone.jpg"].startswith("dangling symbolic link")
+    assert sorted(str(w.message).split(":")[0] for w in record) == sorted(
+        f"skipping {root / name}" for name in ("away", "out.png", "sub/gone.jpg"))
+
+
+def test_read_folder_reports_links_it_does_not_follow(tmp_path):
+    root = _linked_tree(tmp_path)
+    with pytest.warns(UserWarning):
+        data, report = read_folder(root, size=4)
+    assert list(data.attributes["file"]) == ["same.png", "sub/a.png"]
+    assert sorted(f for f, _ in report.skipped) == ["away", "out.png", "sub/gone.jpg"]
+    assert report.found == 5 and report.loaded == 2
+    with pytest.raises(UnreadableImageError, match="outside the folder|dangling"), pytest.warns(UserWarning):
+        read_folder(root, size=4, strict=True)
+
+
+def test_open_image_names_link_problems(tmp_path):
+    root = _linked_tree(tmp_path)
+    with pytest.raises(UnreadableImageError, match="gone.jpg") as info:
+        open_image(root / "sub" / "gone.jpg")
+    assert info.value.reason.startswith("dangling symbolic link")
+    assert open_image(root / "out.png").size == (10, 10)  # no folder given: a link is a file
+    with pytest.raises(UnreadableImageError, match="out.png") as info:
+        open_image(root / "out.png", within=root)
+    assert info.value.reason.startswith("symbolic link leads outside the folder")
+    assert open_image(root / "same.png", within=root).size == (10, 10)
+
+
 def test_load_folder_sources_and_attributes(tmp_path):
     _tree(tmp_path)
     data = load_folder(tmp_path, size=8)
