@@ -198,3 +198,40 @@ def test_scan_and_eval_csvs_never_hold_a_live_spreadsheet_formula(corpora, train
     for name in ("scores.csv", "per_source.csv"):
         saved = pd.read_csv(tmp_path / "eval" / name, keep_default_na=False)
         assert "=1+1" not in set(saved["source"]) and "'=1+1" in set(saved["source"]), name
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda c: [c], "a JSON array"),
+    (lambda c: {k: v for k, v in c.items() if k != "threshold"}, "'threshold' is missing"),
+    (lambda c: {**c, "threshold": "high"}, "'threshold' must be a number"),
+    (lambda c: {**c, "threshold": None}, "'threshold' must be a number"),
+    (lambda c: {k: v for k, v in c.items() if k != "model"}, "'model' is missing"),
+    (lambda c: {**c, "model": "cnn"}, "'model' must be an object"),
+    (lambda c: {**c, "model": {**c["model"], "kind": None}}, "'model.kind'"),
+    (lambda c: {**c, "model": {k: v for k, v in c["model"].items() if k != "arch"}}, "'model.arch' is missing"),
+    (lambda c: {**c, "model": {**c["model"], "size": "16"}}, "'model.size' must be a positive whole number"),
+    (lambda c: {**c, "model": {**c["model"], "channels": 4}}, "'model.channels' must be one of 1, 3"),
+    (lambda c: {**c, "target_fpr": "1%"}, "'target_fpr' must be a number"),
+    (lambda c: {**c, "training": []}, "'training' must be an object"),
+])
+def test_a_broken_detector_json_is_one_line_naming_the_file_and_the_field(trained, tmp_path, capsys, change,
+                                                                        problem):
+    import shutil
+
+    from synthscope.cli import main
+    from synthscope.detectors.base import load_detector
+
+    _, out = trained
+    broken = tmp_path / "det"
+    shutil.copytree(out, broken)
+    config = json.loads((out / "detector.json").read_text())
+    (broken / "detector.json").write_text(json.dumps(change(config)))
+    with pytest.raises(ValueError, match=problem.replace("(", r"\(")):
+        load_detector(broken)
+    (tmp_path / "inbox").mkdir()
+    _digit_png(tmp_path / "inbox" / "a.png")
+    assert main(["detect", "scan", str(broken), str(tmp_path / "inbox"), "--out", str(tmp_path / "s.csv"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(broken / "detector.json") in err and problem in err
+    assert not (tmp_path / "s.csv").exists()
