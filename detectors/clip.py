@@ -41,7 +41,14 @@ from synthscope.runtime import (
 
 from .base import CONFIG_FILE
 from .metrics import threshold_at_fpr
-from .training import HISTORY_FILE, DetectorRun, load_labelled, stratified_split
+from .training import (
+    HISTORY_FILE,
+    DetectorRun,
+    check_distinct_corpora,
+    check_training_split,
+    load_labelled,
+    stratified_split,
+)
 
 PROBES = ("logistic", "knn")
 KNN_WEIGHTS = ("uniform", "distance")
@@ -530,6 +537,7 @@ def train_clip_detector(real: Path | str, fakes: Sequence[Path | str], out: Path
         raise ValueError("give at least one synthetic corpus (--fake)")
     if probe not in PROBES:
         raise ValueError(f"unknown CLIP probe {probe!r}; choose from {', '.join(PROBES)}")
+    check_distinct_corpora(real, fakes)
     seed_everything(seed)
     shard = current_shard(device)
     device = shard.device(device)
@@ -540,6 +548,7 @@ def train_clip_detector(real: Path | str, fakes: Sequence[Path | str], out: Path
 
     data = load_labelled(real, fakes, size=size, channels=channels, progress=shard.progress(progress))
     train, val = stratified_split(data, val_fraction, seed)
+    check_training_split(data, train, val, {"real": str(real), "fakes": [str(f) for f in fakes]})
     if shard.distributed:  # the same calls as below, so each image is encoded in the same batch
         detector.share_features(train.images, shard, batch_size)
         detector.share_features(val.images, shard, batch_size)

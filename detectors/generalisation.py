@@ -21,7 +21,14 @@ from synthscope.runtime import atomic_write_bytes, resolve_device
 
 from .base import Detector, load_detector, read_detector_config
 from .robustness import metric_row
-from .training import LabelledImages, concatenate, fit_detector, load_corpus, stratified_split
+from .training import (
+    LabelledImages,
+    check_distinct_corpora,
+    concatenate,
+    fit_detector,
+    load_corpus,
+    stratified_split,
+)
 
 ALL = "all generators"
 MATRIX_FILE = "matrix.csv"
@@ -48,6 +55,7 @@ def split_corpora(real: Path | str, fakes: Sequence[Path | str], size: int = 32,
     """Load a real corpus and synthetic corpora (named by folder) and split each the same way."""
     if not fakes:
         raise ValueError("give at least one synthetic corpus (--fake)")
+    check_distinct_corpora(real, fakes)
     names = [Path(f).name for f in fakes]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates or "real" in names:

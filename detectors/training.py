@@ -53,11 +53,49 @@ def load_corpus(path: Path | str, label: int, size: int = 32, channels: int | No
     if len(corpus) == 0:
         raise ValueError(f"{path}: the corpus holds no images")
     images = corpus.load_images(size=size, channels=channels, progress=progress)  # may drop unreadable rows, with a warning
+    if len(images) == 0:
+        raise ValueError(f"{path}: none of the {len(corpus.manifest) + len(corpus.skipped)} images it lists "
+                         f"could be read")
     if label == 0:
         sources = ["real"] * len(corpus)
     else:
         sources = [s if s not in ("", "real", "unknown") else name for s in corpus.manifest["source"]]
     return LabelledImages(images, np.full(len(corpus), label), sources, [str(f) for f in corpus.paths()])
+
+
+def check_distinct_corpora(real: Path | str | None, fakes: Sequence[Path | str]) -> None:
+    """Refuse a folder given twice (as real and as synthetic, or twice as synthetic) or inside another
+    one given: its images would be read on both sides, and a detector that learns to tell a folder
+    from itself learns nothing."""
+    given = ([] if real is None else [("--real", Path(real))]) + [("--fake", Path(f)) for f in fakes]
+    resolved = [(flag, path, path.expanduser().resolve()) for flag, path in given]
+    for i, (flag_a, path_a, a) in enumerate(resolved):
+        for flag_b, path_b, b in resolved[i + 1:]:
+            if a == b:
+                both = f"as {flag_a} and as {flag_b}" if flag_a != flag_b else f"twice as {flag_a}"
+                raise ValueError(f"{path_a} is given twice ({both}): a detector needs real and synthetic images "
+                                 f"from different folders, each folder once")
+            if a in b.parents or b in a.parents:
+                inner, outer = ((flag_a, path_a), (flag_b, path_b)) if b in a.parents else ((flag_b, path_b),
+                                                                                            (flag_a, path_a))
+                raise ValueError(f"{inner[1]} ({inner[0]}) lies inside {outer[1]} ({outer[0]}): the same images "
+                                 f"could be read on both sides; give folders that do not contain each other")
+
+
+def check_training_split(data: LabelledImages, train: LabelledImages, held_out: LabelledImages,
+                         record: dict | None = None) -> None:
+    """A clear error, naming the corpus, when the training part or the held-out part (which fixes the
+    threshold) has no real or no synthetic image (too few readable images to split)."""
+    record = record or {}
+    for label, kind, corpora in ((0, "real", [record.get("real")]), (1, "synthetic", record.get("fakes") or [])):
+        total = int((data.labels == label).sum())
+        for part, name in ((train, "training set"), (held_out, "held-out set that fixes the threshold")):
+            if not (part.labels == label).any():
+                where = ", ".join(str(c) for c in corpora if c) or f"the {kind} corpora"
+                raise ValueError(f"the {name} holds no {kind} images: {where} gave {total} readable {kind} "
+                                 f"image{'s' if total != 1 else ''} in all (files that could not be read were "
+                                 f"skipped, each with a warning), and a detector needs at least 2: one to train "
+                                 f"on and one held out")
 
 
 def concatenate(parts: Sequence[LabelledImages]) -> LabelledImages:
@@ -105,6 +143,7 @@ def train_detector(real: Path | str, fakes: Sequence[Path | str], out: Path | st
     """Train a CNN detector on a real corpus against synthetic corpora (see :func:`fit_detector`)."""
     if not fakes:
         raise ValueError("give at least one synthetic corpus (--fake)")
+    check_distinct_corpora(real, fakes)
     data = load_labelled(real, fakes, size=size, progress=options.get("progress", True))
     return fit_detector(data, out, arch=arch, size=size,
                         record={"real": str(real), "fakes": [str(f) for f in fakes]}, **options)
@@ -129,6 +168,7 @@ def fit_detector(data: LabelledImages, out: Path | str, arch: str = "small", siz
     seed_everything(seed)
     device = resolve_device(device)
     train, val = stratified_split(data, val_fraction, seed)
+    check_training_split(data, train, val, record)
     detector = CNNDetector(arch, channels=data.images.shape[1], size=size, pretrained=pretrained).to(device)
     optimizer = torch.optim.AdamW(detector.parameters(), lr=lr, weight_decay=1e-4)
     augment = BlurJpegAugment(p_blur=p_blur, p_jpeg=p_jpeg, sigma=blur_sigma, quality=jpeg_quality)

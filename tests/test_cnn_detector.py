@@ -235,3 +235,44 @@ def test_a_broken_detector_json_is_one_line_naming_the_file_and_the_field(traine
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(broken / "detector.json") in err and problem in err
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_training_on_too_few_readable_images_or_on_one_folder_twice_is_refused(corpora, tmp_path, capsys):
+    from synthscope.cli import main
+    from synthscope.detectors.clip import train_clip_detector
+    from synthscope.detectors.generalisation import split_corpora
+
+    real, fake, _, _ = corpora
+    # a real corpus whose manifest lists four files, of which only one can be read
+    few = tmp_path / "few"
+    CorpusWriter(few, {"generator": "real"}).append(load_digits(16).images[:4], [{"source": "real"}] * 4)
+    for file in sorted((few / "images").iterdir())[1:]:
+        file.write_bytes(b"not a png")
+    args = ["--size", "16", "--epochs", "1", "--quiet", "--device", "cpu"]
+    assert main(["detect", "train", "--real", str(few), "--fake", str(fake), "--out", str(tmp_path / "d1"),
+                 *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "no real images" in err and "1 readable real image" in err and str(few) in err
+    assert not (tmp_path / "d1" / "detector.json").exists()
+
+    for fakes in ([real], [fake, real], [fake, fake]):
+        assert main(["detect", "train", "--real", str(real), "--fake", *map(str, fakes),
+                     "--out", str(tmp_path / "d2"), *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "given twice" in err, err
+    # the images of the real corpus, read as a plain folder: the same images again
+    assert main(["detect", "train", "--real", str(real), "--fake", str(real / "images"),
+                 "--out", str(tmp_path / "d2"), *args]) == 2
+    assert "inside" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="given twice"):
+        train_clip_detector(real, [real], tmp_path / "clip", checkpoint=tmp_path / "never-read.pt", device="cpu")
+    with pytest.raises(ValueError, match="given twice"):
+        split_corpora(real, [fake, real], size=16)
+    # a plain folder of images holding the synthetic folder would read the fakes as real too
+    plain = tmp_path / "plain"
+    for index in range(3):
+        _digit_png(plain / "own" / f"{index}.png", index)
+    _digit_png(plain / "generated" / "0.png")
+    assert main(["detect", "train", "--real", str(plain), "--fake", str(plain / "generated"),
+                 "--out", str(tmp_path / "d3"), *args]) == 2
+    assert "inside" in capsys.readouterr().err
