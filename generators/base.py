@@ -101,6 +101,11 @@ class Generator(nn.Module):
     def finish_training(self, images: torch.Tensor) -> None:
         """Called once training ends, with the training images (e.g. to fit a latent prior)."""
 
+    def sampling_cost(self, n: int) -> float:
+        """What drawing ``n`` samples costs, in training steps (one network pass for most models);
+        training snapshots are spaced by it so that they never cost more than the training."""
+        return 1.0
+
     # -- shared ------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:

@@ -114,6 +114,11 @@ class Diffusion(Generator):
             self.update_ema()
         return {"loss": loss.item()}
 
+    def sampling_cost(self, n: int) -> float:
+        """``n`` images denoised ``sample_steps`` times, against a training step's forward and backward
+        pass (about three forward passes) over a batch: 64 images cost about 17 steps by default."""
+        return n * self.options["sample_steps"] / (3 * self.options["batch_size"])
+
     def make_sampler(self, sampler: str | None = None, steps: int | None = None):
         """A DDIM or DDPM scheduler sharing the training noise schedule, set to ``steps`` steps."""
         sampler = sampler or self.options["sampler"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,6 +171,19 @@ def _restore(path: Path, model, optimizers, sampler, fingerprint: str, seed: int
     return int(state["step"]), float(state["seconds"]), list(state["history"])
 
 
+SNAPSHOT_IMAGES = 64
+SNAPSHOT_SHARE = 0.25  # training snapshots take at most about this share of a run's time
+
+
+def snapshot_interval(model: Generator, steps: int, snapshots: int = 8) -> int:
+    """Steps between training snapshots: about ``snapshots`` per run, but never so many that drawing
+    them costs more than :data:`SNAPSHOT_SHARE` of the training (a 20-step diffusion run would
+    otherwise spend most of its time drawing ten 64-image grids). The last step always gets one more
+    (the run's final samples)."""
+    cost = model.sampling_cost(SNAPSHOT_IMAGES)
+    return max(1, steps // max(1, snapshots), math.ceil(cost / SNAPSHOT_SHARE))
+
+
 def _save_snapshot(model: Generator, run_dir: Path, step: int, seed: int) -> None:
     from torchvision.utils import save_image
 
@@ -177,7 +191,7 @@ def _save_snapshot(model: Generator, run_dir: Path, step: int, seed: int) -> Non
     folder.mkdir(exist_ok=True)
     prompt = None
     if model.conditional:  # one column per value of the first attribute, so conditioning is visible
-        prompt = model.vocabulary.balanced_prompts(min(64, 8 * model.vocabulary.sizes()[0]))
-    n = len(prompt) if prompt else 64
+        prompt = model.vocabulary.balanced_prompts(min(SNAPSHOT_IMAGES, 8 * model.vocabulary.sizes()[0]))
+    n = len(prompt) if prompt else SNAPSHOT_IMAGES
     grid = model.sample(n, prompt=prompt, seed=seed + 12345)
     save_image(grid, folder / f"step_{step:06d}.png", nrow=8, padding=1)

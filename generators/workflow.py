@@ -15,7 +15,7 @@ from .base import CONFIG_FILE, WEIGHTS_FILE, Generator, load_generator
 from .data import load_data
 from .imageset import ImageSet
 from .registry import GENERATORS
-from .training import STATE_FILE, train_generator
+from .training import STATE_FILE, snapshot_interval, train_generator
 
 # Default optimiser steps per model kind: each trains on digits (16 px) in about two minutes or
 # less on 2 CPU cores (measured by benchmarks/generator_quality.py).
@@ -50,7 +50,7 @@ def new_generator(kind: str, data: ImageSet, conditional: bool = False, **option
 def train_run(kind: str, data_spec: str = "digits", out: Path | str = "run", conditional: bool = False,
               steps: int | None = None, seed: int = 0, size: int | None = None, n: int | None = None,
               device: str = "auto", options: dict[str, Any] | None = None, force: bool = False,
-              snapshot_every: int | None = None, evaluate: bool = True, progress: bool = True,
+              snapshot_every: int | None = None, snapshots: int = 8, evaluate: bool = True, progress: bool = True,
               strict: bool = False, judge_dir: Path | None = None, eval_samples: int = 1000,
               score: bool = True):
     """Train a generator into ``out``; an existing run there is resumed (``force`` starts over).
@@ -71,7 +71,7 @@ def train_run(kind: str, data_spec: str = "digits", out: Path | str = "run", con
     if steps < 1:
         raise ValueError(f"--steps must be at least 1, got {steps}")
     if snapshot_every is None:
-        snapshot_every = max(1, steps // 8)
+        snapshot_every = snapshot_interval(model, steps, snapshots)
     run = train_generator(
         model, train, out, steps=steps, seed=seed, device=resolve_device(device),
         snapshot_every=snapshot_every, progress=progress,

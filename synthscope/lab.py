@@ -167,7 +167,7 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
                                    seed=seed, device=device, options=stage.options, force=force,
                                    progress=progress,
                                    judge_dir=out / JUDGES_DIR / stage.data,
-                                   snapshot_every=max(1, steps // (4 if quick else 8)),
+                                   snapshots=4 if quick else 8,
                                    eval_samples=eval_samples, score=stage.score)
         evaluation.name, evaluation.title, evaluation.description = stage.name, stage.title, stage.description
         evaluations.append(evaluation)
