@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -120,6 +121,35 @@ def read_detector_config(directory: Path | str) -> dict[str, Any]:
         raise FileNotFoundError(f"{directory}: not a detector folder (no {CONFIG_FILE}); "
                                 f"make one with 'synthscope detect train'")
     return check_detector_config(read_json(directory / CONFIG_FILE), directory / CONFIG_FILE)
+
+
+def _writable_folder(path: Path, what: str) -> None:
+    """Create ``path`` (a folder) if needed; a file in the way, or no permission, is a ValueError."""
+    for folder in [path, *path.parents]:
+        if folder.exists():
+            if not folder.is_dir():
+                raise ValueError(f"{what}: {folder} is a file, not a folder")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise ValueError(f"{what}: cannot write in {folder} (permission denied)")
+            return
+
+
+def check_output_folder(out: Path | str, flag: str = "--out") -> Path:
+    """Stop before any work when ``out`` cannot become a results folder (it is a file, or lies under one)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{flag} {out}: is a file, not a folder; give a folder for the results")
+    _writable_folder(out, f"{flag} {out}")
+    return out
+
+
+def check_output_file(out: Path | str, flag: str = "--out") -> Path:
+    """Stop before any work when ``out`` cannot become a file (it is a folder, or lies under a file)."""
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"{flag} {out}: is a folder; give the file to write, e.g. {out / 'scores.csv'}")
+    _writable_folder(out.parent, f"{flag} {out}")
+    return out
 
 
 def load_detector(directory: Path | str, device: str | torch.device = "cpu") -> tuple[Detector, dict[str, Any]]:

@@ -39,7 +39,7 @@ from synthscope.runtime import (
     sha256_file,
 )
 
-from .base import CONFIG_FILE
+from .base import CONFIG_FILE, check_output_folder
 from .metrics import threshold_at_fpr
 from .training import (
     HISTORY_FILE,
@@ -538,6 +538,7 @@ def train_clip_detector(real: Path | str, fakes: Sequence[Path | str], out: Path
     if probe not in PROBES:
         raise ValueError(f"unknown CLIP probe {probe!r}; choose from {', '.join(PROBES)}")
     check_distinct_corpora(real, fakes)
+    check_output_folder(out)
     seed_everything(seed)
     shard = current_shard(device)
     device = shard.device(device)

@@ -22,7 +22,7 @@ from synthscope.runtime import (
     sha256_file,
 )
 
-from .base import CONFIG_FILE
+from .base import CONFIG_FILE, check_output_folder
 from .metrics import threshold_at_fpr
 from .training import DetectorRun, load_labelled, stratified_split
 
@@ -85,6 +85,7 @@ def make_discriminator_detector(gan_run: Path | str, real_corpus: Path | str, ou
     """
     if not 0 < val_fraction <= 1:
         raise ValueError(f"val_fraction must be in (0, 1], got {val_fraction}")
+    check_output_folder(out)
     began = time.perf_counter()
     detector, digest = open_discriminator(gan_run, resolve_device(device))
     reals = load_labelled(real_corpus, [], size=detector.size, channels=detector.channels, progress=progress)

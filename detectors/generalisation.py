@@ -19,7 +19,7 @@ import pandas as pd
 
 from synthscope.runtime import atomic_write_bytes, resolve_device
 
-from .base import Detector, load_detector, read_detector_config
+from .base import Detector, check_output_folder, load_detector, read_detector_config
 from .robustness import metric_row
 from .training import (
     LabelledImages,
@@ -133,7 +133,7 @@ def cross_generator(split: SplitCorpora, out: Path | str, n_boot: int = 200, see
 
     Each detector's threshold is fixed on its own held-out training reals; the test parts are
     never seen in training. ``train_options`` go to :func:`fit_detector` (arch, epochs, …)."""
-    out, device = Path(out), resolve_device(device)
+    out, device = check_output_folder(out), resolve_device(device)
     settings = {"seed": seed, "size": split.train["real"].images.shape[-1], **train_options}
     names = split.names
     # (name, fakes trained on, the corpus left out or None)

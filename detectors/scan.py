@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from synthscope.runtime import atomic_write_bytes, resolve_device
 from synthscope.tables import spreadsheet_safe
 
-from .base import load_detector
+from .base import check_output_file, load_detector
 
 COLUMNS = ["path", "score", "decision", "error"]
 
@@ -81,7 +81,9 @@ def scan_folder(detector_dir: Path | str, folder: Path | str, out: Path | str, b
         open_image,
     )
 
-    out = Path(out)
+    out = check_output_file(out)  # before any work: a folder here would cost every score at the end
+    if parts_folder(out).exists() and not parts_folder(out).is_dir():
+        raise ValueError(f"--out {out}: {parts_folder(out)} (where a scan keeps its rows as it goes) is a file")
     shard = current_shard(device)
     detector_dir = Path(detector_dir)
     detector, config = load_detector(detector_dir, device=shard.device(device))

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from synthscope.runtime import atomic_write_bytes, resolve_device, seed_everything
 
-from .base import Detector
+from .base import Detector, check_output_folder
 from .cnn import CNNDetector
 from .metrics import DetectionReport, evaluate_scores, threshold_at_fpr
 from .perturbations import BlurJpegAugment
@@ -144,6 +144,7 @@ def train_detector(real: Path | str, fakes: Sequence[Path | str], out: Path | st
     if not fakes:
         raise ValueError("give at least one synthetic corpus (--fake)")
     check_distinct_corpora(real, fakes)
+    check_output_folder(out)
     data = load_labelled(real, fakes, size=size, progress=options.get("progress", True))
     return fit_detector(data, out, arch=arch, size=size,
                         record={"real": str(real), "fakes": [str(f) for f in fakes]}, **options)
@@ -165,6 +166,7 @@ def fit_detector(data: LabelledImages, out: Path | str, arch: str = "small", siz
     """
     if not (data.labels == 0).any() or not (data.labels == 1).any():
         raise ValueError("training needs both real and synthetic images")
+    check_output_folder(out)
     seed_everything(seed)
     device = resolve_device(device)
     train, val = stratified_split(data, val_fraction, seed)

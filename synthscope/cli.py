@@ -386,6 +386,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_detect(args: argparse.Namespace, progress: bool) -> None:
+    if args.action in ("train", "eval", "matrix"):  # before any image is read or any detector trained
+        from synthscope.detectors.base import check_output_folder
+
+        check_output_folder(args.out)
     if args.action == "train":
         run = _train_detector(args, progress)
         if run is None:  # another process of a multi-process run: the main one reports

@@ -276,3 +276,34 @@ def test_training_on_too_few_readable_images_or_on_one_folder_twice_is_refused(c
     assert main(["detect", "train", "--real", str(plain), "--fake", str(plain / "generated"),
                  "--out", str(tmp_path / "d3"), *args]) == 2
     assert "inside" in capsys.readouterr().err
+
+
+def test_outputs_that_cannot_be_written_stop_the_command_before_any_work(corpora, trained, tmp_path, capsys,
+                                                                         monkeypatch):
+    from synthscope.cli import main
+    from synthscope.detectors import base
+
+    real, fake, test_real, _ = corpora
+    _, det = trained
+    inbox = tmp_path / "inbox"
+    _digit_png(inbox / "a.png")
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a detector was opened before the output was checked")
+
+    monkeypatch.setattr(base, "read_detector_config", no_work)
+    for out in (taken, a_file / "scores.csv"):
+        assert main(["detect", "scan", str(det), str(inbox), "--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--out" in err and str(out) in err, err
+    assert not list(tmp_path.glob("*.parts"))
+    for command in (["detect", "eval", str(det), "--real", str(test_real)],
+                    ["detect", "train", "--real", str(real), "--fake", str(fake)],
+                    ["detect", "matrix", "--real", str(real), "--fake", str(fake)]):
+        assert main([*command, "--out", str(a_file), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--out" in err and "not a folder" in err, err
