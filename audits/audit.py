@@ -20,7 +20,7 @@ import pandas as pd
 from PIL import Image
 
 from synthscope.distributed import Shard, current_shard
-from synthscope.generators.corpus import read_corpus
+from synthscope.generators.corpus import MANIFEST_NAME, read_corpus
 from synthscope.reports import Report, Section, Table, collect_provenance
 from synthscope.runtime import atomic_write_bytes, atomic_write_json
 
@@ -37,6 +37,18 @@ IMAGES_DIR = "images"
 MODEL_DIR = "model"
 SPEC_FILE = "spec.json"
 TABLES_DIR = "audit_tables"
+
+
+def corpus_folder(folder: Path | str) -> Path:
+    """The corpus to read for ``folder``: the folder itself when it holds a manifest.csv (an exported
+    corpus keeps its images in ``images/`` beside its manifest), an audit folder's ``images/`` when that
+    holds the manifest, else the folder itself, read as a plain folder of images."""
+    folder = Path(folder)
+    if (folder / MANIFEST_NAME).is_file():
+        return folder
+    if (folder / IMAGES_DIR / MANIFEST_NAME).is_file():
+        return folder / IMAGES_DIR
+    return folder
 
 
 def image_jobs(spec: AuditSpec) -> list[ImageJob]:

@@ -2,18 +2,24 @@
 
 The round trip:
 
-1. :func:`export_label_sheet` writes into a folder ``labels.csv`` (image_id, file, one empty column per
+1. :func:`export_label_sheet` writes into a folder ``labels.csv`` (image_id, one empty column per
    attribute), ``sheet.html`` (a self-contained contact sheet: every image with its id, the allowed
    values and the instructions) and ``label_sheet.json`` (what was exported: attributes, allowed
-   values, image ids and file hashes, the corpus). The sheet never shows the prompt (nor the
-   profession, descriptor or generator): a labeller who knows an image was asked to be "a nurse" is
-   primed to see what the prompt says. The images appear in a seeded shuffled order, so that images of
-   one prompt do not come in a block. The labels are *perceived* attributes (how the person appears),
-   never identity, and "undetermined" is an allowed answer.
+   values, each image's sheet id with its id in the corpus, file and file hash, the corpus). The sheet
+   never shows the prompt (nor the profession, descriptor or generator): a labeller who knows an image
+   was asked to be "a nurse" is primed to see what the prompt says. Nor does it show the image's own id
+   or file name: an audit image's id is "<prompt hash>#i" and its files are numbered in generation
+   order, both of which tell which images share a prompt. Each image gets a random opaque id instead
+   (``img-`` and 8 hex digits), mapped back to the image in ``label_sheet.json``, which stays with
+   whoever runs the audit. The images appear in a seeded shuffled order, so that images of one prompt do
+   not come in a block. The labels are *perceived* attributes (how the person appears), never identity,
+   and "undetermined" is an allowed answer.
 2. Each labeller fills in a copy, saved under their name (``labels_alice.csv``) or with a
    ``labeller`` column.
 3. :func:`import_labels` reads the sheets into the tidy annotations table (annotator
-   ``human:<name>``), checking every cell; each problem names the file and line.
+   ``human:<name>``, the images under their ids in the corpus), checking every cell; each problem names
+   the file and line. It also reads back the table it returns, saved as CSV (what ``synthscope audit
+   import-labels --out human.csv`` writes and an audit spec's ``labels_csv`` names).
 4. :func:`agreement` gives Cohen's kappa for every pair of annotators and Fleiss' kappa and
    Krippendorff's alpha (nominal) across all of them; :func:`confusion` compares an annotator with known
    truth (e.g. the ground truth of exported real portraits) with a Wilson interval on its accuracy.
@@ -27,6 +33,7 @@ import difflib
 import io
 import math
 import random
+import secrets
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,8 +57,11 @@ from .spec import PROBE_ATTRIBUTES
 SHEET_CSV = "labels.csv"
 SHEET_HTML = "sheet.html"
 SHEET_JSON = "label_sheet.json"
-SHEET_FORMAT = "synthscope-label-sheet/1"
+SHEET_FORMAT = "synthscope-label-sheet/2"
+SHEET_FORMATS = (SHEET_FORMAT, "synthscope-label-sheet/1")  # /1: sheets that showed the corpus's own ids
+SHEET_ID_PREFIX = "img-"
 HUMAN_PREFIX = "human:"
+MAJORITY_ANNOTATOR = "human-majority"  # no labeller's name: theirs all start with HUMAN_PREFIX
 LABELLER_COLUMNS = ("labeller", "labeler", "annotator")
 THUMBNAIL_PX = 160  # displayed size of each image on the sheet
 MAX_EMBED_PX = 256  # larger images are downscaled for the sheet (the corpus is untouched)
@@ -233,10 +243,13 @@ def export_label_sheet(corpus_dir: Path | str, out_dir: Path | str, attributes: 
                        seed: int = 0, title: str | None = None, force: bool = False) -> Path:
     """Write a label sheet for the images of a corpus into ``out_dir``; returns ``out_dir``.
 
-    Files: ``labels.csv`` (image_id, file and one empty column per attribute), ``sheet.html`` (a
+    Files: ``labels.csv`` (image_id and one empty column per attribute), ``sheet.html`` (a
     self-contained contact sheet with the images embedded as PNG data URIs, small ones upscaled with
     crisp pixels; ids, allowed values and instructions), ``label_sheet.json`` (attributes, allowed
-    values, the images with their file hashes, the corpus, seed). ``value_choices``: attribute ->
+    values, the images: sheet id, id in the corpus, file and file hash; the corpus, seed). The sheet
+    names each image by a random opaque id, never by its id in the corpus or its file name (both tell
+    which images share a prompt). A corpus none of whose images can be read is an error, and nothing is
+    written. ``value_choices``: attribute ->
     allowed values (default: the portraits world's values for gender, skin_tone, age and profession);
     "undetermined" is always allowed. ``sample``: a random sample of that many images (seeded). The
     images come in a seeded shuffled order and no prompt or prompt metadata is shown (it would prime
@@ -260,6 +273,7 @@ def export_label_sheet(corpus_dir: Path | str, out_dir: Path | str, attributes: 
         order = order[:int(sample)]
 
     items, records, skipped = [], [], []
+    sheet_ids = _opaque_ids(len(order))
     for i in order:
         image_id, file = str(meta["image_id"].iloc[i]), str(meta["file"].iloc[i])
         try:
@@ -267,11 +281,17 @@ def export_label_sheet(corpus_dir: Path | str, out_dir: Path | str, attributes: 
         except (CorpusError, ValueError) as error:  # an unreadable image cannot be labelled: leave it out
             skipped.append({"file": file, "reason": str(error)})
             continue
-        items.append({"image_id": image_id, "src": src, "pixelated": pixelated})
-        records.append({"image_id": image_id, "file": file, "sha256": sha256_file(corpus.root / file)})
+        sheet_id = sheet_ids[len(records)]
+        items.append({"image_id": sheet_id, "src": src, "pixelated": pixelated})
+        records.append({"sheet_id": sheet_id, "image_id": image_id, "file": file,
+                        "sha256": sha256_file(corpus.root / file)})
     if skipped:
         warnings.warn(f"{len(skipped)} image(s) could not be read and are not on the sheet (first: "
                       f"{skipped[0]['file']}: {skipped[0]['reason']})", stacklevel=2)
+    if not records:
+        first = f" (first: {skipped[0]['file']}: {skipped[0]['reason']})" if skipped else ""
+        raise ValueError(f"{corpus.root}: no image could be read, so there is nothing to label{first}; "
+                         f"no sheet written")
 
     palette = _skin_palette()
     shown = [{"name": a, "question": ATTRIBUTE_QUESTIONS.get(a, f"perceived {a.replace('_', ' ')}"),
@@ -281,8 +301,8 @@ def export_label_sheet(corpus_dir: Path | str, out_dir: Path | str, attributes: 
         title=title or f"Label sheet: perceived attributes ({len(items)} images)", attributes=shown, items=items,
         abstain=ABSTAIN, thumb=THUMBNAIL_PX, sample=sample, seed=seed)
 
-    sheet = pd.DataFrame({"image_id": [r["image_id"] for r in records], "file": [r["file"] for r in records],
-                          **{a: [""] * len(records) for a in choices}})
+    # No file column: files are numbered in generation order, which groups the images of a prompt.
+    sheet = pd.DataFrame({"image_id": [r["sheet_id"] for r in records], **{a: [""] * len(records) for a in choices}})
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / SHEET_CSV, sheet.to_csv(index=False).encode("utf-8"))
     atomic_write_bytes(out / SHEET_HTML, html.encode("utf-8"))
@@ -291,8 +311,18 @@ def export_label_sheet(corpus_dir: Path | str, out_dir: Path | str, attributes: 
         "value_choices": {a: list(v) for a, v in choices.items()}, "abstain_label": ABSTAIN, "sample": sample,
         "seed": seed, "n_images": len(records), "images": records, "skipped": skipped,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "note": "perceived attributes, not identity; prompts deliberately not shown to labellers"})
+        "note": "perceived attributes, not identity; prompts, image ids and file names deliberately not shown "
+                "to labellers (images[].sheet_id is the id on the sheet, images[].image_id the image's id in the "
+                "corpus); keep this file from the labellers"})
     return out
+
+
+def _opaque_ids(n: int) -> list[str]:
+    """``n`` distinct random ids ("img-" and 8 hex digits): they say nothing about the image."""
+    ids: dict[str, None] = {}
+    while len(ids) < n:
+        ids.setdefault(SHEET_ID_PREFIX + secrets.token_hex(4))
+    return list(ids)
 
 
 def _skin_palette() -> dict[str, str]:
@@ -337,52 +367,162 @@ def _labeller_from_file(path: Path) -> str:
     return stem
 
 
+class LabelSheetError(ValueError):
+    """A ``label_sheet.json`` that is missing, unreadable or not what :func:`export_label_sheet` writes."""
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "an object", list: "a list", str: "text", bool: "true/false", int: "a number",
+            float: "a number"}.get(type(value), type(value).__name__)
+
+
+def read_label_sheet(sheet_dir: Path | str) -> dict[str, Any]:
+    """The ``label_sheet.json`` of a sheet folder, checked; any problem is one :class:`LabelSheetError`
+    naming the file and what is wrong. Every image record has ``sheet_id`` (the id on the sheet) and
+    ``image_id`` (its id in the corpus); in sheets of the first format, which showed the corpus's own
+    ids, the two are the same."""
+    folder = Path(sheet_dir)
+    path = folder / SHEET_JSON
+    if not path.is_file():
+        raise LabelSheetError(f"{folder}: no {SHEET_JSON}; give the folder 'synthscope audit label-sheet' wrote")
+    try:
+        data = read_json(path)
+    except ValueError as error:  # read_json names the file
+        raise LabelSheetError(str(error)) from None
+
+    def bad(problem: str) -> LabelSheetError:
+        return LabelSheetError(f"{path}: {problem} (export the sheet again, or restore the file "
+                               "'synthscope audit label-sheet' wrote)")
+
+    if not isinstance(data, dict):
+        raise bad(f"expected a JSON object, got {_json_type(data)}")
+    if data.get("format") not in SHEET_FORMATS:
+        raise bad(f"not a synthscope label sheet (format {data.get('format')!r}, expected {SHEET_FORMAT!r})")
+    for key in ("corpus", "value_choices", "images"):
+        if key not in data:
+            raise bad(f"missing {key!r}")
+    if not isinstance(data["corpus"], str):
+        raise bad(f"'corpus' must be text (the corpus folder), got {_json_type(data['corpus'])}")
+    choices = data["value_choices"]
+    if not isinstance(choices, dict) or not choices:
+        raise bad(f"'value_choices' must be an object (attribute -> list of allowed values), got "
+                  f"{_json_type(choices) if choices != {} else 'an empty object'}")
+    for attribute, values in choices.items():
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise bad(f"'value_choices.{attribute}' must be a list of text values, got {_json_type(values)}")
+    images = data["images"]
+    if not isinstance(images, list):
+        raise bad(f"'images' must be a list, got {_json_type(images)}")
+    first_format = data["format"] != SHEET_FORMAT
+    checked: list[dict[str, Any]] = []
+    sheet_seen: dict[str, int] = {}
+    image_seen: dict[str, int] = {}
+    for i, record in enumerate(images):
+        if not isinstance(record, dict):
+            raise bad(f"images[{i}] must be an object, got {_json_type(record)}")
+        for key in ("image_id",) if first_format else ("sheet_id", "image_id"):
+            if key not in record:
+                raise bad(f"images[{i}]: missing {key!r}")
+            if not isinstance(record[key], str) or not record[key].strip():
+                raise bad(f"images[{i}]: {key!r} must be text, got {_json_type(record[key])} {record[key]!r}")
+        if not isinstance(record.get("file", ""), str):
+            raise bad(f"images[{i}]: 'file' must be text, got {_json_type(record['file'])}")
+        record = {"file": "", **record, **({"sheet_id": record["image_id"]} if first_format else {})}
+        for key, seen in (("sheet_id", sheet_seen), ("image_id", image_seen)):
+            if record[key] in seen:
+                raise bad(f"images[{i}]: {key} {record[key]!r} appears twice (also images[{seen[record[key]]}])")
+            seen[record[key]] = i
+        checked.append(record)
+    return {**data, "images": checked}
+
+
 def import_labels(csv_paths: Path | str | Sequence[Path | str], sheet_dir: Path | str | None = None,
                   corpus_dir: Path | str | None = None, value_choices: Mapping[str, Sequence[str]] | None = None,
                   attributes: Sequence[str] | None = None) -> pd.DataFrame:
     """Read completed label sheets (one per labeller) into the tidy annotations table.
 
-    ``sheet_dir``: the folder :func:`export_label_sheet` wrote; it gives the allowed values, the image
-    ids on the sheet and the corpus. ``corpus_dir`` (default: the sheet's corpus, if it still exists)
-    gives the prompt metadata of each image. ``value_choices`` overrides the allowed values (default:
-    the sheet's, else the portraits world's); ``attributes`` limits the columns read.
+    ``sheet_dir``: the folder :func:`export_label_sheet` wrote; it gives the allowed values, the sheet's
+    ids and the image each stands for, and the corpus. ``corpus_dir`` (default: the sheet's corpus, if
+    it still exists) gives the prompt metadata of each image. ``value_choices`` overrides the allowed
+    values (default: the sheet's, else the portraits world's); ``attributes`` limits the columns read.
 
-    The labeller is a ``labeller`` column where filled in, else the file name without extension and
+    Two kinds of file are read. A completed sheet: image_id and one column per attribute; with a
+    ``sheet_dir`` its ids are the sheet's (mapped back to the images), without one they are the corpus's
+    own. The labeller is a ``labeller`` column where filled in, else the file name without extension and
     without a ``labels_`` prefix (``labels_alice.csv`` -> alice); the annotator is ``human:<labeller>``.
+    Or the table this function returns, saved as CSV (image_id as in the corpus, annotator
+    ``human:<labeller>``, attribute, value; other columns are ignored): what ``synthscope audit
+    import-labels --out`` writes, read back by an audit spec's ``labels_csv``.
+
     Values match the allowed ones case-insensitively after trimming, and are stored in their canonical
     spelling; "undetermined" is an abstention. An empty cell means
     "not labelled": no row, counted in ``table.attrs["n_unlabelled"]`` ({annotator: {attribute: n}}).
     Every problem (unknown image id, value not allowed, an image labelled twice by one labeller, no
-    image_id column) is collected and raised as one :class:`LabelImportError` naming file and line.
+    image_id column) is collected and raised as one :class:`LabelImportError` naming file and line; a
+    broken ``label_sheet.json`` is one :class:`LabelSheetError`.
     """
     paths = [Path(csv_paths)] if isinstance(csv_paths, (str, Path)) else [Path(p) for p in csv_paths]
     if not paths:
         raise ValueError("give at least one completed label sheet (CSV)")
-    sheet = read_json(Path(sheet_dir) / SHEET_JSON) if sheet_dir is not None else None
-    if sheet is not None and sheet.get("format") != SHEET_FORMAT:
-        raise ValueError(f"{Path(sheet_dir) / SHEET_JSON}: not a synthscope label sheet")
+    sheet = read_label_sheet(sheet_dir) if sheet_dir is not None else None
     if value_choices is None and sheet is not None:
         value_choices = sheet["value_choices"]
     wanted = list(attributes) if attributes is not None else (
         list(value_choices) if value_choices is not None else list(_default_choices()))
     choices = _check_choices(wanted, value_choices)
     lookup = {a: {v.casefold(): v for v in (*values, ABSTAIN)} for a, values in choices.items()}
+    attribute_names = {a.casefold(): a for a in choices}
 
     corpus_path = Path(corpus_dir) if corpus_dir is not None else (
         Path(sheet["corpus"]) if sheet is not None and Path(sheet["corpus"]).is_dir() else None)
     meta = corpus_metadata(read_corpus(corpus_path)) if corpus_path is not None else None
+    # Ids in a completed sheet -> the image's id in the corpus; ``known`` are the corpus ids a saved
+    # table may name. None: nothing to check against.
+    sheet_files: dict[str, str] = {}
     if sheet is not None:
-        known: set[str] | None = {r["image_id"] for r in sheet["images"]}
+        to_image: dict[str, str] | None = {r["sheet_id"]: r["image_id"] for r in sheet["images"]}
+        sheet_files = {r["image_id"]: r["file"] for r in sheet["images"]}
+        known: set[str] | None = set(to_image.values())
         where = "the label sheet"
     elif meta is not None:
         known, where = set(meta["image_id"]), "the corpus"
+        to_image = {i: i for i in known}
     else:
-        known, where = None, ""
+        to_image, known, where = None, None, ""
 
     errors: list[str] = []
     records: list[dict[str, Any]] = []
     first_seen: dict[tuple[str, str], str] = {}
+    label_seen: dict[tuple[str, str, str], str] = {}
     unlabelled: dict[str, dict[str, int]] = {}
+
+    def cell(cells: list[str], index: int | None) -> str:
+        return cells[index].strip() if index is not None and index < len(cells) else ""
+
+    def add(location: str, image_id: str, annotator: str, attribute: str, raw: str, file: str) -> None:
+        if not raw:
+            counts = unlabelled.setdefault(annotator, {})
+            counts[attribute] = counts.get(attribute, 0) + 1
+            return
+        value = lookup[attribute].get(raw.casefold())
+        if value is None:
+            allowed = [*choices[attribute], ABSTAIN]
+            close = difflib.get_close_matches(raw.casefold(), [v.casefold() for v in allowed], n=1)
+            hint = f"; did you mean {lookup[attribute][close[0]]!r}?" if close else ""
+            errors.append(f"{location}: {attribute} value {raw!r} is not allowed (allowed: "
+                          f"{', '.join(allowed)}){hint}")
+            return
+        key = (annotator, image_id, attribute)
+        if key in label_seen:
+            errors.append(f"{location}: image {image_id!r} already has a {attribute} label from "
+                          f"{annotator!r} ({label_seen[key]})")
+            return
+        label_seen[key] = location
+        records.append({"image_id": image_id, "annotator": annotator, "attribute": attribute, "value": value,
+                        "file": sheet_files.get(image_id) or file})
+
     for path in paths:
         if not path.is_file():
             errors.append(f"{path}:0: no such file")
@@ -398,6 +538,10 @@ def import_labels(csv_paths: Path | str | Sequence[Path | str], sheet_dir: Path 
             continue
         id_col = lowered.index("image_id")
         file_col = lowered.index("file") if "file" in lowered else None
+        if {"annotator", "attribute", "value"} <= set(lowered):  # a saved table of imported labels
+            _read_saved_labels(path, rows, lowered, id_col, file_col, known, where, attribute_names, cell, add,
+                               errors)
+            continue
         labeller_col = next((lowered.index(c) for c in LABELLER_COLUMNS if c in lowered), None)
         columns = {a: lowered.index(a.casefold()) for a in choices if a.casefold() in lowered}
         if not columns:
@@ -410,45 +554,37 @@ def import_labels(csv_paths: Path | str | Sequence[Path | str], sheet_dir: Path 
             warnings.warn(f"{path}: ignoring column(s) {', '.join(ignored)} (not attributes being imported: "
                           f"{', '.join(choices)})", stacklevel=2)
 
-        def cell(cells: list[str], index: int | None) -> str:
-            return cells[index].strip() if index is not None and index < len(cells) else ""
-
+        n_rows = n_unknown = 0
         for line, cells in rows:
             if not any(c.strip() for c in cells):
                 continue  # blank line
-            image_id = cell(cells, id_col)
-            if not image_id:
+            n_rows += 1
+            raw_id = cell(cells, id_col)
+            if not raw_id:
                 errors.append(f"{path}:{line}: empty image_id")
                 continue
-            if known is not None and image_id not in known:
-                close = difflib.get_close_matches(image_id, list(known), n=1)
+            if to_image is not None and raw_id not in to_image:
+                n_unknown += 1
+                close = difflib.get_close_matches(raw_id, list(to_image), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                errors.append(f"{path}:{line}: unknown image id {image_id!r}: not in {where}{hint}")
+                errors.append(f"{path}:{line}: unknown image id {raw_id!r}: not in {where}{hint}")
                 continue
+            image_id = to_image[raw_id] if to_image is not None else raw_id
             labeller = cell(cells, labeller_col) or _labeller_from_file(path)
             annotator = HUMAN_PREFIX + labeller
             location = f"{path}:{line}"
             if (annotator, image_id) in first_seen:
-                errors.append(f"{location}: duplicate row: image {image_id!r} was already labelled by {labeller!r} "
+                errors.append(f"{location}: duplicate row: image {raw_id!r} was already labelled by {labeller!r} "
                               f"at {first_seen[(annotator, image_id)]}")
                 continue
             first_seen[(annotator, image_id)] = location
             for attribute, index in columns.items():
-                raw = cell(cells, index)
-                if not raw:
-                    counts = unlabelled.setdefault(annotator, {})
-                    counts[attribute] = counts.get(attribute, 0) + 1
-                    continue
-                value = lookup[attribute].get(raw.casefold())
-                if value is None:
-                    allowed = [*choices[attribute], ABSTAIN]
-                    close = difflib.get_close_matches(raw.casefold(), [v.casefold() for v in allowed], n=1)
-                    hint = f"; did you mean {lookup[attribute][close[0]]!r}?" if close else ""
-                    errors.append(f"{location}: {attribute} value {raw!r} is not allowed (allowed: "
-                                  f"{', '.join(allowed)}){hint}")
-                    continue
-                records.append({"image_id": image_id, "annotator": annotator, "attribute": attribute,
-                                "value": value, "file": cell(cells, file_col)})
+                add(location, image_id, annotator, attribute, cell(cells, index), cell(cells, file_col))
+        if sheet is None and n_rows and n_unknown == n_rows:
+            errors.append(f"{path}: none of its image ids is in {where}. A completed label sheet names the images "
+                          f"by the sheet's own ids: import it with 'synthscope audit import-labels SHEET_DIR "
+                          f"{path.name} ... --out human.csv' (SHEET_DIR: the folder 'audit label-sheet' wrote) "
+                          f"and give that file instead")
     if errors:
         raise LabelImportError(errors)
 
@@ -466,6 +602,39 @@ def import_labels(csv_paths: Path | str | Sequence[Path | str], sheet_dir: Path 
     table = annotation_table(table)
     table.attrs["n_unlabelled"] = unlabelled
     return table
+
+
+def _read_saved_labels(path: Path, rows: list[tuple[int, list[str]]], lowered: list[str], id_col: int,
+                       file_col: int | None, known: set[str] | None, where: str, attribute_names: dict[str, str],
+                       cell: Any, add: Any, errors: list[str]) -> None:
+    """Rows of a saved table of imported labels (image_id as in the corpus, annotator, attribute, value)."""
+    a_col, t_col, v_col = (lowered.index(c) for c in ("annotator", "attribute", "value"))
+    skipped: set[str] = set()
+    for line, cells in rows:
+        if not any(c.strip() for c in cells):
+            continue
+        location = f"{path}:{line}"
+        image_id, annotator = cell(cells, id_col), cell(cells, a_col)
+        if not image_id:
+            errors.append(f"{location}: empty image_id")
+            continue
+        if known is not None and image_id not in known:
+            close = difflib.get_close_matches(image_id, list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            errors.append(f"{location}: unknown image id {image_id!r}: not in {where}{hint}")
+            continue
+        if not annotator.startswith(HUMAN_PREFIX) or annotator == HUMAN_PREFIX:
+            errors.append(f"{location}: annotator {annotator!r} is not a labeller (human:<name>); only human "
+                          f"labels are read back from a saved table")
+            continue
+        attribute = attribute_names.get(cell(cells, t_col).casefold())
+        if attribute is None:
+            skipped.add(cell(cells, t_col))
+            continue
+        add(location, image_id, annotator, attribute, cell(cells, v_col), cell(cells, file_col))
+    if skipped:
+        warnings.warn(f"{path}: ignoring labels of {', '.join(sorted(map(repr, skipped)))} (not attributes being "
+                      f"imported: {', '.join(attribute_names.values())})", stacklevel=3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -722,3 +891,31 @@ def confusion(annotations: pd.DataFrame, truth: pd.DataFrame, attribute: str, an
                      n_abstained=abstained, accuracy=correct / n if n else math.nan, ci_low=low, ci_high=high,
                      accuracy_of_determined=correct / determined if determined else math.nan,
                      determined_ci_low=d_low, determined_ci_high=d_high, confidence=confidence)
+
+
+VALIDITY_COLUMNS = ("annotator", "attribute", "n", "n_correct", "n_abstained", "accuracy", "accuracy_ci_low",
+                    "accuracy_ci_high")
+
+
+def labeller_validity(labels: pd.DataFrame, corpus_dir: Path | str, confidence: float = 0.95) -> pd.DataFrame:
+    """Every labeller against the truth a corpus knows, one row per labeller and attribute
+    (:data:`VALIDITY_COLUMNS`, from :meth:`Confusion.summary`).
+
+    Truth is a manifest column named after the attribute on rows whose ``source`` is "real" (e.g. the
+    portraits ``synthscope data export`` writes, with their true attributes); a generated image's
+    manifest says what was asked for, which is not truth. Empty when the corpus knows no truth for the
+    labelled attributes."""
+    corpus = read_corpus(corpus_dir)
+    manifest = corpus.manifest.reset_index(drop=True)
+    real = manifest["source"].astype(str).str.strip().str.casefold() == "real"
+    attributes = [a for a in dict.fromkeys(labels["attribute"]) if a in manifest.columns]
+    rows = []
+    if real.any() and attributes:
+        truth = manifest.loc[real, attributes].astype(str)
+        truth.insert(0, "image_id", corpus_metadata(corpus)["image_id"][real].to_numpy())
+        for attribute in attributes:
+            for annotator in dict.fromkeys(labels.loc[labels["attribute"] == attribute, "annotator"]):
+                result = confusion(labels, truth, attribute, annotator=annotator, confidence=confidence)
+                if result.n:
+                    rows.append({k: result.summary()[k] for k in VALIDITY_COLUMNS})
+    return pd.DataFrame(rows, columns=list(VALIDITY_COLUMNS))

@@ -446,15 +446,16 @@ def run_audit_command(args: argparse.Namespace, progress: bool) -> None:
         if result is not None:  # None on the other processes of a multi-process run: the main one reports
             print(f"{result.generation.total} images ({result.generation.generated} new); report -> {result.report}")
     elif args.action == "label-sheet":
-        from synthscope.audits.audit import IMAGES_DIR
+        from synthscope.audits.audit import corpus_folder
         from synthscope.audits.labels import export_label_sheet
 
-        corpus = args.audit_dir / IMAGES_DIR if (args.audit_dir / IMAGES_DIR).is_dir() else args.audit_dir
-        out = export_label_sheet(corpus, args.out, attributes=tuple(args.attributes), sample=args.sample,
-                                 seed=args.seed, force=args.force)
-        print(f"label sheet -> {out} (share sheet.html and a copy of labels.csv with each labeller)")
+        # An audit folder's corpus is AUDIT_DIR/images; an exported corpus has its manifest at the top.
+        out = export_label_sheet(corpus_folder(args.audit_dir), args.out, attributes=tuple(args.attributes),
+                                 sample=args.sample, seed=args.seed, force=args.force)
+        print(f"label sheet -> {out} (share sheet.html and a copy of labels.csv with each labeller; keep "
+              f"label_sheet.json, which maps the sheet's ids to the images, to yourself)")
     elif args.action == "import-labels":
-        from synthscope.audits.labels import agreement, import_labels
+        from synthscope.audits.labels import agreement, import_labels, labeller_validity, read_label_sheet
         from synthscope.runtime import atomic_write_bytes
 
         labels = import_labels(args.csv, sheet_dir=args.sheet_dir)
@@ -463,6 +464,12 @@ def run_audit_command(args: argparse.Namespace, progress: bool) -> None:
         if labels["annotator"].nunique() > 1:
             for attribute in sorted(set(labels["attribute"])):
                 print(agreement(labels, attribute).to_string(index=False))
+        corpus = Path(read_label_sheet(args.sheet_dir)["corpus"])
+        validity = labeller_validity(labels, corpus) if corpus.is_dir() else None
+        if validity is not None and len(validity):
+            print(f"labellers against the known truth of {corpus} (accuracy with its 95 % Wilson interval; "
+                  f"'undetermined' counts as not correct):")
+            print(validity.to_string(index=False))
 
 
 def _train_detector(args: argparse.Namespace, progress: bool):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -46,6 +47,11 @@ def corpus(tmp_path):
     return tmp_path / "corpus"
 
 
+def sheet_ids(sheet_dir):
+    """sheet id -> the image's id in the corpus, as label_sheet.json records it."""
+    return {r["sheet_id"]: r["image_id"] for r in json.loads((sheet_dir / SHEET_JSON).read_text())["images"]}
+
+
 def read_sheet(path):
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
@@ -61,14 +67,20 @@ def write_sheet(path, rows, fieldnames):
 def test_export_fill_in_import_round_trip(corpus, tmp_path):
     sheet_dir = export_label_sheet(corpus, tmp_path / "sheet", attributes=("gender", "age"))
     rows = read_sheet(sheet_dir / SHEET_CSV)
-    assert list(rows[0]) == ["image_id", "file", "gender", "age"] and len(rows) == 12
+    # no file column: files are numbered in generation order, which groups the images of a prompt
+    assert list(rows[0]) == ["image_id", "gender", "age"] and len(rows) == 12
     assert all(r["gender"] == r["age"] == "" for r in rows)
-    assert [r["image_id"] for r in rows] != [f"{'ab' if i < 6 else 'cd'}#{i}" for i in range(12)]  # shuffled
+    real = sheet_ids(sheet_dir)
+    assert sorted(real.values()) == sorted(f"{'ab' if i < 6 else 'cd'}#{i}" for i in range(12))
+    assert [real[r["image_id"]] for r in rows] != [f"{'ab' if i < 6 else 'cd'}#{i}" for i in range(12)]  # shuffled
+    # opaque ids: nothing in a sheet id tells which images share a prompt
+    for sheet_id in real:
+        assert re.fullmatch(r"img-[0-9a-f]{8}", sheet_id)
     html = (sheet_dir / SHEET_HTML).read_text()
     assert "perceived" in html and ABSTAIN in html and "image-rendering: pixelated" in html
     assert html.count("data:image/png;base64,") == 12 and "http" not in html.replace("http-equiv", "")
-    for hidden in ("nurse", "CEO", "chief executive", "a photo of"):  # prompts are never shown
-        assert hidden not in html
+    for hidden in ("nurse", "CEO", "chief executive", "a photo of", "ab#", "cd#", "images/0"):
+        assert hidden not in html  # neither prompts nor real ids nor file names are shown
 
     # alice writes canonical values; bob mixes case and spaces, abstains once and skips one cell
     written = {}
@@ -80,7 +92,7 @@ def test_export_fill_in_import_round_trip(corpus, tmp_path):
         for r in filled:
             for attribute in ("gender", "age"):
                 if r[attribute].strip():
-                    written[(f"human:{name}", r["image_id"], attribute)] = r[attribute].strip().lower()
+                    written[(f"human:{name}", real[r["image_id"]], attribute)] = r[attribute].strip().lower()
     table = import_labels([tmp_path / "labels_alice.csv", tmp_path / "labels_bob.csv"], sheet_dir=sheet_dir)
     assert list(table.columns) == list(TABLE_COLUMNS)
     got = {(a, i, t): v for a, i, t, v in zip(table["annotator"], table["image_id"], table["attribute"],
@@ -97,8 +109,8 @@ def test_export_fill_in_import_round_trip(corpus, tmp_path):
 def test_sample_is_seeded_and_filled_sheets_are_not_overwritten(corpus, tmp_path):
     a = export_label_sheet(corpus, tmp_path / "a", attributes=("gender",), sample=5, seed=3)
     b = export_label_sheet(corpus, tmp_path / "b", attributes=("gender",), sample=5, seed=3)
-    ids = [r["image_id"] for r in read_sheet(a / SHEET_CSV)]
-    assert len(ids) == 5 and ids == [r["image_id"] for r in read_sheet(b / SHEET_CSV)]
+    ids = [sheet_ids(a)[r["image_id"]] for r in read_sheet(a / SHEET_CSV)]
+    assert len(ids) == 5 and ids == [sheet_ids(b)[r["image_id"]] for r in read_sheet(b / SHEET_CSV)]
     assert json.loads((a / SHEET_JSON).read_text())["n_images"] == 5
     rows = read_sheet(a / SHEET_CSV)
     rows[0]["gender"] = "male"
@@ -124,9 +136,11 @@ def test_html_escapes_markup_in_image_ids_and_values(tmp_path):
                              value_choices={"mood": ["<script>alert('x')</script>", "<b>calm</b>"]})
     html = (out / SHEET_HTML).read_text()
     assert "<img src=x" not in html and "<script>" not in html and "<b>calm" not in html
-    assert "&lt;img src=x onerror=alert(1)&gt;.png" in html and "&lt;b&gt;calm&lt;/b&gt;" in html
+    assert "onerror" not in html  # the file name is not shown at all: the sheet shows its own ids
+    assert "&lt;b&gt;calm&lt;/b&gt;" in html and "&lt;script&gt;" in html
     assert "Content-Security-Policy" in html
-    assert read_sheet(out / SHEET_CSV)[0]["image_id"] == evil  # the CSV keeps the id as it is
+    sheet_id = read_sheet(out / SHEET_CSV)[0]["image_id"]
+    assert sheet_ids(out)[sheet_id] == evil  # label_sheet.json maps the sheet's id to the image's own
 
 
 def test_import_errors_name_file_line_and_problem(corpus, tmp_path):
@@ -158,8 +172,101 @@ def test_labeller_column_and_semicolon_sheets_from_a_spreadsheet(corpus, tmp_pat
     ids = [r["image_id"] for r in read_sheet(sheet_dir / SHEET_CSV)]
     text = "\ufeffimage_id;labeller;gender\n" + f"{ids[0]};Frank;MALE\n{ids[0]};Grace;female\n"
     (tmp_path / "shared.csv").write_text(text, encoding="utf-8")
-    table = import_labels(tmp_path / "shared.csv", corpus_dir=corpus, value_choices={"gender": ["female", "male"]})
+    table = import_labels(tmp_path / "shared.csv", sheet_dir=sheet_dir)
     assert sorted(zip(table["annotator"], table["value"])) == [("human:Frank", "male"), ("human:Grace", "female")]
+    assert set(table["image_id"]) == {sheet_ids(sheet_dir)[ids[0]]}
+    # without a sheet, a CSV names images by their ids in the corpus
+    text = "image_id;labeller;gender\n" + "ab#0;Frank;MALE\nab#0;Grace;female\n"
+    (tmp_path / "by_corpus_id.csv").write_text(text, encoding="utf-8")
+    table = import_labels(tmp_path / "by_corpus_id.csv", corpus_dir=corpus,
+                          value_choices={"gender": ["female", "male"]})
+    assert sorted(zip(table["annotator"], table["value"])) == [("human:Frank", "male"), ("human:Grace", "female")]
+
+
+def test_label_sheet_of_an_exported_corpus_keeps_its_ids_and_truth(tmp_path, capsys):
+    # An exported corpus holds manifest.csv beside images/; the sheet must read that manifest (its keys
+    # and truth columns), not infer a new corpus from the bare images/ folder.
+    from synthscope.cli import main
+
+    corpus = tmp_path / "pt"
+    assert main(["data", "export", "portraits", "--n", "12", "--out", str(corpus), "--quiet"]) == 0
+    sheet = tmp_path / "sheet"
+    assert main(["audit", "label-sheet", str(corpus), "--out", str(sheet), "--sample", "4",
+                 "--attributes", "gender", "age"]) == 0
+    real = sheet_ids(sheet)
+    assert len(real) == 4 and all(i.startswith("portraits#") for i in real.values())
+    truth = truth_from_corpus(corpus).set_index("image_id")
+    rows = read_sheet(sheet / SHEET_CSV)
+    alice = [dict(r, gender=truth.loc[real[r["image_id"]], "gender"], age=truth.loc[real[r["image_id"]], "age"])
+             for r in rows]
+    bob = [dict(r, gender="female", age="undetermined") for r in rows]
+    write_sheet(tmp_path / "labels_alice.csv", alice, list(rows[0]))
+    write_sheet(tmp_path / "labels_bob.csv", bob, list(rows[0]))
+    capsys.readouterr()
+    out = tmp_path / "human.csv"
+    assert main(["audit", "import-labels", str(sheet), str(tmp_path / "labels_alice.csv"),
+                 str(tmp_path / "labels_bob.csv"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    imported = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert set(imported["image_id"]) == set(real.values())  # mapped back to the corpus's ids
+    assert (imported["profession"] != "").all()  # metadata from the corpus's own manifest
+    check = confusion(imported, truth.reset_index(), "gender", annotator="human:alice")
+    assert (check.n, check.n_correct) == (4, 4)
+    # import-labels checks each labeller against the truth the corpus knows
+    assert re.search(r"human:alice\s+gender\s+4\s+4\s+0\s+1\.0", printed), printed
+    n_female = int((truth.loc[list(real.values()), "gender"] == "female").sum())
+    assert re.search(rf"human:bob\s+gender\s+4\s+{n_female}\s", printed), printed
+
+
+@pytest.mark.parametrize("break_it, problem", [
+    (lambda d: d.pop("images"), "missing 'images'"),
+    (lambda d: d.update(images="x"), "'images' must be a list"),
+    (lambda d: d["images"][1].pop("sheet_id"), "images[1]: missing 'sheet_id'"),
+    (lambda d: d["images"][0].update(image_id=3), "images[0]: 'image_id' must be text"),
+    (lambda d: d.update(value_choices=["female"]), "'value_choices' must be an object"),
+    (lambda d: d["value_choices"].update(gender="female"), "'value_choices.gender' must be a list"),
+    (lambda d: d.update(corpus=None), "'corpus' must be text"),
+    (lambda d: d["images"][2].update(sheet_id=d["images"][0]["sheet_id"]), "appears twice"),
+    (lambda d: d.update(format="something else"), "not a synthscope label sheet"),
+])
+def test_a_broken_label_sheet_json_is_one_error_naming_it(corpus, tmp_path, break_it, problem):
+    sheet_dir = export_label_sheet(corpus, tmp_path / "sheet", attributes=("gender",))
+    data = json.loads((sheet_dir / SHEET_JSON).read_text())
+    break_it(data)
+    (sheet_dir / SHEET_JSON).write_text(json.dumps(data))
+    write_sheet(tmp_path / "labels_a.csv", read_sheet(sheet_dir / SHEET_CSV), ["image_id", "gender"])
+    with pytest.raises(ValueError) as caught:
+        import_labels(tmp_path / "labels_a.csv", sheet_dir=sheet_dir)
+    message = str(caught.value)
+    assert message.startswith(str(sheet_dir / SHEET_JSON)) and problem in message and "\n" not in message
+
+
+def test_a_label_sheet_json_that_is_not_an_object_or_absent(corpus, tmp_path):
+    sheet_dir = export_label_sheet(corpus, tmp_path / "sheet", attributes=("gender",))
+    write_sheet(tmp_path / "labels_a.csv", read_sheet(sheet_dir / SHEET_CSV), ["image_id", "gender"])
+    (sheet_dir / SHEET_JSON).write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r"label_sheet\.json: expected a JSON object, got a list"):
+        import_labels(tmp_path / "labels_a.csv", sheet_dir=sheet_dir)
+    (sheet_dir / SHEET_JSON).unlink()
+    with pytest.raises(ValueError, match="no label_sheet.json"):
+        import_labels(tmp_path / "labels_a.csv", sheet_dir=sheet_dir)
+
+
+def test_a_folder_with_nothing_readable_gets_no_sheet(tmp_path, capsys):
+    from synthscope.cli import main
+
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(b"not a png")
+    (folder / "b.jpg").write_bytes(b"")
+    with pytest.warns(UserWarning, match="could not be read"), pytest.raises(ValueError, match="no image") as caught:
+        export_label_sheet(folder, tmp_path / "sheet", attributes=("gender",))
+    assert str(folder) in str(caught.value)
+    assert not (tmp_path / "sheet").exists()
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="could not be read"):
+        assert main(["audit", "label-sheet", str(folder), "--out", str(tmp_path / "sheet2")]) == 2
+    assert "no image" in capsys.readouterr().err and not (tmp_path / "sheet2").exists()
 
 
 def tidy(labels_by_annotator, attribute="gender"):

@@ -125,15 +125,16 @@ def test_cli_audit_commands(audit, tmp_path, capsys):
 
 
 def test_human_labels_in_the_spec_join_the_annotations(audit, tmp_path):
-    from synthscope.audits.labels import export_label_sheet
+    from synthscope.audits.labels import export_label_sheet, import_labels
 
     spec, result = audit
     sheet = tmp_path / "sheet"
     export_label_sheet(result.out / IMAGES_DIR, sheet, attributes=["gender"])
     labels = pd.read_csv(sheet / "labels.csv", dtype=str).assign(gender="female")
     labels.to_csv(tmp_path / "labels_alice.csv", index=False)
+    import_labels(tmp_path / "labels_alice.csv", sheet_dir=sheet).to_csv(tmp_path / "human.csv", index=False)
     human = spec.read_text().replace("[reference]", '[[annotators]]\nkind = "human"\nattributes = ["gender"]\n'
-                                     f'labels_csv = "{tmp_path / "labels_alice.csv"}"\n\n[reference]')
+                                     f'labels_csv = "{tmp_path / "human.csv"}"\n\n[reference]')
     (tmp_path / "human.toml").write_text(human)
     again = run_audit(tmp_path / "human.toml", result.out, progress=False,
                       annotator_options={"probe": {"n_train": 400}})
