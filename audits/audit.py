@@ -57,7 +57,8 @@ def image_jobs(spec: AuditSpec) -> list[ImageJob]:
     for prompt in spec.expand():
         attributes = {"profession": prompt.profession, "template": prompt.template,
                       "template_index": prompt.template_index, "descriptor": prompt.descriptor or ""}
-        jobs += [ImageJob(prompt.image_key(i), prompt.prompt, seed, prompt.guidance, attributes)
+        key = prompt.key  # a hash: computed once per prompt, not per image
+        jobs += [ImageJob(f"{key}#{i}", prompt.prompt, seed, prompt.guidance, attributes)
                  for i, seed in enumerate(prompt.seeds)]
     return jobs
 

@@ -10,7 +10,9 @@
     [reference]    source = "bls-2022" | "none" | path to the user's CSV
 
 :func:`load_spec` reads and validates a file into an :class:`AuditSpec`; every problem raises one
-:class:`SpecError` that names the file, the section and key, and what would be accepted.
+:class:`SpecError` that names the file, the section and key, and what would be accepted. Sizes are
+capped before anything is expanded: at most :data:`MAX_IMAGES_PER_PROMPT` images per prompt and
+:data:`MAX_IMAGES` in all (prompts x guidance values x images per prompt).
 :meth:`AuditSpec.expand` turns the spec into :class:`PromptJob` s, each with the reproducible seed of
 every image (:func:`image_seed`). :func:`example_spec_text` is the commented example that
 ``synthscope audit init`` writes.
@@ -26,6 +28,7 @@ import difflib
 import hashlib
 import json
 import math
+import os
 import re
 import string
 from collections.abc import Mapping
@@ -51,8 +54,15 @@ BUILTIN_DEFAULT_TRAIN_STEPS = 1200
 DIFFUSERS_DEFAULT_STEPS = 30
 DIFFUSERS_DEFAULT_GUIDANCE = 7.5
 DEFAULT_IMAGES_PER_PROMPT = 50
+# Caps on an audit's size, checked before any seed is computed: every image's job is held in memory
+# (about 250 bytes each) and its seed hashed (about 10 us), so an absurd size would hang the run for
+# minutes while memory grows. 10 million images is months of GPU time at published per-image times.
+MAX_IMAGES_PER_PROMPT = 1_000_000
+MAX_IMAGES = 10_000_000
 DEFAULT_ABSTAIN_BELOW = 0.6
 PROBE_ATTRIBUTES = ("gender", "skin_tone", "age")
+# What people can be asked to label (the label sheet has allowed values for these).
+HUMAN_ATTRIBUTES = (*PROBE_ATTRIBUTES, "profession")
 CLIP_DEFAULT_MODEL = "ViT-B-32"
 CLIP_DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 # Default zero-shot label prompts for CLIP: they read *perceived* gender presentation and age
@@ -188,8 +198,11 @@ class ClipAnnotatorSpec:
 
 @dataclass(frozen=True)
 class HumanAnnotatorSpec:
-    """Human labels of *perceived* attributes: a CSV is exported for labelling and ``labels_csv`` (when
-    given and present) is imported back."""
+    """Human labels of *perceived* attributes: a label sheet is exported for labelling
+    (``synthscope audit label-sheet``), the completed copies are imported (``synthscope audit
+    import-labels ... --out human.csv``), and ``labels_csv`` names that file (or a completed sheet that
+    names images by their ids in the corpus). Until the file exists the audit stops after generating the
+    images and says what to do next. Several human blocks may each name their own file."""
 
     kind: str = "human"
     attributes: tuple[str, ...] = PROBE_ATTRIBUTES
@@ -271,9 +284,14 @@ class AuditSpec:
         return jobs
 
     @property
+    def n_prompts(self) -> int:
+        """How many prompt jobs :meth:`expand` gives (prompts x guidance values), counted, not expanded."""
+        return _n_prompts(self.prompts) * len(self.backend.guidance)
+
+    @property
     def n_images(self) -> int:
-        """Total images the audit asks for."""
-        return sum(job.n_images for job in self.expand())
+        """Total images the audit asks for (counted, not expanded: no seed is computed)."""
+        return self.n_prompts * self.prompts.images_per_prompt
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of everything in the spec (paths as strings), for provenance and reports."""
@@ -300,7 +318,7 @@ class AuditSpec:
             "annotators": [fields_of(a) for a in self.annotators],
             "reference": fields_of(self.reference),
             "spec_file": str(self.path) if self.path is not None else None,
-            "n_prompts": len(self.expand()),
+            "n_prompts": self.n_prompts,
             "n_images": self.n_images,
         }
 
@@ -329,6 +347,14 @@ def render_prompt(template: str, profession: str, descriptor: str | None = None,
         text = re.sub(f"([{_MARK_LOWER}{_MARK_UPPER}]) (\\S+)", article, text)
         text = text.replace(_MARK_LOWER, "a").replace(_MARK_UPPER, "A")
     return text
+
+
+def _n_prompts(prompts: PromptsSpec) -> int:
+    """Prompts one guidance value gives: each template once per profession, a template with
+    {descriptor} also once per descriptor."""
+    per_profession = sum(1 + len(prompts.descriptors) if "{descriptor}" in template else 1
+                         for template in prompts.templates)
+    return per_profession * len(prompts.professions)
 
 
 def _guidance_key(guidance: float | None) -> float | None:
@@ -467,7 +493,7 @@ class _Table:
                 raise self.error(where, f"must be a number (a guidance sweep is a list of numbers), got "
                                         f"{_type(item)} {item!r}")
             if item < 0:
-                raise self.error(where, f"must be >= 0, got {item:g}")
+                raise self.error(where, f"must be >= 0 (a classifier-free guidance scale), got {item:g}")
             if float(item) in out:
                 raise self.error(key, f"lists {float(item):g} twice")
             out.append(float(item))
@@ -533,9 +559,13 @@ def _parse_prompts(file: str, data: Any, builtin: bool) -> PromptsSpec:
     descriptors = t.strings("descriptors", allow_empty_list=True)
     if descriptors and not any("{descriptor}" in x for x in templates):
         raise t.error("descriptors", "are given but no template has a {descriptor} placeholder to put them in")
+    images_per_prompt = t.integer("images_per_prompt", DEFAULT_IMAGES_PER_PROMPT, 1)
+    if images_per_prompt > MAX_IMAGES_PER_PROMPT:
+        raise t.error("images_per_prompt", f"at most {MAX_IMAGES_PER_PROMPT:,} images per prompt, got "
+                                           f"{images_per_prompt:,}")
     prompts = PromptsSpec(
         templates=templates, professions=professions, descriptors=descriptors,
-        images_per_prompt=t.integer("images_per_prompt", DEFAULT_IMAGES_PER_PROMPT, 1),
+        images_per_prompt=images_per_prompt,
         seed=t.integer("seed", 0, 0), fix_articles=t.boolean("fix_articles", True),
     )
     # Two templates that render the same prompt would get the same seeds, hence the same images.
@@ -647,6 +677,7 @@ def _parse_annotators(file: str, data: Any, backend: BackendSpec, base: Path | N
                                              "tables with a kind")
     out: list[AnnotatorSpec] = []
     seen: set[str] = set()
+    label_files: dict[Path, str] = {}
     for i, item in enumerate(data):
         name = f"annotators[{i}]"
         if isinstance(item, str):
@@ -657,7 +688,7 @@ def _parse_annotators(file: str, data: Any, backend: BackendSpec, base: Path | N
         if not isinstance(kind, str) or kind not in ANNOTATOR_KINDS:
             raise SpecError(file, f"[{name}] kind:",
                             f"unknown annotator {kind!r} (known: {', '.join(ANNOTATOR_KINDS)})")
-        if kind in seen:
+        if kind in seen and kind != "human":  # several people's labels: one human block each, or one file
             raise SpecError(file, f"[{name}] kind:", f"annotator {kind!r} is listed twice")
         seen.add(kind)
         if kind == "probe":
@@ -679,7 +710,13 @@ def _parse_annotators(file: str, data: Any, backend: BackendSpec, base: Path | N
                                      abstain_below=t.number("abstain_below", DEFAULT_ABSTAIN_BELOW, 0.0, 1.0, True)))
         else:
             t = _Table(file, name, item, ("kind", "attributes", "labels_csv"))
-            out.append(HumanAnnotatorSpec(attributes=_attributes(t, None), labels_csv=t.path("labels_csv", base)))
+            labels_csv = t.path("labels_csv", base)
+            if labels_csv is not None:
+                normal = Path(os.path.normpath(labels_csv))
+                if normal in label_files:
+                    raise t.error("labels_csv", f"{labels_csv} is already read by {label_files[normal]}")
+                label_files[normal] = name
+            out.append(HumanAnnotatorSpec(attributes=_attributes(t, HUMAN_ATTRIBUTES), labels_csv=labels_csv))
     return tuple(out)
 
 
@@ -767,6 +804,13 @@ def parse_spec(text: str, file: str = "<spec>", base: Path | None = None) -> Aud
     description = audit.string("description", "", allow_empty=True) or ""
     backend = _parse_backend(file, data.get("backend", {"kind": "builtin"}), base)
     prompts = _parse_prompts(file, data["prompts"], isinstance(backend, BuiltinBackendSpec))
+    n_prompts, n_guidance = _n_prompts(prompts), len(backend.guidance)
+    total = n_prompts * n_guidance * prompts.images_per_prompt
+    if total > MAX_IMAGES:
+        raise SpecError(file, "[prompts] images_per_prompt:",
+                        f"the audit would make {total:,} images ({n_prompts:,} prompt{'s' * (n_prompts != 1)} x "
+                        f"{n_guidance} guidance value{'s' * (n_guidance != 1)} x {prompts.images_per_prompt:,} "
+                        f"images); at most {MAX_IMAGES:,}")
     annotators = _parse_annotators(file, data.get("annotators"), backend, base)
     reference = _parse_reference(file, data.get("reference", {}), base)
     assert name is not None
@@ -820,7 +864,8 @@ professions = ["doctor", "nurse", "engineer", "chief executive", "janitor", "tea
 # Identity descriptors go into templates with {descriptor}; each such template also runs without
 # one. Prompts that name an attribute measure adherence to the prompt, not the model's default.
 descriptors = ["female", "male"]
-images_per_prompt = 40      # more images, narrower confidence intervals (+-15 points at 40, +-7 at 200)
+images_per_prompt = 40      # more images, narrower confidence intervals (+-15 points at 40, +-7 at 200);
+                            # at most 1,000,000 per prompt and 10,000,000 per audit
 seed = 0                    # base seed: image i of a prompt always gets the same seed
 
 [backend]
@@ -864,9 +909,10 @@ abstain_below = 0.6         # top class probability below this -> "undetermined"
 # male = ["a photo of a man"]
 
 # [[annotators]]
-# kind = "human"            # exports a CSV for labelling; labels_csv imports it back
+# kind = "human"            # people's labels: the first run makes the images and prints the next steps
+#                           # (audit label-sheet, then audit import-labels ... --out human.csv); run again
 # attributes = ["gender", "skin_tone", "age"]
-# labels_csv = "human-labels.csv"
+# labels_csv = "human.csv"  # the file 'synthscope audit import-labels' wrote
 
 [reference]
 # "bls-2022": U.S. BLS CPS table 11, 2022 annual averages (https://www.bls.gov/cps/aa2022/cpsaat11.htm),

@@ -203,6 +203,14 @@ abstain_below = 0.7
      r"\[backend\] guidance\[1\]: must be a number \(a guidance sweep is a list of numbers\), got a string 'high'"),
     (DIFFUSERS + "guidance = [7.5, 7.5]\n", r"\[backend\] guidance: lists 7\.5 twice"),
     (DIFFUSERS + "guidance = -1\n", r"\[backend\] guidance: must be >= 0"),
+    (DIFFUSERS + "guidance = -5\n",
+     r"\[backend\] guidance: must be >= 0 \(a classifier-free guidance scale\), got -5$"),
+    (BUILTIN + "guidance = [1.0, -5]\n",
+     r"\[backend\] guidance\[1\]: must be >= 0 \(a classifier-free guidance scale\), got -5$"),
+    (BUILTIN + '[[annotators]]\nkind = "human"\nattributes = ["race"]\n',
+     r"\[annotators\[0\]\] attributes\[0\]: unknown attribute 'race' \(known: gender, skin_tone, age, profession\)"),
+    (BUILTIN + '[[annotators]]\nkind = "human"\nlabels_csv = "a.csv"\n[[annotators]]\nkind = "human"\n'
+     'labels_csv = "./a.csv"\n', r"\[annotators\[1\]\] labels_csv: .*a\.csv is already read by annotators\[0\]"),
     (DIFFUSERS.replace('kind = "diffusers"', 'kind = "dalle"'),
      r"\[backend\] kind: unknown backend 'dalle' \(known: builtin, diffusers\)"),
     (DIFFUSERS.replace('model = "some/model"', ""), r"\[backend\] model: is required"),
@@ -251,6 +259,38 @@ abstain_below = 0.7
 ])
 def test_each_problem_gets_its_message(tmp_path, text, message):
     assert re.search(message, error_of(tmp_path, text), re.DOTALL), error_of(tmp_path, text)
+
+
+@pytest.mark.parametrize("text, message", [
+    (BUILTIN.replace("images_per_prompt = 3", "images_per_prompt = 1000000000"),
+     r"audit\.toml: \[prompts\] images_per_prompt: at most 1,000,000 images per prompt, got 1,000,000,000"),
+    # 2 professions x 1 template x 1,000,000 images x 11 guidance values = 22 million images
+    (DIFFUSERS.replace("images_per_prompt = 2", "images_per_prompt = 1000000")
+     + "guidance = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n",
+     r"audit\.toml: \[prompts\] images_per_prompt: the audit would make 22,000,000 images \(2 prompts x 11 "
+     r"guidance values x 1,000,000 images\); at most 10,000,000"),
+])
+def test_absurd_sizes_are_refused_before_any_seed_is_computed(tmp_path, text, message):
+    import time
+
+    start = time.perf_counter()
+    assert re.search(message, error_of(tmp_path, text)), error_of(tmp_path, text)
+    assert time.perf_counter() - start < 5
+
+
+def test_the_size_caps_themselves_are_allowed(tmp_path):
+    spec = load_text(tmp_path, DIFFUSERS.replace("images_per_prompt = 2", "images_per_prompt = 1000000")
+                     + "guidance = [1, 2, 3, 4, 5]\n")
+    assert spec.prompts.images_per_prompt == 1_000_000 and spec.n_images == 10_000_000  # counted, not expanded
+
+
+def test_several_human_annotators_each_with_their_labels(tmp_path):
+    spec = load_text(tmp_path, BUILTIN + '[[annotators]]\nkind = "probe"\n[[annotators]]\nkind = "human"\n'
+                                         'labels_csv = "alice.csv"\n[[annotators]]\nkind = "human"\n'
+                                         'attributes = ["gender"]\nlabels_csv = "bob.csv"\n')
+    humans = [a for a in spec.annotators if isinstance(a, HumanAnnotatorSpec)]
+    assert [h.labels_csv for h in humans] == [tmp_path / "alice.csv", tmp_path / "bob.csv"]
+    assert humans[1].attributes == ("gender",)
 
 
 def test_reference_csv_is_validated_on_load(tmp_path):
