@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 import warnings
@@ -25,13 +26,38 @@ from .base import check_output_file, load_detector
 COLUMNS = ["path", "score", "decision", "error"]
 
 
-def list_files(root: Path) -> list[Path]:
-    """Every regular, non-hidden file under ``root``, sorted: images or not, each gets a row."""
+def list_files(root: Path, exclude: tuple[Path, ...] = ()) -> list[Path]:
+    """Every entry under ``root`` that is not a folder, sorted: images or not, each gets a row.
+
+    Hidden files (and files in hidden folders) are listed like any other. Symbolic links are listed
+    as they are: to a file (read only if it stays inside ``root``), dangling, or to a folder (not
+    followed: its files inside ``root`` have rows of their own, and one outside is not read).
+    Named pipes, sockets and devices are listed too (and never opened). ``exclude``: files and
+    folders to leave out (a scan's own output and its parts, when they lie inside ``root``)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
-    return sorted(p for p in root.rglob("*")
-                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    left_out = {os.path.abspath(p) for p in exclude}
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):  # symbolic links to folders are not walked into
+        dirnames[:] = [d for d in dirnames if os.path.abspath(os.path.join(dirpath, d)) not in left_out]
+        entries = filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        found += [Path(dirpath) / name for name in entries
+                  if os.path.abspath(os.path.join(dirpath, name)) not in left_out]
+    return sorted(found)
+
+
+def _not_to_open(path: Path, root: Path) -> str | None:
+    """Why an entry is given a row without being opened, or None when it is to be read as an image
+    (the reader itself refuses dangling links and links leading out of ``root``)."""
+    from synthscope.generators.folder import link_problem
+
+    if os.path.isdir(path):  # only a symbolic link to a folder is listed
+        return link_problem(path, root) or ("skipped: symbolic link to a folder inside the scanned folder "
+                                            "(its files have rows of their own)")
+    if os.path.exists(path) and not os.path.isfile(path):
+        return "skipped: not a regular file (a named pipe, socket or device)"
+    return None
 
 
 PART_COLUMNS = ["path", "score", "decision", "error", "detector"]
@@ -69,6 +95,9 @@ def scan_folder(detector_dir: Path | str, folder: Path | str, out: Path | str, b
                 device: str = "auto", progress: bool = True) -> pd.DataFrame:
     """Score every file under ``folder`` and write ``out`` (CSV): path, P(fake), the decision at the
     detector's saved threshold, or why the file could not be read. A bad file never stops a scan.
+    Every entry :func:`list_files` lists gets a row, hidden files included (they are scanned); a
+    symbolic link that leads outside ``folder``, a dangling one, a link to a folder and a named pipe
+    get a row saying why they were not read. ``out`` and its parts are not scanned.
 
     Scored rows are kept as the scan goes (``<out>.parts/``), so a killed scan, run again with the
     same detector, scores only what is left. Launched as several processes, each scores its share of
@@ -90,8 +119,8 @@ def scan_folder(detector_dir: Path | str, folder: Path | str, out: Path | str, b
     threshold = float(config["threshold"])
     identity = _detector_identity(detector_dir, config)
     folder = Path(folder)
-    files = list_files(folder)
     parts = parts_folder(out)
+    files = list_files(folder, exclude=(out, parts))  # its own output is not a file to scan
     earlier = _read_parts(parts, identity)
     if shard.is_main and len(earlier):  # held in the main part before another process rewrites its own
         atomic_write_bytes(parts / f"{shard.part}.csv", earlier[PART_COLUMNS].to_csv(index=False).encode("utf-8"))
@@ -121,8 +150,12 @@ def scan_folder(detector_dir: Path | str, folder: Path | str, out: Path | str, b
             if keys[i] in done:
                 continue
             rows.append({"path": keys[i], "score": None, "decision": "", "error": ""})
-            try:
-                image = fit_square(open_image(files[i], mode=mode), detector.size)
+            reason = _not_to_open(files[i], folder)
+            if reason:
+                rows[-1]["error"] = reason
+                continue
+            try:  # within: a symbolic link leading out of the folder is not read
+                image = fit_square(open_image(files[i], mode=mode, within=folder), detector.size)
             except UnreadableImageError as error:
                 rows[-1]["error"] = error.reason
                 continue

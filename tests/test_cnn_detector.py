@@ -307,3 +307,40 @@ def test_outputs_that_cannot_be_written_stop_the_command_before_any_work(corpora
         assert main([*command, "--out", str(a_file), "--quiet"]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "--out" in err and "not a folder" in err, err
+
+
+def test_scan_gives_every_entry_of_the_folder_a_row_and_reads_nothing_outside_it(trained, tmp_path):
+    import os
+
+    import pandas as pd
+
+    from synthscope.detectors.scan import scan_folder
+
+    _, det = trained
+    inbox, outside = tmp_path / "inbox", tmp_path / "outside"
+    _digit_png(inbox / "a.png", 0)
+    _digit_png(inbox / ".hidden.png", 1)  # hidden files are scanned like any other
+    _digit_png(inbox / ".cache" / "c.png", 2)
+    _digit_png(outside / "secret.png", 3)
+    (inbox / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (inbox / "leak.png").symlink_to(outside / "secret.png")
+    (inbox / "alias.png").symlink_to(inbox / "a.png")
+    (inbox / "linked-folder").symlink_to(outside, target_is_directory=True)
+    (inbox / "inner-link").symlink_to(inbox / ".cache", target_is_directory=True)
+    os.mkfifo(inbox / "pipe")  # opening it would wait for a writer forever
+    out = inbox / "scores.csv"  # the scan's own output (and its parts) inside the scanned folder
+    first = scan_folder(det, inbox, out, device="cpu", progress=False)
+    table = pd.read_csv(out, keep_default_na=False).set_index("path")
+    assert sorted(table.index) == sorted([".cache/c.png", ".hidden.png", "a.png", "alias.png", "gone.png",
+                                          "inner-link", "leak.png", "linked-folder", "pipe"])
+    scored = table[table["error"] == ""]
+    assert sorted(scored.index) == [".cache/c.png", ".hidden.png", "a.png", "alias.png"]
+    assert scored.loc["alias.png", "score"] == scored.loc["a.png", "score"]
+    assert "dangling symbolic link" in table.loc["gone.png", "error"]
+    for name in ("leak.png", "linked-folder"):
+        assert "outside" in table.loc[name, "error"] and table.loc[name, "score"] == "", name
+    assert "folder" in table.loc["inner-link", "error"]
+    assert "not a regular file" in table.loc["pipe", "error"]
+    # run again: the earlier scores.csv is not a file of the folder to scan, so the rows are the same
+    again = scan_folder(det, inbox, out, device="cpu", progress=False)
+    pd.testing.assert_frame_equal(again, first)
