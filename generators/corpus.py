@@ -12,6 +12,11 @@ first, then the manifest is replaced in one ``os.replace``. A crash in between l
 the manifest does not list; a resumed writer numbers from the manifest and overwrites them. The
 manifest is the truth: an image exists in the corpus if and only if manifest.csv lists it.
 
+One writer at a time: a :class:`CorpusWriter` holds an exclusive lock on its folder (the file
+``.writer.lock`` in it) from the moment it opens until it is closed or dropped, so a second writer,
+in another process or in this one, is refused at once instead of interleaving its rows and images
+with the first's. Reading takes no lock.
+
 Several processes write one corpus through parts (see :mod:`synthscope.distributed`): each process
 writes a corpus of its own under ``parts/<part>/`` and the main process moves the parts' images and
 rows into the corpus with :meth:`CorpusWriter.merge_parts`, committing them with one manifest write.
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import io
 import json
 import math
@@ -32,7 +38,9 @@ import os
 import platform
 import re
 import shutil
+import time
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +49,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from filelock import FileLock, Timeout
 from PIL import Image
 
 from synthscope.runtime import atomic_write_bytes, fsync_dir, package_version
@@ -60,6 +69,8 @@ MANIFEST_NAME = "manifest.csv"
 PROVENANCE_NAME = "corpus.json"
 IMAGES_DIR = "images"
 PARTS_DIR = "parts"  # per-process parts of a corpus being written by several processes
+LOCK_NAME = ".writer.lock"  # held by the one writer of a folder; left in place (removing it is racy)
+STALE_TEMP_SECONDS = 3600  # a temp file this old is left over, whatever process wrote it
 CORPUS_FORMAT = "synthscope-corpus"
 FORMAT_VERSION = 1
 
@@ -72,6 +83,8 @@ _VERSIONED = {"synthscope": "synthscope", "torch": "torch", "diffusers": "diffus
               "numpy": "numpy", "PIL": "pillow"}
 _OWN_IMAGE = re.compile(r"^images/(\d+)\.png$")
 _PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I;16"})
+# Temp files of synthscope.runtime.atomic_write_bytes: ".<name>.<pid>.<8 hex digits>.tmp".
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 
 WriterMode = Literal["resume", "overwrite", "new"]
 
@@ -248,6 +261,59 @@ def _to_pil_images(images: Any) -> list[Image.Image]:
 # --------------------------------------------------------------------------- writing
 
 
+# The writers open in this process, by the real path of their lock file (to tell a user which
+# writer holds a folder: one in this process, or another process).
+_OPEN_WRITERS: weakref.WeakValueDictionary[str, CorpusWriter] = weakref.WeakValueDictionary()
+
+
+def _lock_folder(root: Path) -> tuple[FileLock, str]:
+    """Take ``root``'s writer lock at once or raise one CorpusError saying who holds it."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / LOCK_NAME
+    key = os.path.realpath(path)
+    # One lock object per writer, never shared: a second writer in this process is refused too.
+    lock = FileLock(path, timeout=0, thread_local=False)
+    for attempt in range(2):
+        try:
+            lock.acquire()
+            return lock, key
+        except Timeout:
+            if key not in _OPEN_WRITERS:
+                break
+            if attempt == 0:
+                # A writer nobody can reach any more (e.g. kept only by a reference cycle through
+                # a traceback) lets go of the folder when it is collected.
+                gc.collect()
+    if key in _OPEN_WRITERS:
+        raise CorpusError(f"{root} is already open for writing by another CorpusWriter in this process "
+                          f"(lock {path}); close it first (writer.close(), or open writers with "
+                          f"`with CorpusWriter(...) as writer:`)")
+    raise CorpusError(f"{root} is being written by another process (lock {path}); wait for it to finish "
+                      f"or write to another folder")
+
+
+def _release(lock: FileLock) -> None:
+    with contextlib.suppress(Exception):  # also called at interpreter exit, when little is left
+        lock.release(force=True)
+
+
+def _process_running(pid: int) -> bool:
+    """Whether ``pid`` is a running process on this machine (on Windows: assumed, it cannot be asked safely)."""
+    if os.name == "nt":
+        return True
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    except OSError:
+        return False
+    return True
+
+
 class CorpusWriter:
     """Appends batches of images and manifest rows to a corpus folder, atomically per batch.
 
@@ -258,8 +324,13 @@ class CorpusWriter:
     checkpoint_sha256, config, seed, ...) is stored at the top level of corpus.json.
 
     Rows missing a ``source`` get the provenance's ``generator`` (or "unknown"). Every manifest
-    value is stored as text. One writer per folder at a time: there is no lock; processes that write
-    one corpus together each write a part (:func:`open_part`) that the main process merges.
+    value is stored as text.
+
+    One writer per folder at a time: the writer locks its folder before it reads or changes
+    anything there and holds the lock until :meth:`close` (or the end of a ``with`` block, or until
+    it is dropped); a second writer on the folder, in another process or in this one, gets a
+    CorpusError at once. Processes that write one corpus together each write a part
+    (:func:`open_part`, a folder and a lock of its own) that the main process merges.
     """
 
     def __init__(self, root: Path | str, provenance: dict | None = None, mode: WriterMode = "resume") -> None:
@@ -275,6 +346,18 @@ class CorpusWriter:
         self.manifest_path = self.root / MANIFEST_NAME
         self.provenance_path = self.root / PROVENANCE_NAME
         self.images_dir = self.root / IMAGES_DIR
+        # Locked before anything in the folder is read, removed or written.
+        self._lock, self._lock_key = _lock_folder(self.root)
+        self._closed = False
+        self._finalizer = weakref.finalize(self, _release, self._lock)  # when dropped without close()
+        _OPEN_WRITERS[self._lock_key] = self
+        try:
+            self._open(new_provenance, mode)
+        except BaseException:
+            self.close()  # a writer that failed to open holds nothing
+            raise
+
+    def _open(self, new_provenance: dict, mode: WriterMode) -> None:
         exists = self.manifest_path.exists() or self.provenance_path.exists()
         if exists and mode == "new":
             raise FileExistsError(
@@ -285,7 +368,7 @@ class CorpusWriter:
             self._remove_corpus_files()
             exists = False
         self.images_dir.mkdir(parents=True, exist_ok=True)
-        self._remove_temp_files()
+        self._remove_stale_temp_files()
 
         self._resume_entry: dict | None = None
         if exists:
@@ -301,6 +384,31 @@ class CorpusWriter:
             self._write_manifest(self._manifest)
             self._write_provenance()
         self._next_index = self._first_free_index()
+
+    # -- the lock
+
+    def close(self) -> None:
+        """Let go of the folder: other writers may open it now, and this one writes no more."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finalizer()
+        if _OPEN_WRITERS.get(self._lock_key) is self:
+            del _OPEN_WRITERS[self._lock_key]
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> CorpusWriter:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CorpusError(f"{self.root}: this CorpusWriter is closed; open a new one to write more")
 
     # -- set-up
 
@@ -331,7 +439,7 @@ class CorpusWriter:
             self._resume_entry["changed"] = changed
             keys = ", ".join(sorted(changed))
             warnings.warn(f"resuming {self.root} with different {keys}; recorded in corpus.json",
-                          stacklevel=3)
+                          stacklevel=4)
         return merged
 
     def _remove_corpus_files(self) -> None:
@@ -343,10 +451,22 @@ class CorpusWriter:
                 if re.fullmatch(r"\d+\.png", path.name):
                     path.unlink()
 
-    def _remove_temp_files(self) -> None:
-        # Left by a crash mid-write; never listed anywhere.
+    def _remove_stale_temp_files(self) -> None:
+        """Remove the temp files a crash mid-write left (never listed anywhere): those of a process
+        that no longer runs, or older than STALE_TEMP_SECONDS. A file another live process is
+        writing right now stays, and so does any hidden file not named like our temp files."""
+        now = time.time()
         for folder in (self.root, self.images_dir):
             for path in folder.glob(".*.tmp"):
+                match = _TEMP_NAME.match(path.name)
+                if match is None:
+                    continue
+                try:
+                    age = now - path.stat().st_mtime
+                except FileNotFoundError:  # its writer finished meanwhile
+                    continue
+                if age < STALE_TEMP_SECONDS and _process_running(int(match["pid"])):
+                    continue
                 path.unlink(missing_ok=True)
 
     def _first_free_index(self) -> int:
@@ -397,6 +517,7 @@ class CorpusWriter:
         of that shape, or a list of Pillow images (stored in their own mode). ``rows``: one dict
         per image (``file`` is filled in by the writer and may not be given).
         """
+        self._check_open()
         pil_images = _to_pil_images(images)
         n = len(pil_images)
         rows = [dict(r) for r in rows] if rows is not None else [{} for _ in range(n)]
@@ -463,6 +584,7 @@ class CorpusWriter:
         is refused, never mixed in). Images are hard-linked where the filesystem allows (copied
         otherwise) before the one manifest write that commits them; the parts are removed after.
         """
+        self._check_open()
         parts = self.pending_parts()
         if not parts:
             return 0

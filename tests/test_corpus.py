@@ -225,6 +225,7 @@ def test_crash_during_manifest_replace_then_resume(tmp_path, monkeypatch):
     assert not [p for p in tmp_path.rglob("*.tmp")]
     assert len(read_corpus(tmp_path)) == 2
 
+    writer.close()  # as when the crashed process ends
     resumed = CorpusWriter(tmp_path, PROVENANCE)
     assert len(resumed) == 2 and resumed.existing("key") == {"a", "b"}
     batch2 = rgb_batch(2, seed=3)  # different pixels from the crashed batch
@@ -258,6 +259,100 @@ def test_resume_after_rows_deleted_never_overwrites_listed_images(tmp_path):
     manifest.iloc[1:].to_csv(tmp_path / "manifest.csv", index=False)  # user dropped row 0
     writer = CorpusWriter(tmp_path, PROVENANCE)
     assert len(writer) == 4 and writer.next_index == 5
+
+
+def test_a_second_writer_on_a_folder_is_refused_until_the_first_is_closed(tmp_path):
+    first = CorpusWriter(tmp_path, PROVENANCE)
+    first.append(rgb_batch(2, seed=1), [{"key": "a"}, {"key": "b"}])
+    manifest = (tmp_path / "manifest.csv").read_bytes()
+    with pytest.raises(CorpusError, match="already open for writing.*close it first") as info:
+        CorpusWriter(tmp_path, PROVENANCE)
+    assert str(tmp_path) in str(info.value)
+    with pytest.raises(CorpusError, match="already open"):
+        CorpusWriter(tmp_path, PROVENANCE, mode="overwrite")  # nothing removed either
+    assert (tmp_path / "manifest.csv").read_bytes() == manifest
+    assert len(read_corpus(tmp_path)) == 2  # reading takes no lock
+    first.append(rgb_batch(1, seed=2), [{"key": "c"}])  # the first writer is unharmed
+    first.close()
+    with pytest.raises(CorpusError, match="closed"):
+        first.append(rgb_batch(1, seed=3))
+    with CorpusWriter(tmp_path, PROVENANCE) as second:
+        assert second.existing("key") == {"a", "b", "c"}
+        second.append(rgb_batch(1, seed=4), [{"key": "d"}])
+    CorpusWriter(tmp_path, PROVENANCE).append(rgb_batch(1, seed=5), [{"key": "e"}])  # dropped: released
+    unreachable = CorpusWriter(tmp_path, PROVENANCE)
+    unreachable.itself = unreachable  # a reference cycle: only the garbage collector frees it
+    del unreachable
+    assert list(CorpusWriter(tmp_path, PROVENANCE).manifest["key"]) == ["a", "b", "c", "d", "e"]
+
+
+def test_a_writer_that_fails_to_open_holds_no_lock(tmp_path):
+    write_two_batches(tmp_path)
+    for _ in range(2):
+        with pytest.raises(CorpusError, match="other-gan"):
+            CorpusWriter(tmp_path, {"generator": "other-gan"})
+    CorpusWriter(tmp_path, PROVENANCE).close()
+
+
+_HOLD = """
+import sys
+from synthscope.generators.corpus import CorpusWriter
+writer = CorpusWriter(sys.argv[1], {"generator": "tiny-gan"})
+print("open", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_folder_another_process_writes_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    write_two_batches(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "open\n"
+        # A file the other process is writing right now, under the name atomic writes use.
+        busy = tmp_path / "images" / f".000009.png.{holder.pid}.0123abcd.tmp"
+        busy.write_bytes(b"half a png")
+        before = sorted(p.name for p in (tmp_path / "images").iterdir())
+        for mode in ("resume", "overwrite"):
+            with pytest.raises(CorpusError, match="being written by another process") as info:
+                CorpusWriter(tmp_path, PROVENANCE, mode=mode)
+            message = str(info.value)
+            assert f"{tmp_path} is being written" in message and ".lock" in message and "another folder" in message
+        assert sorted(p.name for p in (tmp_path / "images").iterdir()) == before
+        assert len(read_corpus(tmp_path)) == 5
+    finally:
+        holder.communicate("", timeout=60)
+    assert holder.returncode == 0
+    # The process is gone: its lock went with it, and its temp file is now stale.
+    writer = CorpusWriter(tmp_path, PROVENANCE)
+    assert not busy.exists() and len(writer) == 5
+
+
+def test_only_stale_temp_files_are_removed(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                           text=True, check=True)
+    dead, alive = int(ended.stdout), os.getpid()
+    images = tmp_path / "images"
+    images.mkdir()
+    names = {"dead": f".000001.png.{dead}.0000beef.tmp", "alive": f".000002.png.{alive}.0000cafe.tmp",
+             "old": f".000003.png.{alive}.0000f00d.tmp", "manifest": f".manifest.csv.{dead}.00000001.tmp",
+             "other": ".notes.tmp"}
+    for key, name in names.items():
+        (tmp_path / name if key == "manifest" else images / name).write_bytes(b"x")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(images / names["old"], (hours_ago, hours_ago))
+    CorpusWriter(tmp_path).close()
+    assert not (images / names["dead"]).exists() and not (tmp_path / names["manifest"]).exists()
+    assert not (images / names["old"]).exists()  # a live process does not take hours to write a file
+    assert (images / names["alive"]).exists()  # another writer's file in flight
+    assert (images / names["other"]).exists()  # not a temp file of ours
 
 
 def test_sha256_file_streams(tmp_path):
