@@ -94,6 +94,22 @@ def _effective_guidance(job: ImageJob, backend: TextToImageBackend) -> float | N
     return backend.default_guidance if job.guidance is None else float(job.guidance)
 
 
+GUIDANCE_OPTIONS = ("guidance", "guidance_scale")  # how backends name their default guidance in describe()
+
+
+def _options_used(options: Mapping[str, Any], jobs: Sequence[ImageJob],
+                  backend: TextToImageBackend) -> dict[str, Any]:
+    """The backend's image-affecting options with its default guidance replaced by the guidance the
+    jobs use: one number when they all use one value (the default, when no job sets one), else the
+    sorted list of values (a sweep). Each image's own value is in the manifest's guidance column."""
+    options = dict(options)
+    used = sorted({g for g in (_effective_guidance(job, backend) for job in jobs) if g is not None})
+    for name in GUIDANCE_OPTIONS:
+        if name in options and used:
+            options[name] = used[0] if len(used) == 1 else used
+    return options
+
+
 def _check_done(manifest, jobs: Sequence[ImageJob], backend: TextToImageBackend, out: Path) -> None:
     """A key already in the corpus must have been made from the same prompt, seed and guidance."""
     if "key" not in manifest.columns:
@@ -116,7 +132,9 @@ def generate_corpus(jobs: Sequence[ImageJob], backend: TextToImageBackend, out: 
     """Generate every job's image into the corpus at ``out``, skipping keys it already holds.
 
     Manifest rows: key, prompt, seed, guidance (the one used), backend, the job's attributes and, where
-    the backend knows, nsfw_filtered. corpus.json holds ``backend.describe()``. A corpus made by another
+    the backend knows, nsfw_filtered. corpus.json holds ``backend.describe()``, whose guidance option
+    (and ``sample_options``) records the guidance the jobs used: one number, or the sorted list of a
+    sweep, never a default no image was made with. A corpus made by another
     backend, checkpoint or image-affecting options is refused unless ``force`` (which replaces it).
     ``batch_size``: images per backend call (default: the backend's). ``shard``: this process's place
     when several generate together (every process calls this with the same jobs); None: alone.
@@ -131,8 +149,9 @@ def generate_corpus(jobs: Sequence[ImageJob], backend: TextToImageBackend, out: 
     backend.check_prompts(sorted({job.prompt for job in jobs}))  # bad prompts fail before any writing
 
     description = backend.describe()
+    options = _options_used(description.get("options", {}), jobs, backend)
     provenance = {"generator": backend.name, "checkpoint_sha256": description.get("checkpoint_sha256"),
-                  "sample_options": description.get("options", {}), "backend": description,
+                  "sample_options": options, "backend": {**description, "options": options},
                   "command": "audit run"}
     # Planned over all jobs, not only the missing ones, so a resumed run keeps the original order.
     plan = _plan_batches(jobs, batch_size)

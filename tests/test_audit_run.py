@@ -3,6 +3,7 @@ metrics with intervals -> report; re-running adds nothing; the CLI's audit comma
 
 from __future__ import annotations
 
+import json
 import re
 
 import pandas as pd
@@ -180,3 +181,8 @@ source = "bls-2022"
     assert len(pd.read_csv(result.out / "annotator_prompts.csv")) > 0
     html = (result.out / "index.html").read_text()
     assert "&lt;i&gt;nurse&lt;/i&gt;" in html and "<i>nurse" not in html
+    # corpus.json records the guidance values the images were made with, not the pipeline's default
+    provenance = json.loads((result.out / IMAGES_DIR / "corpus.json").read_text())
+    assert provenance["sample_options"]["guidance_scale"] == [1.0, 5.0]
+    again = run_audit(spec, tmp_path / "out", progress=False)  # the same spec resumes: nothing new
+    assert again.generation.generated == 0 and again.generation.already_done == 12
