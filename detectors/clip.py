@@ -40,6 +40,7 @@ from synthscope.runtime import (
 )
 
 from .base import CONFIG_FILE, check_output_folder
+from .domain import training_profile
 from .metrics import threshold_at_fpr
 from .training import (
     HISTORY_FILE,
@@ -570,6 +571,7 @@ def train_clip_detector(real: Path | str, fakes: Sequence[Path | str], out: Path
     detector.save(out, extra={
         "threshold": threshold, "target_fpr": target_fpr,
         "threshold_source": f"{int((val.labels == 0).sum())} held-out real images (no test labels)",
+        "training_domain": training_profile(data.images, data.files, seed=seed),
         "training": {"real": str(real), "fakes": [str(f) for f in fakes], "probe": probe,
                      "probe_options": detector.probe.options, "seed": seed, "n_train": len(train),
                      "n_val": len(val), "val_fraction": val_fraction, "seconds": round(seconds, 1),

@@ -23,6 +23,7 @@ from synthscope.runtime import (
 )
 
 from .base import CONFIG_FILE, check_output_folder
+from .domain import training_profile
 from .metrics import threshold_at_fpr
 from .training import DetectorRun, load_labelled, stratified_split
 
@@ -103,6 +104,8 @@ def make_discriminator_detector(gan_run: Path | str, real_corpus: Path | str, ou
                   "scoring": "P(fake) = sigmoid(-D(x)); conditional GANs scored with the unspecified condition"},
         "threshold": threshold, "target_fpr": target_fpr,
         "threshold_source": f"{len(reals)} held-out real images (no test labels)",
+        # the GAN's own training images are not at hand: the reals that fixed the threshold stand for them
+        "training_domain": training_profile(reals.images, reals.files, seed=seed),
         "training": {"real": str(real_corpus), "val_fraction": val_fraction, "seed": seed, "n_val": len(reals),
                      "note": "the GAN's discriminator is used as trained; only the threshold is fitted here",
                      "seconds": round(seconds, 1)},

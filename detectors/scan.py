@@ -22,8 +22,10 @@ from synthscope.runtime import atomic_write_bytes, resolve_device
 from synthscope.tables import spreadsheet_safe
 
 from .base import check_output_file, load_detector
+from .domain import DomainCheck, kind_of_reason
 
-COLUMNS = ["path", "score", "decision", "error"]
+# out_of_domain: why an image looks unlike the detector's training images (domain.DomainCheck), or ""
+COLUMNS = ["path", "score", "decision", "error", "out_of_domain"]
 
 
 def list_files(root: Path, exclude: tuple[Path, ...] = ()) -> list[Path]:
@@ -60,7 +62,7 @@ def _not_to_open(path: Path, root: Path) -> str | None:
     return None
 
 
-PART_COLUMNS = ["path", "score", "decision", "error", "detector"]
+PART_COLUMNS = [*COLUMNS, "detector"]
 FLUSH_SECONDS = 10.0  # a killed scan loses at most this much scoring work
 
 
@@ -134,6 +136,7 @@ def scan_folder(detector_dir: Path | str, folder: Path | str, out: Path | str, b
     pending = [chunk for chunk in chunks if any(keys[i] not in done for i in chunk)]
     mine = shard.select(pending, key=lambda chunk: keys[chunk[0]])
     mode = "L" if detector.channels == 1 else "RGB"
+    domain = DomainCheck(config.get("training_domain"))
     rows: list[dict] = []
     last_flush = time.monotonic()
 
@@ -149,7 +152,7 @@ def scan_folder(detector_dir: Path | str, folder: Path | str, out: Path | str, b
         for i in chunk:
             if keys[i] in done:
                 continue
-            rows.append({"path": keys[i], "score": None, "decision": "", "error": ""})
+            rows.append({"path": keys[i], "score": None, "decision": "", "error": "", "out_of_domain": ""})
             reason = _not_to_open(files[i], folder)
             if reason:
                 rows[-1]["error"] = reason
@@ -162,7 +165,9 @@ def scan_folder(detector_dir: Path | str, folder: Path | str, out: Path | str, b
             except Exception as error:  # any decoder failure is this file's problem, not the scan's
                 rows[-1]["error"] = f"unreadable: {error}"
                 continue
-            batch.append((len(rows) - 1, image_to_tensor(image)))
+            tensor = image_to_tensor(image)
+            rows[-1]["out_of_domain"] = "; ".join(domain.reasons(files[i], tensor))
+            batch.append((len(rows) - 1, tensor))
         if batch:
             scores = detector.score(torch.stack([t for _, t in batch]), batch_size=batch_size)
             for (row_index, _), score in zip(batch, scores):
@@ -181,8 +186,29 @@ def scan_folder(detector_dir: Path | str, folder: Path | str, out: Path | str, b
     scored = scored.drop_duplicates("path").set_index("path")
     table = scored.reindex(keys).reset_index()[COLUMNS]  # every file once, in path order
     table["score"] = pd.to_numeric(table["score"], errors="coerce")
-    table["error"] = table["error"].fillna("").astype(str)
+    for column in ("error", "out_of_domain"):
+        table[column] = table[column].fillna("").astype(str)
     # A file name is text from outside: written so that no spreadsheet runs it as a formula.
     atomic_write_bytes(out, spreadsheet_safe(table).to_csv(index=False).encode())
     shutil.rmtree(parts, ignore_errors=True)  # merged: the parts are no longer needed
+    _warn_out_of_domain(table, domain, detector_dir, out)
     return table
+
+
+def _warn_out_of_domain(table: pd.DataFrame, domain: DomainCheck, detector_dir: Path, out: Path) -> None:
+    """One warning for the whole scan: how many images look unlike the training images, and why."""
+    images = int((table["error"] == "").sum())
+    if not domain.active:
+        if images:
+            warnings.warn(f"{detector_dir} records nothing about its training images (it was trained by an "
+                          f"older synthscope): no image was checked against them; train it again to have "
+                          f"out-of-domain images flagged", stacklevel=3)
+        return
+    flagged = table.loc[table["out_of_domain"] != "", "out_of_domain"]
+    if flagged.empty:
+        return
+    kinds = [{kind_of_reason(reason) for reason in text.split("; ")} for text in flagged]
+    counts = {kind: sum(kind in found for found in kinds) for kind in ("size", "colour", "pixel statistics")}
+    why = ", ".join(f"{count} by {kind}" for kind, count in counts.items() if count)
+    warnings.warn(f"{len(flagged)} of {images} images look unlike the images the detector was trained on ({why}): "
+                  f"their scores say little; see the out_of_domain column of {out}", stacklevel=3)

@@ -19,6 +19,7 @@ from synthscope.runtime import atomic_write_bytes, resolve_device, seed_everythi
 
 from .base import Detector, check_output_folder
 from .cnn import CNNDetector
+from .domain import training_profile
 from .metrics import DetectionReport, evaluate_scores, threshold_at_fpr
 from .perturbations import BlurJpegAugment
 
@@ -218,6 +219,7 @@ def fit_detector(data: LabelledImages, out: Path | str, arch: str = "small", siz
     detector.save(out, extra={
         "threshold": threshold, "target_fpr": target_fpr,
         "threshold_source": f"{int((val.labels == 0).sum())} held-out real images (no test labels)",
+        "training_domain": training_profile(data.images, data.files, seed=seed),
         "training": {**(record or {}), "epochs_run": len(records),
                      "best_val_loss": best_loss, "batch_size": batch_size, "lr": lr, "patience": patience,
                      "p_blur": p_blur, "p_jpeg": p_jpeg, "blur_sigma": list(augment.sigma),

@@ -66,6 +66,9 @@ def test_logistic_probe_threshold_comes_from_held_out_reals_only(logistic, corpo
     assert saved["model"]["pretrained"] is None and len(saved["model"]["checkpoint_sha256"]) == 64
     assert saved["model"]["probe_options"]["C"] in (0.01, 0.1, 1.0, 10.0, 100.0)
     assert len(saved["probe_sha256"]) == 64 and "held-out real" in saved["threshold_source"]
+    # what the training images looked like, for scans to compare with: 240 grey and orange 16 px images
+    domain = saved["training_domain"]
+    assert domain["n_images"] == 240 and domain["native"]["min_side"] == 16 and domain["colour_share"] == 0.5
     data = load_labelled(corpora["real"], [corpora["fake"]], size=16)
     _, val = stratified_split(data, 0.2, seed=0)
     val_scores = logistic.detector.score(val.images)

@@ -344,3 +344,49 @@ def test_scan_gives_every_entry_of_the_folder_a_row_and_reads_nothing_outside_it
     # run again: the earlier scores.csv is not a file of the folder to scan, so the rows are the same
     again = scan_folder(det, inbox, out, device="cpu", progress=False)
     pd.testing.assert_frame_equal(again, first)
+
+
+def test_training_records_its_images_and_a_scan_flags_images_unlike_them(trained, tmp_path):
+    import shutil
+
+    import pandas as pd
+    from PIL import Image
+
+    from synthscope.detectors.scan import scan_folder
+
+    _, det = trained
+    domain = json.loads((det / "detector.json").read_text())["training_domain"]
+    # 16 px digits saved as RGB: greyscale pictures, whatever the file's colour mode
+    assert domain["native"]["min_side"] == domain["native"]["max_side"] == 16
+    assert domain["colour_share"] == 0 and domain["input_channels"] == 3 and domain["n_images"] == 600
+    assert set(domain["statistics"]) == {"brightness", "contrast", "colourfulness"}
+
+    inbox = tmp_path / "inbox"
+    for index in range(3):
+        _digit_png(inbox / f"digit{index}.png", index)  # greyscale PNGs ("L"), like the training digits
+    _digit_png(inbox / "big-digit.png", 3, size=20)  # a little larger: still in the training domain
+    rng = np.random.default_rng(0)
+    smooth = np.kron(rng.integers(0, 255, (12, 16, 3)), np.ones((40, 40, 1))).astype("uint8")
+    Image.fromarray(smooth).save(inbox / "photo.jpg")  # a 640 x 480 colour "photo"
+    tinted = (np.asarray(Image.open(inbox / "digit0.png").convert("RGB")) * [1.0, 0.6, 0.2]).astype("uint8")
+    Image.fromarray(tinted).save(inbox / "tinted.png")
+    Image.new("L", (16, 16), 255).save(inbox / "white.png")
+    (inbox / "notes.txt").write_text("not an image")
+    with pytest.warns(UserWarning, match=r"3 of 7 images .*\(1 by size, 2 by colour, 2 by pixel statistics\)"):
+        table = scan_folder(det, inbox, tmp_path / "scores.csv", device="cpu", progress=False)
+    flags = table.set_index("path")["out_of_domain"]
+    assert (flags[["digit0.png", "digit1.png", "digit2.png", "big-digit.png", "notes.txt"]] == "").all()
+    assert "size 640x480 px (training images: 16 px" in flags["photo.jpg"] and "in colour" in flags["photo.jpg"]
+    assert flags["tinted.png"].startswith("in colour (training images: greyscale)")
+    assert flags["white.png"].startswith("brightness 1.00 (training images: ")
+    saved = pd.read_csv(tmp_path / "scores.csv", keep_default_na=False)
+    assert list(saved.columns) == ["path", "score", "decision", "error", "out_of_domain"]
+
+    older = tmp_path / "older"  # a detector saved before training images were recorded
+    shutil.copytree(det, older)
+    config = json.loads((older / "detector.json").read_text())
+    del config["training_domain"]
+    (older / "detector.json").write_text(json.dumps(config))
+    with pytest.warns(UserWarning, match="records nothing about its training images"):
+        table = scan_folder(older, inbox, tmp_path / "older.csv", device="cpu", progress=False)
+    assert (table["out_of_domain"] == "").all()

@@ -47,6 +47,8 @@ def test_threshold_comes_from_the_real_corpus_only(setup):
     assert saved["model"]["gan_run"] == str((root / "run").absolute())
     assert len(saved["model"]["gan_weights_sha256"]) == 64
     assert "100 held-out real" in saved["threshold_source"] and saved["training"]["n_val"] == 100
+    # the reals that fixed the threshold stand for the training images in scans' out-of-domain check
+    assert saved["training_domain"]["n_images"] == 100 and saved["training_domain"]["input_channels"] == 1
     reals = load_labelled(root / "real", [], size=16, channels=1).images
     scores = run.detector.score(reals)
     assert run.threshold == saved["threshold"] == threshold_at_fpr(scores, 0.05)
