@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,12 @@ from synthscope.runtime import atomic_write_bytes, atomic_write_json
 
 from .annotators import annotate, annotator_from_spec
 from .backends import BuiltinBackend, DiffusersBackend, TextToImageBackend
-from .labels import import_labels
+from .labels import import_labels, labeller_agreement, majority_labels
 from .metrics import ABSTAIN, amplification, attribute_shares, audit_metrics, reference_gap
 from .reference import load_reference, training_world_reference
-from .report_section import audit_section, reference_rows_table
+from .report_section import audit_section, headline_annotator, reference_rows_table
 from .runner import GenerationSummary, ImageJob, generate_corpus
-from .spec import AuditSpec, BuiltinBackendSpec, load_spec
+from .spec import PROBE_ATTRIBUTES, AuditSpec, BuiltinBackendSpec, HumanAnnotatorSpec, load_spec
 
 IMAGES_DIR = "images"
 MODEL_DIR = "model"
@@ -138,12 +139,15 @@ def run_audit(spec_path: Path | str, out: Path | str, force: bool = False, devic
                    if annotators else None)
     if not shard.is_main:
         return None  # measuring and reporting happen once, on the main process
-    human = [a for a in spec.annotators if a.kind == "human" and a.labels_csv is not None]
-    if human:
-        attributes = sorted({attribute for a in human for attribute in a.attributes})
-        labels = import_labels([a.labels_csv for a in human], corpus_dir=out / IMAGES_DIR, attributes=attributes)
+    labels, waiting = human_labels(spec, out / IMAGES_DIR)
+    steps = next_steps(spec, spec_path, out, waiting) if waiting else ""
+    if labels is not None:
+        if labels["annotator"].nunique() > 1:  # several labellers: their majority is one more annotator
+            labels = pd.concat([labels, majority_labels(labels)], ignore_index=True)
         annotations = pd.concat([annotations, labels], ignore_index=True)  # labels carry the prompt metadata
     if annotations is None or annotations.empty:
+        if steps:  # the images are written; people label them next
+            return AuditResult(out, None, summary, {}, None, next_steps=steps)
         raise ValueError(f"{spec_path}: no annotator produced labels (add a probe or clip annotator, or a "
                          f"human annotator with labels_csv)")
     reference, reference_name, second = references(spec)
@@ -152,14 +156,20 @@ def run_audit(spec_path: Path | str, out: Path | str, force: bool = False, devic
         shares = tables["shares_by_profession"]
         tables["reference_gap_labour"] = reference_gap(shares, second)
         tables["amplification_labour"] = amplification(shares, second, seed=spec.prompts.seed)
+    agreement = labeller_agreement(labels) if labels is not None else None
+    if agreement is not None and len(agreement):
+        tables["labeller_agreement"] = agreement
+    else:
+        (out / TABLES_DIR / "labeller_agreement.csv").unlink(missing_ok=True)  # from an earlier run
     for name, table in tables.items():
         atomic_write_bytes(out / TABLES_DIR / f"{name}.csv", table.to_csv(index=False).encode())
     validity = pd.concat([a.validity() for a in annotators if hasattr(a, "validity")] or [pd.DataFrame()],
                          ignore_index=True)
-    section = audit_section(tables, spec, contact_sheets=contact_sheets(out / IMAGES_DIR, annotations), validity=validity,
-                            annotator_prompts=pd.read_csv(out / "annotator_prompts.csv")
+    headline = headline_annotator(spec.to_dict(), list(dict.fromkeys(annotations["annotator"])))
+    section = audit_section(tables, spec, contact_sheets=contact_sheets(out / IMAGES_DIR, annotations, annotator=headline),
+                            validity=validity, annotator_prompts=pd.read_csv(out / "annotator_prompts.csv")
                             if (out / "annotator_prompts.csv").is_file() else None,
-                            reference=reference, reference_name=reference_name)
+                            reference=reference, reference_name=reference_name, annotator=headline)
     if second is not None:
         section.subsections.append(labour_section(tables, second, list(spec.prompts.professions)))
     if isinstance(spec.backend, BuiltinBackendSpec) and annotators:
@@ -172,18 +182,73 @@ def run_audit(spec_path: Path | str, out: Path | str, force: bool = False, devic
     Report(title=f"Bias audit: {spec.name}", subtitle=spec.description, sections=[section],
            summary=audit_summary(tables, summary, reference_name or "the reference"),
            provenance=provenance).write(out)
-    return AuditResult(out, out / "index.html", summary, tables, section)
+    return AuditResult(out, out / "index.html", summary, tables, section, next_steps=steps)
 
 
 @dataclass
 class AuditResult:
-    """Where an audit wrote its results, and its tables."""
+    """Where an audit wrote its results, and its tables.
+
+    ``report`` and ``section`` are None (and ``tables`` empty) when the images are made but nothing has
+    read them yet: the audit's only annotators are people who have not labelled them. ``next_steps``
+    then says what to do (export a label sheet, import the labels, run again); it is also set when
+    other annotators made a report but some people's labels are still missing."""
 
     out: Path
-    report: Path
+    report: Path | None
     generation: GenerationSummary
     tables: dict[str, pd.DataFrame]
-    section: Section
+    section: Section | None
+    next_steps: str = ""
+
+
+def human_labels(spec: AuditSpec, corpus_dir: Path) -> tuple[pd.DataFrame | None, list[HumanAnnotatorSpec]]:
+    """People's labels from each human annotator of the spec whose ``labels_csv`` exists (each read for
+    its own attributes), and the human annotators still waiting for labels (no ``labels_csv``, or no
+    file there yet). A labeller who labels one image's attribute in two of the files is an error."""
+    parts, waiting = [], []
+    for block in spec.annotators:
+        if not isinstance(block, HumanAnnotatorSpec):
+            continue
+        if block.labels_csv is None or not block.labels_csv.exists():
+            waiting.append(block)
+            continue
+        parts.append(import_labels([block.labels_csv], corpus_dir=corpus_dir, attributes=block.attributes)
+                     .assign(_source=str(block.labels_csv)))
+    if not parts:
+        return None, waiting
+    labels = pd.concat(parts, ignore_index=True)
+    doubled = labels.duplicated(["image_id", "annotator", "attribute"], keep=False)
+    if doubled.any():
+        rows = labels[doubled]
+        first = rows.iloc[0]
+        files = " and ".join(dict.fromkeys(rows.loc[(rows["image_id"] == first["image_id"])
+                                                    & (rows["annotator"] == first["annotator"]), "_source"]))
+        raise ValueError(f"{first['annotator']} labelled the {first['attribute']} of image {first['image_id']!r} "
+                         f"in {files}; give each labeller's labels once")
+    return labels.drop(columns="_source"), waiting
+
+
+def next_steps(spec: AuditSpec, spec_path: Path | str, out: Path, waiting: list[HumanAnnotatorSpec]) -> str:
+    """What to do when the spec's people have not labelled the images yet: the commands, in order, with
+    this audit's folders filled in."""
+    sheet = out / "label_sheet"
+    attributes = list(dict.fromkeys(a for block in waiting for a in block.attributes))
+    target = next((block.labels_csv for block in waiting if block.labels_csv is not None), None)
+    why = "the spec's human annotator has no labels_csv" if target is None else f"{target} does not exist yet"
+    q = shlex.quote
+    flags = "" if tuple(attributes) == PROBE_ATTRIBUTES else " --attributes " + " ".join(map(q, attributes))
+    lines = [f"no human labels yet: {why}. The images are in {out / IMAGES_DIR}; next:",
+             f"  1. export a label sheet:  synthscope audit label-sheet {q(str(out))} --out {q(str(sheet))}{flags}",
+             f"  2. give each labeller {sheet / 'sheet.html'} and a copy of {sheet / 'labels.csv'}; each returns "
+             "it filled in as labels_<name>.csv (keep label_sheet.json to yourself)",
+             f"  3. import the labels:  synthscope audit import-labels {q(str(sheet))} labels_alice.csv "
+             f"labels_bob.csv --out {q(str(target or Path(spec_path).parent / 'human.csv'))}"]
+    if target is None:
+        lines.append(f'  4. set labels_csv = "human.csv" in the human annotator of {spec_path} (a path relative '
+                     "to the spec's folder), then")
+    lines.append(f"  {len(lines)}. run the audit again:  synthscope audit run {q(str(spec_path))} --out {q(str(out))}")
+    return "\n".join(lines)
 
 
 TRAINING_SAMPLE = 1600  # training-world images the check annotates (about 200 per built-in profession)
@@ -253,15 +318,15 @@ def _image_size(corpus_dir: Path) -> int:
 
 
 def contact_sheets(corpus_dir: Path, annotations: pd.DataFrame | None = None,
-                   per_prompt: int = 16) -> dict[str, list[tuple[Path, str]]]:
+                   per_prompt: int = 16, annotator: str | None = None) -> dict[str, list[tuple[Path, str]]]:
     """Up to ``per_prompt`` images of every prompt (at its first guidance value), each labelled with
-    what the first annotator read (e.g. "female · tone 3 · age ?", "?" where it abstained), or with
-    its seed when unread."""
+    what ``annotator`` (default: the first in ``annotations``) read (e.g. "female · tone 3 · age ?",
+    "?" where it abstained), or with its seed when unread."""
     corpus = read_corpus(corpus_dir)
     manifest = corpus.manifest.assign(path=corpus.paths())
     readings: dict[str, str] = {}
     if annotations is not None and not annotations.empty and "file" in annotations:
-        first = annotations[annotations["annotator"] == annotations["annotator"].iloc[0]]
+        first = annotations[annotations["annotator"] == (annotator or annotations["annotator"].iloc[0])]
         names = first["attribute"].replace({"skin_tone": "tone"})
         values = first["value"].astype(str)
         words = values.where(first["attribute"] != "skin_tone", names + " " + values)  # "tone 3"

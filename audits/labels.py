@@ -50,8 +50,8 @@ from synthscope.generators.corpus import CorpusError, read_corpus
 from synthscope.runtime import atomic_write_bytes, atomic_write_json, read_json, sha256_file
 from synthscope.stats import wilson_interval
 
-from .annotators import annotation_table, corpus_metadata, load_image
-from .metrics import ABSTAIN
+from .annotators import TABLE_COLUMNS, annotation_table, corpus_metadata, load_image
+from .metrics import ABSTAIN, HUMAN_PREFIX, MAJORITY_ANNOTATOR
 from .spec import PROBE_ATTRIBUTES
 
 SHEET_CSV = "labels.csv"
@@ -60,8 +60,6 @@ SHEET_JSON = "label_sheet.json"
 SHEET_FORMAT = "synthscope-label-sheet/2"
 SHEET_FORMATS = (SHEET_FORMAT, "synthscope-label-sheet/1")  # /1: sheets that showed the corpus's own ids
 SHEET_ID_PREFIX = "img-"
-HUMAN_PREFIX = "human:"
-MAJORITY_ANNOTATOR = "human-majority"  # no labeller's name: theirs all start with HUMAN_PREFIX
 LABELLER_COLUMNS = ("labeller", "labeler", "annotator")
 THUMBNAIL_PX = 160  # displayed size of each image on the sheet
 MAX_EMBED_PX = 256  # larger images are downscaled for the sheet (the corpus is untouched)
@@ -776,6 +774,36 @@ def agreement(annotations: pd.DataFrame, attribute: str, annotators: Sequence[st
     rows.append(row("krippendorff_alpha", "", "", len(names), len(pairable),
                     agree / total if total else math.nan, krippendorff_alpha_nominal(units)))
     return pd.DataFrame(rows, columns=list(AGREEMENT_COLUMNS))
+
+
+def labeller_agreement(labels: pd.DataFrame, include_abstentions: bool = True) -> pd.DataFrame:
+    """:func:`agreement` between the labellers (annotators ``human:<name>``) for every attribute they
+    labelled, stacked (:data:`AGREEMENT_COLUMNS`); empty with fewer than two labellers."""
+    human = labels[labels["annotator"].astype(str).str.startswith(HUMAN_PREFIX)]
+    parts = [agreement(human, attribute, include_abstentions=include_abstentions)
+             for attribute in dict.fromkeys(human["attribute"])] if human["annotator"].nunique() > 1 else []
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(AGREEMENT_COLUMNS))
+
+
+def majority_labels(labels: pd.DataFrame, name: str = MAJORITY_ANNOTATOR) -> pd.DataFrame:
+    """The labellers' majority as one more annotator (``name``): per image and attribute, the value most
+    of the labellers who labelled it gave; a tie is "undetermined" (and "undetermined" is a value like
+    any other: it wins where most labellers gave it). Rows in :data:`TABLE_COLUMNS` form, with each
+    image's prompt metadata; only annotators ``human:<name>`` vote."""
+    human = labels[labels["annotator"].astype(str).str.startswith(HUMAN_PREFIX)]
+    keys = ["image_id", "attribute"]
+    counts = human.groupby([*keys, "value"], sort=False).size().rename("votes").reset_index()
+    top = counts[counts["votes"] == counts.groupby(keys)["votes"].transform("max")]
+    tied = top.groupby(keys)["value"].transform("size") > 1
+    top = top.assign(value=top["value"].where(~tied, ABSTAIN)).drop_duplicates(keys)
+    meta = human.drop_duplicates(keys).drop(columns=["annotator", "value", "predicted", "confidence"],
+                                            errors="ignore")
+    majority = meta.merge(top[[*keys, "value"]], on=keys, how="inner")
+    majority = majority.assign(annotator=name, predicted=majority["value"], confidence=np.nan)
+    for column in TABLE_COLUMNS:
+        if column not in majority:
+            majority[column] = np.nan
+    return annotation_table(majority)
 
 
 # --------------------------------------------------------------------------------------------

@@ -49,6 +49,8 @@ from scipy.stats import norm
 ANNOTATION_COLUMNS = ("image_id", "prompt", "template", "profession", "descriptor", "guidance", "annotator",
                       "attribute", "value")
 ABSTAIN = "undetermined"
+HUMAN_PREFIX = "human:"  # a labeller's annotator name is "human:<name>"
+MAJORITY_ANNOTATOR = "human-majority"  # the labellers' per-image majority; no labeller's name can be this
 PROMPT_KEYS = ("prompt", "template", "profession", "descriptor", "guidance")
 PROFESSION_KEYS = ("profession", "descriptor", "guidance")
 DEFAULT_ALPHA = 0.5  # Jeffreys pseudo-count for KL smoothing

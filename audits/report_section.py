@@ -12,7 +12,11 @@ sheets, annotator validity and the annotators' label prompts, and returns one
 - against the reference: the amplification chart (distance from parity, model vs reference, with the
   bootstrap interval and the verdict), the gap table and the diversity table;
 - intersections (gender x skin tone) with small-sample warnings, the spread over prompt phrasings,
-  the guidance sweep as line plots, contact sheets, annotator validity and label prompts, the spec.
+  the guidance sweep as line plots, contact sheets, annotator validity and label prompts, the spec;
+- with people's labels: agreement between the labellers (Cohen's kappa per pair, Fleiss' kappa,
+  Krippendorff's alpha, each with its number of images). Every labeller's readings appear in the
+  tables under ``human:<name>``, and their per-image majority as ``human-majority``, which the
+  headline cards use (:func:`headline_annotator`).
 
 It is a pure function of data: every prompt, profession and label goes into blocks as data (the report
 layer escapes it); matplotlib labels pass through :func:`plain_text` so a ``$`` stays a dollar sign.
@@ -32,10 +36,18 @@ import pandas as pd
 from synthscope.reports import Figure, Gallery, Metric, Section, Table, Text
 from synthscope.reports.style import MARKERS, new_figure, palette, plain_text, use_style
 
-from .metrics import ABSTAIN, COLUMN_DOCS, MIN_EXPECTED, MIN_GROUP_N, wilson_bounds
+from .metrics import (
+    ABSTAIN,
+    COLUMN_DOCS,
+    HUMAN_PREFIX,
+    MAJORITY_ANNOTATOR,
+    MIN_EXPECTED,
+    MIN_GROUP_N,
+    wilson_bounds,
+)
 
 __all__ = ["audit_section", "share_bar_segments", "share_bars_figure", "amplification_figure",
-           "guidance_figure", "confusion_figure", "spec_table", "CAVEATS"]
+           "guidance_figure", "confusion_figure", "spec_table", "headline_annotator", "CAVEATS"]
 
 # Values in reading order (light to dark, young to old); anything else sorts numerically, then by name.
 VALUE_ORDER: dict[str, tuple[str, ...]] = {
@@ -49,6 +61,7 @@ ATTRIBUTE_WORDS = {"gender": "perceived gender presentation", "skin_tone": "perc
                    "age": "perceived age group"}
 VERDICT_COLOURS = {"amplified": 3, "attenuated": 0}  # palette indices; anything else is grey
 SHARE_FORMAT = ".3f"
+MAX_PAIR_CARDS = 3  # up to three labellers: a card per pair; more: the pairs are in the agreement table
 
 CAVEATS = [
     "Perceived attributes are not identity. Gender presentation, skin tone and age group were read from "
@@ -900,11 +913,12 @@ def _robustness(metrics: Mapping[str, pd.DataFrame], spec: Mapping[str, Any],
     return section
 
 
-def _contact_sheets(sheets: Mapping[str, Sequence[Any]], display_size: int) -> Section:
+def _contact_sheets(sheets: Mapping[str, Sequence[Any]], display_size: int, annotator: str | None = None) -> Section:
+    who = f"{annotator} (the annotator of the headline cards)" if annotator else "the first annotator"
     section = Section(id="audit-contact-sheets", title="Contact sheets",
-                      intro="A sample of the generated images per prompt, each labelled with what the first "
-                            "annotator read (perceived gender, skin tone, age; '?' where it abstained). Look at them: they show what the numbers count, and where the annotator "
-                            "may be wrong.")
+                      intro=f"A sample of the generated images per prompt, each labelled with what {who} read "
+                            "(perceived gender, skin tone, age; '?' where it abstained). Look at them: they show "
+                            "what the numbers count, and where the annotator may be wrong.")
     for index, (prompt, tiles) in enumerate(sheets.items()):
         tiles = list(tiles)
         section.add(Gallery(str(prompt), tiles, name=f"audit-contact-sheet-{index + 1}", display_size=display_size,
@@ -953,6 +967,95 @@ def _annotators(validity: pd.DataFrame | None, prompts: pd.DataFrame | Mapping[s
 # --------------------------------------------------------------------------------------------
 # The section
 # --------------------------------------------------------------------------------------------
+
+
+def headline_annotator(spec: Mapping[str, Any], annotators: Sequence[str]) -> str | None:
+    """The annotator whose readings make the headline cards and label the contact sheets: the first
+    annotator of the spec found among ``annotators``; for people (kind "human"), their per-image
+    majority (:data:`MAJORITY_ANNOTATOR`) where several labelled, else the one labeller. Without a spec,
+    the first of ``annotators`` (the majority, if that is a labeller)."""
+    names = [str(a) for a in annotators]
+    humans = [a for a in names if a.startswith(HUMAN_PREFIX)]
+    people = MAJORITY_ANNOTATOR if MAJORITY_ANNOTATOR in names else (humans[0] if humans else None)
+    for entry in spec.get("annotators", []) or []:
+        kind = str(entry.get("kind", "")) if isinstance(entry, Mapping) else ""
+        if kind == "human" and people is not None:
+            return people
+        if kind != "human" and kind in names:
+            return kind
+    if not names:
+        return None
+    return people if people is not None and names[0] in (*humans, MAJORITY_ANNOTATOR) else names[0]
+
+
+def _people_note(annotators: Sequence[str], headline: str | None) -> Text | None:
+    """Whose labels the figures use, when people labelled the images."""
+    labellers = [str(a)[len(HUMAN_PREFIX):] for a in annotators if str(a).startswith(HUMAN_PREFIX)]
+    if not labellers:
+        return None
+    if MAJORITY_ANNOTATOR in annotators:
+        cards = (f"The cards above use {MAJORITY_ANNOTATOR}. " if headline == MAJORITY_ANNOTATOR else "")
+        return Text(f"People's labels: {len(labellers)} labellers ({', '.join(labellers)}). The tables and charts "
+                    f"show each labeller's readings separately (human:<name>) and {MAJORITY_ANNOTATOR}: per image, "
+                    f"the value most of its labellers gave, a tie counted as 'undetermined'. {cards}How far the "
+                    "labellers agree is under 'Agreement between labellers'.", kind="note")
+    return Text(f"People's labels: one labeller ({labellers[0]}), so there is no agreement between labellers to "
+                "measure; a single person's reading carries that person's own judgement.", kind="note")
+
+
+def _agreement(table: pd.DataFrame | None) -> Section | None:
+    """Agreement between labellers: Cohen's kappa per pair, Fleiss' kappa and Krippendorff's alpha per
+    attribute, each with the number of images it used."""
+    if table is None or len(table) == 0:
+        return None
+    frame = table.copy()
+    for column in ("annotator_a", "annotator_b", "measure", "attribute"):
+        frame[column] = frame[column].fillna("").astype(str)
+    section = Section(
+        id="audit-agreement", title="Agreement between labellers",
+        intro="How far the people who labelled the images agree beyond chance, per attribute: Cohen's kappa "
+              "for every pair of labellers (on the images both labelled), Fleiss' kappa across all of them (on "
+              "the images every one labelled) and Krippendorff's alpha (on every image at least two labelled; "
+              "it allows missing labels). 1 is perfect agreement, 0 what chance alone gives, below 0 worse "
+              "than chance; Krippendorff suggests relying on data from alpha 0.8 and drawing only tentative "
+              "conclusions between 0.667 and 0.8. 'undetermined' counts as an answer like any other. "
+              "n is the number of images a figure is computed on; n/a: not defined (no shared images, or "
+              "one answer throughout). Each labeller's own shares are in the tables above (human:<name>); "
+              f"{MAJORITY_ANNOTATOR} is the per-image majority.")
+    names = {"cohen_kappa": "Cohen's kappa", "fleiss_kappa": "Fleiss' kappa",
+             "krippendorff_alpha": "Krippendorff's alpha"}
+    rows = []
+    pairs = frame[frame["measure"] == "cohen_kappa"].groupby("attribute").size()
+    few_pairs = not len(pairs) or int(pairs.max()) <= MAX_PAIR_CARDS
+    for _, row in frame.iterrows():
+        measure = names.get(row["measure"], row["measure"])
+        n = int(row["n_shared"])
+        if row["measure"] == "cohen_kappa":
+            label = f"{measure} · {row['attribute']} · {row['annotator_a']} vs {row['annotator_b']}"
+            note = f"n = {n} images both labelled"
+        elif row["measure"] == "fleiss_kappa":
+            label = f"{measure} · {row['attribute']}"
+            note = f"n = {n} images labelled by all {int(row['n_annotators'])} labellers"
+        else:
+            label = f"{measure} · {row['attribute']}"
+            note = f"n = {n} images labelled by at least two of {int(row['n_annotators'])} labellers"
+        observed = pd.to_numeric(row["observed_agreement"], errors="coerce")
+        if pd.notna(observed):
+            note += f" · {float(observed):.0%} observed agreement"
+        value = pd.to_numeric(row["value"], errors="coerce")
+        if row["measure"] != "cohen_kappa" or few_pairs:  # many labellers: their pairs are in the table only
+            section.add(Metric(label, None if pd.isna(value) else float(value), fmt=".2f", note=note))
+        rows.append({"attribute": row["attribute"], "measure": measure,
+                     "labellers": (f"{row['annotator_a']} vs {row['annotator_b']}" if row["annotator_a"]
+                                   else f"all {int(row['n_annotators'])}"),
+                     "n_images": n, "observed_agreement": observed, "value": value})
+    shown = pd.DataFrame(rows)
+    section.add(Table("Agreement between labellers", shown, name="audit-labeller-agreement",
+                      formats={"observed_agreement": ".3f", "value": ".3f"},
+                      caption="n_images: the images each figure is computed on; observed_agreement: the share of "
+                              "those images (for Krippendorff's alpha, of pairs of labels) on which the labels are "
+                              "equal, before correcting for chance."))
+    return section
 
 
 def _annotator_words(annotators: Sequence[str]) -> str:
@@ -1007,7 +1110,10 @@ def audit_section(metrics: Mapping[str, pd.DataFrame], spec: Mapping[str, Any] |
     ``reference``: the tidy reference table; by default it is recovered from ``reference_gap``.
     ``reference_name``: how charts name it (default from its source, e.g. "BLS 2022").
     ``headline``: the (attribute, value) whose share per profession makes the headline cards, read from
-    ``annotator`` (default the first annotator of the spec found in the tables).
+    ``annotator`` (default :func:`headline_annotator`: the first annotator of the spec found in the
+    tables; for people, their per-image majority). ``metrics["labeller_agreement"]`` (the table of
+    :func:`synthscope.audits.labels.labeller_agreement`), when given, adds the agreement between
+    labellers.
     """
     if spec is not None and not isinstance(spec, Mapping) and hasattr(spec, "to_dict"):
         spec = spec.to_dict()
@@ -1022,8 +1128,7 @@ def audit_section(metrics: Mapping[str, pd.DataFrame], spec: Mapping[str, Any] |
     professions = [p for p in _profession_order(spec, [shares]) if p in set(shares["profession"])]
     annotators = list(dict.fromkeys(shares["annotator"]))
     if annotator is None:
-        wanted = [str(a.get("kind")) for a in spec.get("annotators", []) or [] if isinstance(a, Mapping)]
-        annotator = next((a for a in wanted if a in annotators), annotators[0] if annotators else None)
+        annotator = headline_annotator(spec, annotators)
 
     section = Section(id=section_id, title=title, intro=intro or _intro(spec, shares, professions, name,
                                                                         has_reference))
@@ -1032,9 +1137,14 @@ def audit_section(metrics: Mapping[str, pd.DataFrame], spec: Mapping[str, Any] |
     section.add(*cards)
     if cards:
         compared = f"{name} for comparison" if has_reference else "no reference (none was given)"
-        section.add(Text(f"Cards: share of images read as {value} ({attribute}) among those the annotator "
-                         f"{annotator} could read, with its 95 % Wilson interval; the note gives {compared}, "
-                         "the share left undetermined and the number of images."))
+        who = (f"the majority of labellers ({annotator}) could read" if annotator == MAJORITY_ANNOTATOR
+               else f"the annotator {annotator} could read")
+        section.add(Text(f"Cards: share of images read as {value} ({attribute}) among those {who}, with its "
+                         f"95 % Wilson interval; the note gives {compared}, the share left undetermined and the "
+                         "number of images."))
+    people = _people_note(annotators, annotator)
+    if people is not None:
+        section.add(people)
     abstention = shares[shares["is_abstention"]]
     if len(abstention) and abstention["n_images"].sum():
         section.add(Text(f"Overall, {abstention['count'].sum() / abstention['n_images'].sum():.0%} of readings "
@@ -1059,8 +1169,11 @@ def audit_section(metrics: Mapping[str, pd.DataFrame], spec: Mapping[str, Any] |
         if part is not None:
             section.subsections.append(part)
     if contact_sheets:
-        section.subsections.append(_contact_sheets(contact_sheets, gallery_size))
+        section.subsections.append(_contact_sheets(contact_sheets, gallery_size, annotator))
     section.subsections.append(_annotators(validity, annotator_prompts))
+    agreement = _agreement(metrics.get("labeller_agreement"))
+    if agreement is not None:
+        section.subsections.append(agreement)
     if spec:
         section.subsections.append(Section(
             id="audit-spec", title="Audit specification",

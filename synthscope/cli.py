@@ -444,7 +444,11 @@ def run_audit_command(args: argparse.Namespace, progress: bool) -> None:
 
         result = run_audit(args.spec, args.out, force=args.force, device=args.device, progress=progress)
         if result is not None:  # None on the other processes of a multi-process run: the main one reports
-            print(f"{result.generation.total} images ({result.generation.generated} new); report -> {result.report}")
+            made = f"{result.generation.total} images ({result.generation.generated} new)"
+            print(f"{made}; report -> {result.report}" if result.report is not None else
+                  f"{made}; no report yet: nothing has read the images")
+            if result.next_steps:
+                print(result.next_steps)
     elif args.action == "label-sheet":
         from synthscope.audits.audit import corpus_folder
         from synthscope.audits.labels import export_label_sheet

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from synthscope.audits.metrics import ABSTAIN, ANNOTATION_COLUMNS, audit_metrics
 from synthscope.audits.report_section import audit_section, share_bar_segments, spec_table
-from synthscope.reports import Metric, Report, Section
+from synthscope.reports import Metric, Report, Section, Text
 
 EVIL = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -190,3 +190,42 @@ def test_phrasing_spread_names_the_templates(written):
                     & (spread["value"] == "female")]
     assert doctor["share_range"].to_numpy() == pytest.approx([2 / 18, 2 / 18])  # 5/18 vs 7/18 determined
     assert (doctor["phrasing_of_max"] == TEMPLATES[1]).all()
+
+
+def test_labeller_agreement_and_majority_headline(tmp_path):
+    """Two labellers and their per-image majority: the cards read the majority and say so, and the page
+    shows Cohen's kappa for the pair, Fleiss' kappa and Krippendorff's alpha, each with its number of images."""
+    from synthscope.audits.labels import MAJORITY_ANNOTATOR, agreement, labeller_agreement, majority_labels
+
+    rows = []
+    for i in range(40):  # one prompt, 40 images; alice reads 20 women, bob disagrees on images 0-5
+        alice = "female" if i < 20 else "male"
+        bob = "male" if i < 4 else ABSTAIN if i < 6 else alice
+        for name, value in (("human:alice", alice), ("human:bob", bob)):
+            rows.append((f"img{i}", "a photo of a doctor", 0, "doctor", None, np.nan, name, "gender", value))
+    labels = pd.DataFrame(rows, columns=list(ANNOTATION_COLUMNS))
+    majority = majority_labels(labels)
+    assert set(majority["annotator"]) == {MAJORITY_ANNOTATOR} and len(majority) == 40
+    # images 0-3 (female vs male) and 4-5 (female vs undetermined) are ties: undetermined
+    assert (majority.set_index("image_id").loc[[f"img{i}" for i in range(6)], "value"] == ABSTAIN).all()
+    assert (majority["value"] == "female").sum() == 14 and (majority["value"] == "male").sum() == 20
+    table = labeller_agreement(labels)
+    assert table.equals(agreement(labels, "gender"))
+    tables = audit_metrics(pd.concat([labels, majority[list(ANNOTATION_COLUMNS)]], ignore_index=True), n_boot=50)
+    tables["labeller_agreement"] = table
+    spec = {**SPEC, "annotators": [{"kind": "human", "attributes": ["gender"], "labels_csv": "human.csv"}],
+            "prompts": {**SPEC["prompts"], "professions": ["doctor"]}, "reference": {"source": "none"}}
+    section = audit_section(tables, spec)
+    cards = {m.label: m for m in section.blocks if isinstance(m, Metric)}
+    assert cards["Perceived women: doctor"].value == pytest.approx(14 / 34)  # the majority, 6 undetermined
+    words = " ".join(b.text for b in section.blocks if isinstance(b, Text))
+    assert MAJORITY_ANNOTATOR in words and "most of its labellers" in words
+    found = next(s for s in section.subsections if s.id == "audit-agreement")
+    metrics = {m.label: m for m in found.blocks if isinstance(m, Metric)}
+    kappa = table.set_index("measure").loc["cohen_kappa"]
+    pair = metrics["Cohen's kappa · gender · human:alice vs human:bob"]
+    assert pair.value == pytest.approx(kappa["value"]) and "n = 40 images" in pair.note
+    assert "n = 40 images" in metrics["Fleiss' kappa · gender"].note
+    assert "n = 40 images" in metrics["Krippendorff's alpha · gender"].note
+    html = Report("Audit", sections=[section]).write(tmp_path).read_text(encoding="utf-8")
+    assert "Agreement between labellers" in html and "Krippendorff" in html and "Fleiss" in html

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -186,3 +188,62 @@ source = "bls-2022"
     assert provenance["sample_options"]["guidance_scale"] == [1.0, 5.0]
     again = run_audit(spec, tmp_path / "out", progress=False)  # the same spec resumes: nothing new
     assert again.generation.generated == 0 and again.generation.already_done == 12
+
+
+HUMAN_ONLY = """
+[[annotators]]
+kind = "human"
+attributes = ["gender"]
+labels_csv = "human.csv"
+"""
+
+
+def test_the_human_label_flow_through_the_cli(audit, tmp_path, capsys):
+    """README's flow: run an audit whose annotator is people (it stops after the images and says what to
+    do next), export a sheet, two people label it, import their labels, run again: a report on their
+    labels with their agreement, its cards on their majority."""
+    from sklearn.metrics import cohen_kappa_score
+    from synthscope.audits.labels import MAJORITY_ANNOTATOR
+
+    _, result = audit
+    probe = SPEC[SPEC.index("[[annotators]]"):SPEC.index("[reference]")]
+    spec = tmp_path / "audit.toml"
+    spec.write_text(SPEC.replace(probe, HUMAN_ONLY).replace(  # the fixture's trained model, reused
+        'kind = "builtin"', f'kind = "builtin"\ncheckpoint = "{result.out / "model"}"'))
+    out = tmp_path / "audit"
+    capsys.readouterr()
+    assert main(["audit", "run", str(spec), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert len(pd.read_csv(out / IMAGES_DIR / "manifest.csv")) == 16 and not (out / "index.html").exists()
+    assert "no human labels yet" in printed and f"{tmp_path / 'human.csv'} does not exist yet" in printed
+    command = next(line for line in printed.splitlines() if "synthscope audit label-sheet" in line)
+    args = shlex.split(command[command.index("synthscope audit label-sheet"):])[1:]
+    assert args[:2] == ["audit", "label-sheet"] and str(out) in args and "gender" in args
+    assert main(args) == 0  # the printed command, as printed
+    sheet = Path(args[args.index("--out") + 1])
+    assert f"synthscope audit import-labels {sheet}" in printed and f"--out {tmp_path / 'human.csv'}" in printed
+    assert f"synthscope audit run {spec} --out {out}" in printed
+
+    rows = pd.read_csv(sheet / "labels.csv", dtype=str)
+    assert len(rows) == 16 and not rows["image_id"].str.contains("#").any()  # opaque ids
+    alice = ["female"] * 8 + ["male"] * 8
+    bob = ["male"] + alice[1:15] + ["undetermined"]  # disagrees on the first and last image
+    rows.assign(gender=alice).to_csv(tmp_path / "labels_alice.csv", index=False)
+    rows.assign(gender=bob).to_csv(tmp_path / "labels_bob.csv", index=False)
+    assert main(["audit", "import-labels", str(sheet), str(tmp_path / "labels_alice.csv"),
+                 str(tmp_path / "labels_bob.csv"), "--out", str(tmp_path / "human.csv")]) == 0
+    capsys.readouterr()
+    assert main(["audit", "run", str(spec), "--out", str(out), "--quiet"]) == 0
+    assert "0 new" in capsys.readouterr().out and (out / "index.html").is_file()
+
+    shares = pd.read_csv(out / TABLES_DIR / "shares_by_profession.csv")
+    assert set(shares["annotator"]) == {"human:alice", "human:bob", MAJORITY_ANNOTATOR}
+    majority = shares[shares["annotator"] == MAJORITY_ANNOTATOR].groupby("value")["count"].sum()
+    assert majority.to_dict() == {"female": 7, "male": 7, "undetermined": 2}  # the two ties are undetermined
+    agreement = pd.read_csv(out / TABLES_DIR / "labeller_agreement.csv", keep_default_na=False).set_index("measure")
+    assert agreement.loc["cohen_kappa", "value"] == pytest.approx(cohen_kappa_score(alice, bob))
+    assert (agreement["n_shared"] == 16).all()
+    html = (out / "index.html").read_text()
+    assert "Agreement between labellers" in html and "Krippendorff" in html and "Fleiss" in html
+    assert f"Cohen&#39;s kappa · gender · human:alice vs human:bob" in html
+    assert MAJORITY_ANNOTATOR in html and "most of its labellers" in html
