@@ -35,6 +35,10 @@ class AutoEncoder(Generator):
         "latent_dim": 8, "width": 32, "mode": "plain", "noise_std": 0.35,
         "lr": 2e-3, "batch_size": 128,
     }
+    option_ranges: ClassVar[dict[str, tuple[float, float]]] = {
+        "latent_dim": (1, 4096), "width": (1, 1024), "noise_std": (0, 10), "lr": (1e-8, 10),
+        "batch_size": (1, 65536), "beta": (0, 1e4),
+    }
 
     def build(self) -> None:
         if self.options["mode"] not in AE_MODES:

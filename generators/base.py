@@ -60,6 +60,9 @@ class Generator(nn.Module):
 
     kind: ClassVar[str] = ""
     default_config: ClassVar[dict[str, Any]] = {}
+    # The allowed range of each numeric option (inclusive); checked with the option's type before
+    # anything is built, so that a bad --set is one clear error, not a traceback mid-training.
+    option_ranges: ClassVar[dict[str, tuple[float, float]]] = {}
     # Options added after models were first saved, with the value that reproduces such a model.
     legacy_options: ClassVar[dict[str, Any]] = {}
 
@@ -72,6 +75,8 @@ class Generator(nn.Module):
                 f"{self.kind}: unknown option(s) {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(self.default_config))}"
             )
+        for name, value in options.items():
+            self._check_option(name, value)
         if conditional and vocabulary is None:
             raise ValueError(f"{self.kind}: --conditional needs a data set with labels (digits, portraits)")
         self.channels = channels
@@ -81,6 +86,34 @@ class Generator(nn.Module):
         # Normalised through JSON so that a tuple option equals the list read back from config.json.
         self.options = json.loads(json.dumps({**self.default_config, **options}))
         self.build()
+
+    def _check_option(self, name: str, value: Any) -> None:
+        """``value`` has the type of the option's default and lies in its range."""
+        default = self.default_config[name]
+        where = f"{self.kind}: option {name}={json.dumps(value)}"
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError(f"{where}: expected true or false")
+            return
+        if isinstance(default, (int, float)):
+            numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not numeric or (isinstance(default, int) and not isinstance(value, int)):
+                raise ValueError(f"{where}: expected {'a whole number' if isinstance(default, int) else 'a number'}")
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError(f"{where}: expected a finite number")
+            low, high = self.option_ranges.get(name, (0, float("inf")))
+            if not low <= value <= high:
+                raise ValueError(f"{where}: must be between {low:g} and {high:g}")
+            return
+        if isinstance(default, str) and not isinstance(value, str):
+            raise ValueError(f"{where}: expected text")
+        if isinstance(default, list):
+            if not isinstance(value, (list, tuple)) or not value or not all(
+                    isinstance(v, int) and not isinstance(v, bool) for v in value):
+                raise ValueError(f"{where}: expected a non-empty list of whole numbers, e.g. [16, 32]")
+            low, high = self.option_ranges.get(name, (1, float("inf")))
+            if not all(low <= v <= high for v in value):
+                raise ValueError(f"{where}: every value must be between {low:g} and {high:g}")
 
     # -- to be defined by subclasses -------------------------------------------------------
     def build(self) -> None:
@@ -159,23 +192,35 @@ class Generator(nn.Module):
         return digest
 
 
-def build_generator(model_config: dict[str, Any]) -> Generator:
-    """Construct an untrained generator from the ``model`` section of a run's config."""
+def build_generator(model_config: dict[str, Any], where: str = "the model config") -> Generator:
+    """Construct an untrained generator from the ``model`` section of a run's config. A section read
+    back from disk is checked first: a missing key or a wrong type is one error naming ``where``."""
     from . import registry
 
+    if not isinstance(model_config, dict):
+        raise ValueError(f"{where}: the model section must be a JSON object, found {type(model_config).__name__}")
     kind = model_config.get("kind")
     if kind not in registry.GENERATORS:
-        raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(registry.GENERATORS)}")
-    vocabulary = model_config.get("vocabulary")
+        raise ValueError(f"{where}: unknown model kind {kind!r}; known: {', '.join(registry.GENERATORS)}")
+    for key in ("channels", "size"):
+        value = model_config.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{where}: model.{key} must be a positive whole number, found {value!r}")
+    options, vocabulary = model_config.get("options", {}), model_config.get("vocabulary")
+    if not isinstance(options, dict):
+        raise ValueError(f"{where}: model.options must be a JSON object, found {type(options).__name__}")
+    try:
+        vocabulary = Vocabulary.from_dict(vocabulary) if vocabulary else None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"{where}: model.vocabulary is malformed ({error!r})") from None
     cls = registry.GENERATORS[kind]
-    return cls(
-        channels=int(model_config["channels"]),
-        size=int(model_config["size"]),
-        vocabulary=Vocabulary.from_dict(vocabulary) if vocabulary else None,
-        conditional=bool(model_config.get("conditional", False)),
-        # A saved config lists every option, so one it lacks predates that option.
-        **{**cls.legacy_options, **model_config.get("options", {})},
-    )
+    try:
+        return cls(channels=model_config["channels"], size=model_config["size"], vocabulary=vocabulary,
+                   conditional=bool(model_config.get("conditional", False)),
+                   # A saved config lists every option, so one it lacks predates that option.
+                   **{**cls.legacy_options, **options})
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
 
 
 def load_generator(directory: Path, device: str | torch.device = "cpu") -> Generator:
@@ -188,8 +233,8 @@ def load_generator(directory: Path, device: str | torch.device = "cpu") -> Gener
         raise FileNotFoundError(f"{weights}: missing weight file (was training finished or interrupted "
                                 f"before its first checkpoint?)")
     config = read_json(directory / CONFIG_FILE)
-    if "model" not in config:
+    if not isinstance(config, dict) or "model" not in config:
         raise ValueError(f"{directory / CONFIG_FILE}: no 'model' section")
-    model = build_generator(config["model"])
+    model = build_generator(config["model"], where=str(directory / CONFIG_FILE))
     load_weights(model, weights, expected_sha256=config.get("weights_sha256"))
     return model.to(device).eval()

@@ -9,11 +9,14 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from synthscope.runtime import check_memory
+
 from .conditioning import Vocabulary
 from .imageset import ImageSet
 
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 BUILTIN_SETS = ("digits", "portraits")
+DIGITS_COUNT = 1797  # images in scikit-learn's bundled set
 
 
 def digits_vocabulary() -> Vocabulary:
@@ -45,11 +48,17 @@ def load_digits(size: int = 16) -> ImageSet:
 def load_data(spec: str, size: int | None = None, n: int | None = None, seed: int = 0,
               strict: bool = False) -> ImageSet:
     """``digits``, ``portraits`` or a folder path, as an ImageSet of ``size`` px images."""
+    if size is not None and size < 1:
+        raise ValueError(f"--size must be a positive number of pixels, got {size}")
+    if n is not None and n < 1:
+        raise ValueError(f"--n must be at least 1, got {n}")
     if spec == "digits":
+        check_memory(min(n or DIGITS_COUNT, DIGITS_COUNT) * (size or 16) ** 2 * 4 * 2, f"--size {size or 16} (digits)")
         data = load_digits(size or 16)
     elif spec == "portraits":
         from .portraits import generate_portraits
 
+        check_memory((n or 4000) * 3 * (size or 32) ** 2 * 4 * 2, f"--n {n or 4000} portraits at --size {size or 32}")
         data = generate_portraits(n=n or 4000, seed=seed, size=size or 32)
         return data
     else:

@@ -40,6 +40,12 @@ class Diffusion(Generator):
         "sampler": "ddim", "sample_steps": 50, "guidance": 2.0, "ema_decay": 0.0,
         "prediction_type": "v_prediction", "guidance_interval": 0.7, "guidance_rescale": 1.0,
     }
+    option_ranges: ClassVar[dict[str, tuple[float, float]]] = {
+        "block_out_channels": (1, 2048), "layers_per_block": (1, 16), "norm_num_groups": (1, 2048),
+        "train_timesteps": (2, 100_000), "lr": (1e-8, 10), "batch_size": (1, 65536), "p_drop_attribute": (0, 1),
+        "p_drop_all": (0, 1), "sample_steps": (1, 100_000), "guidance": (0, 100), "ema_decay": (0, 0.99999),
+        "guidance_interval": (0, 1), "guidance_rescale": (0, 1),
+    }
     # Values of options added later, for configs saved before they existed.
     legacy_options: ClassVar[dict[str, Any]] = {"prediction_type": "epsilon", "guidance_interval": 1.0,
                                                 "guidance_rescale": 0.0}

@@ -25,6 +25,10 @@ class GAN(Generator):
         "nz": 64, "width": 32, "lr": 2e-4, "beta1": 0.5, "batch_size": 128,
         "p_drop_attribute": 0.2, "discriminator_norm": False,
     }
+    option_ranges: ClassVar[dict[str, tuple[float, float]]] = {
+        "nz": (1, 4096), "width": (1, 1024), "lr": (1e-8, 10), "beta1": (0, 0.999), "batch_size": (2, 65536),
+        "p_drop_attribute": (0, 1),
+    }
 
     def build(self) -> None:
         nz, w = int(self.options["nz"]), int(self.options["width"])

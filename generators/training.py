@@ -161,14 +161,43 @@ def _restore(path: Path, model, optimizers, sampler, fingerprint: str, seed: int
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise ValueError(f"{path}: unreadable training state ({error}); use --force to start over") from None
-    model.load_state_dict(state["model"])  # copies onto the model's device
-    for name, optimizer in optimizers.items():
-        optimizer.load_state_dict(state["optimizers"][name])
-    sampler.restore(state["sampler"])
-    torch.set_rng_state(state["torch_rng"].cpu())
-    if state["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+    _check_state(state, path, optimizers)
+    try:
+        model.load_state_dict(state["model"])  # copies onto the model's device
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        sampler.restore(state["sampler"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:  # shapes or contents
+        raise ValueError(f"{path}: does not match this run's model ({' '.join(str(error).split())[:300]}); "
+                         f"use --force to start over") from None
     return int(state["step"]), float(state["seconds"]), list(state["history"])
+
+
+# What a training state holds (see _checkpoint): key -> the types its value may have.
+_STATE_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (dict,), "optimizers": (dict,), "sampler": (dict,), "torch_rng": (torch.Tensor,),
+    "cuda_rng": (list, tuple), "step": (int,), "seconds": (int, float), "history": (list,),
+}
+
+
+def _check_state(state: Any, path: Path, optimizers: dict[str, torch.optim.Optimizer]) -> None:
+    """One clear error for a training state that lacks keys or holds the wrong types."""
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a training state (a {type(state).__name__}, not a dictionary); "
+                         f"use --force to start over")
+    for key, types in _STATE_TYPES.items():
+        if key not in state:
+            raise ValueError(f"{path}: training state lacks {key!r}; use --force to start over")
+        if not isinstance(state[key], types) or isinstance(state[key], bool):
+            raise ValueError(f"{path}: training state {key!r} is a {type(state[key]).__name__}; "
+                             f"use --force to start over")
+    missing = sorted(set(optimizers) - set(state["optimizers"]))
+    if missing or not {"rng", "order", "position"} <= set(state["sampler"]):
+        raise ValueError(f"{path}: training state lacks optimiser or sampler entries "
+                         f"({', '.join(missing) or 'sampler'}); use --force to start over")
 
 
 SNAPSHOT_IMAGES = 64

@@ -66,6 +66,9 @@ def train_run(kind: str, data_spec: str = "digits", out: Path | str = "run", con
     size = size or DEFAULT_SIZE.get(data_spec, 32)
     data = load_data(data_spec, size=size, n=n, seed=seed, strict=strict)
     train, heldout = data.split(0.2, seed=seed)
+    if len(train) < 2:  # batch normalisation needs two images in a batch
+        raise ValueError(f"--n {len(data)}: {len(train)} training image(s) remain after holding out 20 % for "
+                         f"evaluation; training needs at least 2 (use --n 3 or more)")
     model = new_generator(kind, data, conditional, **(options or {}))
     steps = int(DEFAULT_STEPS[kind] if steps is None else steps)
     if steps < 1:

@@ -41,12 +41,13 @@ def bounded(convert: type, low: float, high: float | None = None):
 SWEEP_NAMES = ("jpeg", "blur", "downscale", "crop", "noise", "social")
 
 positive_int = bounded(int, 1)
+seed_value = bounded(int, 0, 2**63 - 1)  # what every random-number generator we seed accepts
 probability = bounded(float, 0, 1)
 
 
 def _add_common(parser: argparse.ArgumentParser, device: bool = True, seed: bool = True) -> None:
     if seed:
-        parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+        parser.add_argument("--seed", type=seed_value, default=0, help="random seed (default: 0)")
     if device:
         parser.add_argument("--device", default="auto",
                             help="cpu, cuda, cuda:N, mps or auto (default: auto = best available)")

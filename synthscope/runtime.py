@@ -57,6 +57,38 @@ def _cgroup_cpu_quota(root: Path) -> float | None:
         return None
 
 
+def available_memory(cgroup_root: Path | str = "/sys/fs/cgroup") -> int | None:
+    """Bytes of memory this process may use: the machine's, capped by a cgroup limit (None: unknown)."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        total = None
+    try:
+        limit = (Path(cgroup_root) / "memory.max").read_text().strip()
+        if limit.isdigit():
+            total = min(total, int(limit)) if total else int(limit)
+    except OSError:
+        pass
+    return total
+
+
+def _readable_bytes(count: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if count < 1000 or unit == "PB":
+            return f"{count:,.0f} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
+        count /= 1000
+    return f"{count:,.1f} PB"
+
+
+def check_memory(needed: float, what: str, share: float = 0.8) -> None:
+    """Refuse, with one clear error, work whose arrays alone would need more than ``share`` of the
+    memory this process may use (instead of allocating until the machine runs out)."""
+    total = available_memory()
+    if total is not None and needed > share * total:
+        raise ValueError(f"{what} needs about {_readable_bytes(needed)} of memory; this machine has "
+                         f"{_readable_bytes(total)}")
+
+
 def choose_threads(workload: str = TINY, requested: int | None = None) -> int:
     """How many CPU threads torch should use for ``workload`` (:data:`TINY` or :data:`LARGE`).
 

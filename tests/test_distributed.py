@@ -104,6 +104,7 @@ def test_a_merge_interrupted_after_its_commit_adds_nothing_twice(tmp_path):
     shutil.copytree(root / PARTS_DIR, kept)
     assert main.merge_parts() == 3
     shutil.copytree(kept, root / PARTS_DIR)  # as if the process died before removing the parts
+    main.close()  # as when the process that merged has ended
     reopened = CorpusWriter(root)
     assert reopened.merge_parts() == 0
     assert len(read_corpus(root)) == 3 and not (root / PARTS_DIR).exists()

@@ -251,3 +251,57 @@ def test_snapshots_never_cost_more_than_the_run(small_digits, tmp_path):
                                                              "sample_steps": 4})
     assert sorted(p.name for p in (tmp_path / "run" / "snapshots").iterdir()) == ["step_000004.png"]
     assert run.step == 4
+
+
+@pytest.mark.parametrize("kind, option, value, message", [
+    ("ae", "latent_dim", -1, "option latent_dim=-1: must be between 1 and 4096"),
+    ("vae", "beta", "abc", 'option beta="abc": expected a number'),
+    ("ae", "latent_dim", 2.5, "expected a whole number"),
+    ("gan", "discriminator_norm", 1, "expected true or false"),
+    ("diffusion", "block_out_channels", [8, 0], "every value must be between 1 and 2048"),
+    ("diffusion", "guidance", float("nan"), "expected a finite number"),
+])
+def test_options_are_checked_before_anything_is_built(kind, option, value, message, small_digits):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[")):
+        new_generator(kind, small_digits, **{option: value})
+
+
+def test_run_files_read_back_are_checked_with_one_clear_error(small_digits, tmp_path):
+    model = new_generator("ae", small_digits, latent_dim=2)
+    run = train_generator(model, small_digits, tmp_path / "run", steps=2, progress=False)
+    config_path = run.run_dir / "config.json"
+    good = json.loads(config_path.read_text())
+    for change, message in ((lambda c: c["model"].__setitem__("size", "big"), "model.size must be a positive"),
+                            (lambda c: c["model"].__setitem__("options", [1]), "model.options must be a JSON object"),
+                            (lambda c: c["model"]["options"].__setitem__("latent_dim", -3), "latent_dim=-3"),
+                            (lambda c: c.__setitem__("model", "ae"), "the model section must be a JSON object")):
+        config = json.loads(json.dumps(good))
+        change(config)
+        config_path.write_text(json.dumps(config))
+        with pytest.raises(ValueError, match=f"config.json: .*{message}"):
+            load_generator(run.run_dir)
+    config_path.write_text(json.dumps(good))
+    state_path = run.run_dir / STATE_FILE
+    state = torch.load(state_path, weights_only=True)
+    for broken, message in (([1, 2], "not a training state"),
+                            ({k: v for k, v in state.items() if k != "optimizers"}, "lacks 'optimizers'"),
+                            ({**state, "step": "two"}, "'step' is a str"),
+                            ({**state, "model": {k: torch.zeros(3) for k in state["model"]}},
+                             "does not match this run's model")):
+        torch.save(broken, state_path)
+        again = new_generator("ae", small_digits, latent_dim=2)
+        with pytest.raises(ValueError, match=f"training_state.pt: .*{message}"):
+            train_generator(again, small_digits, run.run_dir, steps=4, progress=False)
+
+
+def test_bad_sizes_and_counts_are_refused_before_any_work(tmp_path, monkeypatch):
+    from synthscope.generators.data import load_data
+    from synthscope.generators.workflow import train_run
+
+    with pytest.raises(ValueError, match=r"--size 100000 \(digits\) needs about .* TB of memory; this machine has"):
+        load_data("digits", size=100_000)
+    with pytest.raises(ValueError, match=r"--n 1000000000000 portraits .* PB of memory"):
+        load_data("portraits", n=10**12)
+    with pytest.raises(ValueError, match="training needs at least 2"):
+        train_run("ae", "digits", tmp_path / "run", steps=2, n=1, evaluate=False, progress=False)
+    assert not (tmp_path / "run" / "model.safetensors").exists()
