@@ -74,8 +74,13 @@ def read_table(path: str | os.PathLike[str], columns: list[dict[str, str]] | Non
     text_columns = {name: str for name, dtype in dtypes.items() if dtype in _TEXT_DTYPES}
     if names is not None and not names:
         return pd.DataFrame()
-    frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=text_columns or None,
-                        **_ROUND_TRIP)
+    try:
+        frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=text_columns or None,
+                            **_ROUND_TRIP)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as error:
+        reason = " ".join(str(error).split())[:200]
+        raise ReportFormatError(f"table {str(path)!r} is not a readable CSV table ({type(error).__name__}: "
+                                f"{reason})") from None
     if names is not None:
         if len(frame.columns) != len(names):
             raise ReportFormatError(f"table {str(path)!r}: {len(frame.columns)} columns, "

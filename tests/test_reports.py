@@ -256,6 +256,15 @@ def test_load_refuses_files_outside_the_report(tmp_path):
         rerender(tmp_path / "junk")
 
 
+def test_a_garbage_table_is_one_error_naming_the_file(tmp_path):
+    index = Report("x", sections=[Section("s", "S", blocks=[Table("t", pd.DataFrame({"a": [1, 2]}))])]).write(
+        tmp_path / "r")
+    table = next((index.parent / "tables").glob("*.csv"))
+    table.write_bytes(b"\x00\xff\xfe\xfd garbage \xc3\x28")
+    with pytest.raises(ReportFormatError, match=f"table .*{table.name}.* is not a readable CSV table"):
+        rerender(index.parent)
+
+
 # -- structure -------------------------------------------------------------------------------------
 
 def test_contents_links_to_every_section(tmp_path):
