@@ -247,3 +247,28 @@ def test_the_human_label_flow_through_the_cli(audit, tmp_path, capsys):
     assert "Agreement between labellers" in html and "Krippendorff" in html and "Fleiss" in html
     assert f"Cohen&#39;s kappa · gender · human:alice vs human:bob" in html
     assert MAJORITY_ANNOTATOR in html and "most of its labellers" in html
+
+
+def test_human_blocks_each_read_their_file_and_a_label_given_twice_is_refused(audit, tmp_path):
+    from synthscope.audits.audit import human_labels
+    from synthscope.audits.spec import parse_spec
+
+    _, result = audit
+    ids = list(pd.read_csv(result.out / IMAGES_DIR / "manifest.csv", dtype=str)["key"])
+    pd.DataFrame({"image_id": ids[:3], "labeller": "alice", "gender": "female", "age": "older"}).to_csv(
+        tmp_path / "alice.csv", index=False)
+    pd.DataFrame({"image_id": ids[2:5], "labeller": "alice", "gender": "male"}).to_csv(tmp_path / "more.csv",
+                                                                                    index=False)
+    blocks = ('[[annotators]]\nkind = "human"\nattributes = ["gender"]\nlabels_csv = "alice.csv"\n'
+              '[[annotators]]\nkind = "human"\nlabels_csv = "not-yet.csv"\n')
+    spec = parse_spec(SPEC.replace(SPEC[SPEC.index("[[annotators]]"):SPEC.index("[reference]")], blocks),
+                      base=tmp_path)
+    with pytest.warns(UserWarning, match="ignoring column"):
+        labels, waiting = human_labels(spec, result.out / IMAGES_DIR)
+    assert set(labels["attribute"]) == {"gender"} and len(labels) == 3  # each block reads its own attributes
+    assert [w.labels_csv for w in waiting] == [tmp_path / "not-yet.csv"]
+    spec = parse_spec(SPEC.replace(SPEC[SPEC.index("[[annotators]]"):SPEC.index("[reference]")],
+                                   blocks.replace("not-yet.csv", "more.csv")), base=tmp_path)
+    with pytest.raises(ValueError, match=r"human:alice labelled the gender of image .* in .*alice\.csv and "
+                                         r".*more\.csv"), pytest.warns(UserWarning, match="ignoring column"):
+        human_labels(spec, result.out / IMAGES_DIR)
