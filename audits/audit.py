@@ -166,8 +166,9 @@ def run_audit(spec_path: Path | str, out: Path | str, force: bool = False, devic
     validity = pd.concat([a.validity() for a in annotators if hasattr(a, "validity")] or [pd.DataFrame()],
                          ignore_index=True)
     headline = headline_annotator(spec.to_dict(), list(dict.fromkeys(annotations["annotator"])))
-    section = audit_section(tables, spec, contact_sheets=contact_sheets(out / IMAGES_DIR, annotations, annotator=headline),
-                            validity=validity, annotator_prompts=pd.read_csv(out / "annotator_prompts.csv")
+    sheets = contact_sheets(out / IMAGES_DIR, annotations, annotator=headline)
+    section = audit_section(tables, spec, contact_sheets=sheets, validity=validity,
+                            annotator_prompts=pd.read_csv(out / "annotator_prompts.csv")
                             if (out / "annotator_prompts.csv").is_file() else None,
                             reference=reference, reference_name=reference_name, annotator=headline)
     if second is not None:
