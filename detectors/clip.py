@@ -48,6 +48,7 @@ from .training import (
     check_distinct_corpora,
     check_training_split,
     load_labelled,
+    seen_sources,
     stratified_split,
 )
 
@@ -572,7 +573,8 @@ def train_clip_detector(real: Path | str, fakes: Sequence[Path | str], out: Path
         "threshold": threshold, "target_fpr": target_fpr,
         "threshold_source": f"{int((val.labels == 0).sum())} held-out real images (no test labels)",
         "training_domain": training_profile(data.images, data.files, seed=seed),
-        "training": {"real": str(real), "fakes": [str(f) for f in fakes], "probe": probe,
+        "training": {"real": str(real), "fakes": [str(f) for f in fakes], "fake_sources": seen_sources(data),
+                     "probe": probe,
                      "probe_options": detector.probe.options, "seed": seed, "n_train": len(train),
                      "n_val": len(val), "val_fraction": val_fraction, "seconds": round(seconds, 1),
                      "feature_cache": str(feature_cache.folder) if feature_cache else None,

@@ -106,7 +106,9 @@ def make_discriminator_detector(gan_run: Path | str, real_corpus: Path | str, ou
         "threshold_source": f"{len(reals)} held-out real images (no test labels)",
         # the GAN's own training images are not at hand: the reals that fixed the threshold stand for them
         "training_domain": training_profile(reals.images, reals.files, seed=seed),
-        "training": {"real": str(real_corpus), "val_fraction": val_fraction, "seed": seed, "n_val": len(reals),
+        # what a corpus of this GAN's samples is called (its manifest's source): the fakes it learnt from
+        "training": {"real": str(real_corpus), "fake_sources": [detector.gan.kind], "val_fraction": val_fraction,
+                     "seed": seed, "n_val": len(reals),
                      "note": "the GAN's discriminator is used as trained; only the threshold is fitted here",
                      "seconds": round(seconds, 1)},
     })

@@ -440,8 +440,10 @@ class DetectionReport:
         return pd.DataFrame(rows, columns=["metric", "value", "ci_low", "ci_high", "method", "note"])
 
     def per_source_table(self) -> pd.DataFrame:
-        """Per-source breakdown as a DataFrame (one row per source)."""
-        return pd.DataFrame(self.per_source, columns=_PER_SOURCE_COLUMNS)
+        """Per-source breakdown as a DataFrame (one row per source); columns added to the rows by the
+        caller (e.g. ``seen_in_training``) follow the standard ones."""
+        extra = [k for row in self.per_source for k in row if k not in _PER_SOURCE_COLUMNS]
+        return pd.DataFrame(self.per_source, columns=[*_PER_SOURCE_COLUMNS, *dict.fromkeys(extra)])
 
 
 _PER_SOURCE_COLUMNS = [

@@ -13,8 +13,8 @@ from synthscope.reports import Figure, Gallery, Metric, Section, Table, Text
 from synthscope.reports.style import MARKERS, new_figure, palette, plain_text, use_style
 
 from .assessment import Assessment
-from .generalisation import Generalisation
-from .metrics import reliability_curve
+from .generalisation import ALL, Generalisation
+from .metrics import MetricValue, reliability_curve
 
 METRIC_TITLES = {
     "ap": "Average precision", "roc_auc": "ROC-AUC", "accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy",
@@ -23,13 +23,14 @@ METRIC_TITLES = {
     "ece": "Calibration error (ECE)", "brier": "Brier score",
 }
 HEADLINE = ("ap", "fake_accuracy", "fpr_at_threshold", "tpr_at_1pct_fpr")
-CAVEATS = [
+PERCENT = {"accuracy", "balanced_accuracy", "real_accuracy", "fake_accuracy", "fpr_at_threshold",
+           "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "eer"}
+SEEN_UNSEEN_METRICS = ("ap", "roc_auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "fake_accuracy",
+                       "fpr_at_threshold", "eer")
+THRESHOLD_CAVEAT = (
     "The decision threshold was fixed on held-out real images before testing; no test label chose it. "
     "TPR at a fixed FPR and the EER are read off the test ROC curve and describe the best the scores "
-    "allow, not what the deployed threshold achieves.",
-    "A detector that scores well here has learnt these generators at this size: the cross-generator and "
-    "robustness results show how quickly that breaks.",
-]
+    "allow, not what the deployed threshold achieves.")
 
 
 def roc_pr_figure(scores: pd.DataFrame, threshold: float) -> Any:
@@ -161,19 +162,229 @@ def describe_detector(model: dict[str, Any]) -> str:
     return f"A {kind or 'saved'} detector"
 
 
+def _names(names: list[str], limit: int = 4) -> str:
+    names = [str(n) for n in names]
+    if len(names) > limit:
+        return f"{', '.join(names[:limit])} and {len(names) - limit} more"
+    return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else (names[0] if names else "none")
+
+
+def _value(metric: MetricValue | None, percent: bool) -> str:
+    """``0.76 [0.72, 0.80]`` or ``18 % [14 %, 23 %]``; "n/a" when undefined."""
+    if metric is None or metric.value is None:
+        return "n/a"
+
+    def one(x: float) -> str:
+        return f"{x:.0%}".replace("%", " %") if percent else f"{x:.2f}"
+
+    interval = f" [{one(metric.ci_low)}, {one(metric.ci_high)}]" if metric.ci_low is not None else ""
+    return one(metric.value) + interval
+
+
+def _trained_on(assessment: Assessment) -> str:
+    sources, how = assessment.training.get("sources"), assessment.training.get("how")
+    if sources is None:
+        return "trained on synthetic images of generators it does not record"
+    note = "" if how == "recorded at training" else f" ({how})"
+    return f"trained on real images against synthetic images from {_names(sources)}{note}"
+
+
+def _from_training_folders(assessment: Assessment) -> str:
+    inside = assessment.training.get("test_images_from_training_folders")
+    if inside is None:
+        return ""
+    return ", none of them from the folders it was trained on" if inside == 0 else ""
+
+
+def seen_unseen_table(assessment: Assessment) -> pd.DataFrame:
+    """Metric by metric: all test images, the generators seen in training, those never seen (text
+    cells: value and interval); empty unless both kinds were tested."""
+    if not {"seen", "unseen"} <= set(assessment.by_training):
+        return pd.DataFrame()
+    training = assessment.training
+    columns = {f"all ({assessment.report.n_fake} synthetic)": assessment.report,
+               f"seen: {_names(training.get('seen_test_sources', []))} "
+               f"({assessment.by_training['seen'].n_fake})": assessment.by_training["seen"],
+               f"never seen: {_names(training.get('unseen_test_sources', []))} "
+               f"({assessment.by_training['unseen'].n_fake})": assessment.by_training["unseen"]}
+    rows = [{"metric": METRIC_TITLES.get(name, name),
+             **{column: _value(report.metrics.get(name), name in PERCENT) for column, report in columns.items()}}
+            for name in SEEN_UNSEEN_METRICS if name in assessment.report.metrics]
+    return pd.DataFrame(rows)
+
+
+def _catch_rate(report: Any) -> str:
+    """How many fakes a report's detector catches: at 1 % FPR on the ROC curve when defined, else at
+    the threshold."""
+    curve = report.metrics.get("tpr_at_1pct_fpr")
+    if curve is not None and curve.value is not None:
+        return f"{_value(curve, True)} caught at 1 % FPR"
+    return f"{_value(report.metrics.get('fake_accuracy'), True)} caught at its threshold"
+
+
+def assessment_summary(assessment: Assessment) -> list[str]:
+    """A few plain sentences: what was evaluated, the headline figures with intervals, seen against
+    unseen generators, and where the detector fails."""
+    report, training = assessment.report, assessment.training
+    m = report.metrics
+    model = assessment.detector.get("model", {})
+    target = assessment.detector.get("target_fpr")
+    tested = _names(training.get("seen_test_sources", []) + training.get("unseen_test_sources", [])
+                    or sorted({r["source"] for r in report.per_source if r["label"] == 1}))
+    lines = [f"{describe_detector(model)}, {_trained_on(assessment)}, was tested on {report.n_real} real and "
+             f"{report.n_fake} synthetic images" + (f" (from {tested})." if report.n_fake else ".")]
+    inside = training.get("test_images_from_training_folders")
+    if inside:
+        lines.append(f"{inside} of the test images come from folders it was trained on: its figures on them "
+                     f"are optimistic.")
+    at = f"at its threshold (fixed on held-out real images for a {target:.1%} false-positive rate)" \
+        if target is not None else "at its threshold (fixed on held-out real images)"
+    if report.n_real and report.n_fake:
+        lines.append(f"Over all test images: average precision {_value(m['ap'], False)}; {at} it caught "
+                     f"{_value(m['fake_accuracy'], True)} of the synthetic images and flagged "
+                     f"{_value(m['fpr_at_threshold'], True)} of the real ones; "
+                     f"{_value(m['tpr_at_1pct_fpr'], True)} of the synthetic images are caught at 1 % FPR.")
+    elif report.n_real:
+        lines.append(f"Only real images were tested: {at} it flagged {_value(m['fpr_at_threshold'], True)} of them.")
+    else:
+        lines.append(f"Only synthetic images were tested: {at} it caught {_value(m['fake_accuracy'], True)}.")
+    seen, unseen = assessment.by_training.get("seen"), assessment.by_training.get("unseen")
+    seen_names = _names(training.get("seen_test_sources", []))
+    unseen_names = _names(training.get("unseen_test_sources", []))
+    if seen is not None and unseen is not None:
+        lines.append(f"On the generators it was trained on ({seen_names}): AP {_value(seen.metrics['ap'], False)}, "
+                     f"{_catch_rate(seen)}. On the generators it never saw ({unseen_names}): AP "
+                     f"{_value(unseen.metrics['ap'], False)}, {_catch_rate(unseen)}; the pooled figures mix the two.")
+    elif seen is not None:
+        lines.append(f"Every synthetic test image comes from a generator it was trained on ({seen_names}): these "
+                     f"figures are in-distribution and say nothing of generators it never saw.")
+    elif unseen is not None:
+        lines.append(f"None of the test generators ({unseen_names}) was in its training data: these figures "
+                     f"measure how it carries over to generators it never saw.")
+    elif report.n_fake and training.get("sources") is None:
+        lines.append("It does not record which generators it was trained on, so seen and unseen generators "
+                     "cannot be told apart here.")
+    lines += _weaknesses(assessment)
+    return lines
+
+
+def _weaknesses(assessment: Assessment) -> list[str]:
+    """Where the detector fails: its weakest generator, false positives above target, the perturbation
+    that hurts most and decisions flipped by re-encoding."""
+    report, found = assessment.report, []
+    fakes = [r for r in report.per_source if r["label"] == 1 and r.get("tpr_at_threshold") is not None]
+    if fakes:
+        worst = min(fakes, key=lambda r: r["tpr_at_threshold"])
+        if len(fakes) > 1 or worst["tpr_at_threshold"] < 0.9:
+            seen = {True: " (seen in training)", False: " (never seen in training)"}.get(worst.get("seen_in_training"), "")
+            found.append(f"Weakest on {worst['source']}{seen}: {worst['tpr_at_threshold']:.0%} caught at its "
+                         f"threshold [{worst['rate_ci_low']:.0%}, {worst['rate_ci_high']:.0%}].".replace("%", " %"))
+    target, fpr = assessment.detector.get("target_fpr"), report.metrics.get("fpr_at_threshold")
+    if target is not None and fpr is not None and fpr.ci_low is not None and fpr.ci_low > target:
+        found.append(f"It flags {_value(fpr, True)} of real images, above its {target:.1%} target.")
+    robustness = assessment.robustness
+    if len(robustness) and robustness["ap"].notna().any():
+        perturbed = robustness[robustness["step"] > 0].dropna(subset=["ap"])
+        clean = robustness.loc[robustness["step"] == 0, "ap"].dropna()
+        if len(perturbed) and len(clean):
+            row = perturbed.loc[perturbed["ap"].idxmin()]
+            if row["ap"] < clean.iloc[0] - 0.05:
+                found.append(f"Perturbed, its AP falls furthest under {row['level']}: {row['ap']:.2f} "
+                             f"(clean {clean.iloc[0]:.2f}).")
+    shortcut = assessment.shortcut
+    if len(shortcut) and (shortcut["decisions_flipped"] > 0.05).any():
+        row = shortcut.loc[shortcut["decisions_flipped"].idxmax()]
+        found.append(f"Re-encoding both classes as {row['reencoding']} flips {row['decisions_flipped']:.0%} of "
+                     f"the {row['class']} decisions: it partly keys on how files are encoded.".replace("%", " %"))
+    return found
+
+
+def generalisation_summary(generalisation: Generalisation) -> list[str]:
+    """A few plain sentences on the cross-generator study: seen against unseen generators, and the
+    leave-one-out result."""
+    matrix = generalisation.matrix
+    single = matrix[matrix["train"] != ALL]
+    names = list(dict.fromkeys(matrix["test"]))
+    lines = [f"{len(names)} synthetic corpora ({_names(names)}): one detector trained per corpus"
+             + (", one on all of them" if (matrix["train"] == ALL).any() else "")
+             + ", each tested on every corpus's held-out images."]
+    diagonal = single[single["train"] == single["test"]].dropna(subset=["ap"])
+    off = single[single["train"] != single["test"]].dropna(subset=["ap"])
+    if len(diagonal):
+        lines.append(f"Tested on the generator it was trained on, a detector reached an AP of "
+                     f"{diagonal['ap'].mean():.2f} on average (lowest {diagonal['ap'].min():.2f}).")
+    if len(off):
+        worst = off.loc[off["ap"].idxmin()]
+        lines.append(f"On generators it never saw: {off['ap'].mean():.2f} on average, and "
+                     f"{worst['fake_accuracy']:.0%} caught at its threshold at worst (trained on {worst['train']}, "
+                     f"tested on {worst['test']}, AP {worst['ap']:.2f}).".replace("%", " %"))
+    loo = generalisation.leave_one_out
+    if len(loo):
+        worst = loo.loc[loo["fake_accuracy"].idxmin()]
+        lines.append(f"Trained on every generator but one, a detector caught {worst['fake_accuracy']:.0%} of the "
+                     f"left-out {worst['held_out']} at its threshold, against {worst['fake_accuracy_seen']:.0%} of "
+                     f"the generators it saw.".replace("%", " %"))
+    return lines
+
+
+def detector_caveats(assessment: Assessment | None = None, generalisation: Generalisation | None = None) -> list[str]:
+    """The caveats that hold for these results, in words true of what was tested."""
+    caveats = [THRESHOLD_CAVEAT]
+    if assessment is not None:
+        training = assessment.training
+        seen, unseen = training.get("seen_test_sources", []), training.get("unseen_test_sources", [])
+        if training.get("sources") is not None and (seen or unseen):
+            caveats.append("Seen or unseen is judged by source name (the generator a corpus's manifest names, else "
+                           "its folder): images of another model that goes by the same name count as seen.")
+        if training.get("sources") is None:
+            caveats.append("The detector does not record which generators it was trained on, so these results "
+                           "cannot say which test generators it saw. Scores on generators a detector was trained "
+                           "on say little about generators it never saw.")
+        elif seen and unseen:
+            caveats.append(f"The detector was trained on images from {_names(training['sources'])}; of the test "
+                           f"generators it had seen {_names(seen)} and never {_names(unseen)}. The pooled figures mix "
+                           f"the two: read the seen and unseen columns apart. Images from a new generator will be "
+                           f"unseen ones.")
+        elif seen:
+            caveats.append(f"Every synthetic test image comes from a generator the detector was trained on "
+                           f"({_names(seen)}): the figures are in-distribution and say nothing of generators it never "
+                           f"saw, which is what new generators will be.")
+        elif unseen:
+            caveats.append(f"The detector never saw the test generators ({_names(unseen)}) in training: these "
+                           f"figures measure how it carries over to new generators, at this image size.")
+        if len(assessment.robustness) == 0:
+            caveats.append("No perturbation sweep was run: how the scores hold up under JPEG, blur or resizing "
+                           "was not measured here.")
+    if generalisation is not None:
+        caveats.append("On the diagonal of the cross-generator matrix a detector is tested on the generator it "
+                       "was trained on; off the diagonal it meets one it never saw. The off-diagonal cells, not "
+                       "the diagonal, predict how a detector fares on a new generator.")
+    return caveats
+
+
 def assessment_section(assessment: Assessment, title: str = "Detector", intro: str = "",
-                       section_id: str = "detector") -> Section:
-    """One detector on one test set, from its saved :class:`Assessment`."""
+                       section_id: str = "detector", summary: bool = True) -> Section:
+    """One detector on one test set, from its saved :class:`Assessment`. ``summary``: open with the
+    headline sentences of :func:`assessment_summary` (leave them out where the report's own summary
+    already holds them)."""
     report, scores = assessment.report, assessment.scores
     threshold = float(report.threshold)
     detector = assessment.detector.get("model", {})
     target = assessment.detector.get("target_fpr")
     section = Section(id=section_id, title=title, intro=intro or (
-        f"{describe_detector(detector)}, tested on "
-        f"{report.n_real} real and {report.n_fake} synthetic images it never saw. Its threshold "
+        f"{describe_detector(detector)}, {_trained_on(assessment)}, tested on {report.n_real} real and "
+        f"{report.n_fake} synthetic images{_from_training_folders(assessment)}. Its threshold "
         f"({threshold:.3g}) was fixed on held-out real images"
         + (f" for a {target:.1%} false-positive rate." if target is not None else ".")))
+    if summary:  # what the intro does not say already: the headline figures, seen against unseen, failures
+        section.add(Text(" ".join(assessment_summary(assessment)[1:]), kind="note"))
     section.add(*(_metric(report, name, percent=name != "ap") for name in HEADLINE if name in report.metrics))
+    unseen = assessment.by_training.get("unseen")
+    if unseen is not None and "seen" in assessment.by_training:
+        section.add(*(Metric(f"{METRIC_TITLES[name]}, generators it never saw", unseen.metrics[name].value,
+                             unseen.metrics[name].ci_low, unseen.metrics[name].ci_high,
+                             fmt=".1%" if name in PERCENT else ".3f")
+                      for name in ("ap", "tpr_at_1pct_fpr") if unseen.metrics[name].value is not None))
     if report.n_real and report.n_fake:
         section.add(Figure.from_matplotlib(roc_pr_figure(scores, threshold), "ROC and precision-recall curves",
                                            name="detector-curves",
@@ -183,10 +394,18 @@ def assessment_section(assessment: Assessment, title: str = "Detector", intro: s
     table.insert(0, "what", [METRIC_TITLES.get(m, m) for m in table["metric"]])
     section.add(Table("All metrics, with 95 % intervals", table.drop(columns=["metric"]), name="detector-metrics",
                       caption="Bootstrap intervals for curve metrics, Wilson intervals for rates at the threshold."))
+    seen_unseen = seen_unseen_table(assessment)
+    if len(seen_unseen):
+        section.add(Table("Seen and unseen generators", seen_unseen, name="detector-seen-unseen",
+                          caption="The same metrics on the synthetic images of generators the detector was "
+                                  "trained on and of generators it never saw, each against all real test "
+                                  "images, beside the pooled figures; 95 % intervals in brackets. New "
+                                  "generators will be unseen ones."))
     per_source = report.per_source_table()
     if len(per_source):
         section.add(Table("Per source", per_source, name="detector-per-source",
-                          caption="Fakes: share caught at the threshold (tpr) and AP against all reals. "
+                          caption="Fakes: share caught at the threshold (tpr) and AP against all reals; "
+                                  "seen_in_training: whether the detector was trained on that source. "
                                   "Reals: share wrongly flagged (fpr). Intervals are Wilson 95 % for the rate."))
     if report.n_real and report.n_fake:
         section.add(Figure.from_matplotlib(reliability_figure(scores), "Calibration (reliability diagram)",
@@ -236,12 +455,15 @@ def generalisation_section(generalisation: Generalisation, section_id: str = "de
 
 
 def detector_section(assessment: Assessment | None = None, generalisation: Generalisation | None = None,
-                     title: str = "AI-image detectors", intro: str = "") -> Section:
-    """The detectors' report section: an assessment, a cross-generator study, or both."""
+                     title: str = "AI-image detectors", intro: str = "", summary: bool = True) -> Section:
+    """The detectors' report section: an assessment, a cross-generator study, or both. ``summary``:
+    the assessment opens with its headline sentences (see :func:`assessment_section`)."""
     subsections = []
     if assessment is not None:
         subsections.append(assessment_section(
-            assessment, title="Detector trained on all generators" if generalisation is not None else "Detector"))
+            assessment, title="Detector trained on all generators" if generalisation is not None else "Detector",
+            summary=summary))
     if generalisation is not None:
         subsections.append(generalisation_section(generalisation))
-    return Section(id="detectors", title=title, intro=intro, caveats=list(CAVEATS), subsections=subsections)
+    return Section(id="detectors", title=title, intro=intro, caveats=detector_caveats(assessment, generalisation),
+                   subsections=subsections)

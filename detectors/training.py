@@ -57,11 +57,26 @@ def load_corpus(path: Path | str, label: int, size: int = 32, channels: int | No
     if len(images) == 0:
         raise ValueError(f"{path}: none of the {len(corpus.manifest) + len(corpus.skipped)} images it lists "
                          f"could be read")
-    if label == 0:
-        sources = ["real"] * len(corpus)
-    else:
-        sources = [s if s not in ("", "real", "unknown") else name for s in corpus.manifest["source"]]
+    sources = ["real"] * len(corpus) if label == 0 else fake_sources(corpus.manifest, name)
     return LabelledImages(images, np.full(len(corpus), label), sources, [str(f) for f in corpus.paths()])
+
+
+def fake_sources(manifest: pd.DataFrame, name: str) -> list[str]:
+    """The source of each row of a synthetic corpus's manifest: its generator, else the corpus's
+    folder ``name`` (a row marked "real", "unknown" or nothing)."""
+    return [s if s not in ("", "real", "unknown") else name for s in manifest["source"]]
+
+
+def corpus_fake_sources(path: Path | str) -> list[str]:
+    """The distinct sources a synthetic corpus holds, read from its manifest (no image is decoded);
+    its folder name when it can no longer be read."""
+    from synthscope.generators.corpus import read_corpus
+
+    name = Path(path).name
+    try:
+        return sorted(set(fake_sources(read_corpus(path, source=name).manifest, name)))
+    except (OSError, ValueError):  # moved, deleted or broken since: its name is all that is left
+        return [name]
 
 
 def check_distinct_corpora(real: Path | str | None, fakes: Sequence[Path | str]) -> None:
@@ -112,6 +127,11 @@ def load_labelled(real: Path | str | None, fakes: Sequence[Path | str], size: in
     if not parts:
         raise ValueError("give a real corpus, synthetic corpora, or both")
     return concatenate(parts)
+
+
+def seen_sources(data: LabelledImages) -> list[str]:
+    """The synthetic sources (generators) among ``data``: what a detector trained on it has seen."""
+    return sorted({source for source, label in zip(data.sources, data.labels) if label == 1})
 
 
 def stratified_split(data: LabelledImages, fraction: float, seed: int) -> tuple[LabelledImages, LabelledImages]:
@@ -220,7 +240,7 @@ def fit_detector(data: LabelledImages, out: Path | str, arch: str = "small", siz
         "threshold": threshold, "target_fpr": target_fpr,
         "threshold_source": f"{int((val.labels == 0).sum())} held-out real images (no test labels)",
         "training_domain": training_profile(data.images, data.files, seed=seed),
-        "training": {**(record or {}), "epochs_run": len(records),
+        "training": {**(record or {}), "fake_sources": seen_sources(data), "epochs_run": len(records),
                      "best_val_loss": best_loss, "batch_size": batch_size, "lr": lr, "patience": patience,
                      "p_blur": p_blur, "p_jpeg": p_jpeg, "blur_sigma": list(augment.sigma),
                      "jpeg_quality": list(augment.quality), "seed": seed, "n_train": len(train),

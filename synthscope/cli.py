@@ -391,6 +391,15 @@ def run_detect(args: argparse.Namespace, progress: bool) -> None:
         from synthscope.detectors.base import check_output_folder
 
         check_output_folder(args.out)
+
+    def write_report(section, summary: list[str], command: str) -> None:
+        from synthscope.reports import Report, collect_provenance
+
+        Report(title="synthscope detectors", subtitle=command, summary=summary, sections=[section],
+               provenance=collect_provenance({"command": f"synthscope {command}"})).write(args.out)
+        print("\n".join(summary))
+        print(f"results and report -> {args.out}")
+
     if args.action == "train":
         run = _train_detector(args, progress)
         if run is None:  # another process of a multi-process run: the main one reports
@@ -401,7 +410,7 @@ def run_detect(args: argparse.Namespace, progress: bool) -> None:
         if args.real is None and not args.fake:
             raise UsageError("give --real, --fake or both")
         from synthscope.detectors.assessment import assess_detector
-        from synthscope.detectors.report_section import detector_section
+        from synthscope.detectors.report_section import assessment_summary, detector_section
 
         sweeps = [] if args.robustness is None else (args.robustness or list(SWEEP_NAMES))
         assessment = assess_detector(args.detector_dir, real=args.real, fakes=args.fake, sweeps=sweeps,
@@ -409,20 +418,20 @@ def run_detect(args: argparse.Namespace, progress: bool) -> None:
         if assessment is None:  # another process of a multi-process run: the main one assesses
             return
         assessment.save(args.out)
-        _write_detector_report(args.out, detector_section(assessment), f"detect eval {args.detector_dir}")
         print(assessment.report.table()[["metric", "value", "ci_low", "ci_high"]].to_string(index=False))
-        print(f"results and report -> {args.out}")
+        # the summary heads the report, so the section need not repeat it
+        write_report(detector_section(assessment, summary=False), assessment_summary(assessment),
+                     f"detect eval {args.detector_dir}")
     elif args.action == "matrix":
         from synthscope.detectors.generalisation import cross_generator, split_corpora
-        from synthscope.detectors.report_section import detector_section
+        from synthscope.detectors.report_section import detector_section, generalisation_summary
 
         split = split_corpora(args.real, args.fake, size=args.size, test_fraction=args.test_fraction,
                               seed=args.seed, progress=progress)
         result = cross_generator(split, args.out, n_boot=args.bootstrap, seed=args.seed, device=args.device,
                                  progress=progress, size=args.size, **_training_options(args))
-        _write_detector_report(args.out, detector_section(generalisation=result), "detect matrix")
         print(result.pivot("ap").round(3).to_string())
-        print(f"results and report -> {args.out}")
+        write_report(detector_section(generalisation=result), generalisation_summary(result), "detect matrix")
     elif args.action == "scan":
         from synthscope.detectors.scan import scan_folder
 

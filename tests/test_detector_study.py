@@ -9,7 +9,7 @@ from synthscope.detectors import generalisation as generalisation_module
 from synthscope.detectors.assessment import Assessment, assess_detector
 from synthscope.detectors.base import load_detector
 from synthscope.detectors.generalisation import ALL, Generalisation, cross_generator, split_corpora
-from synthscope.detectors.report_section import describe_detector, detector_section
+from synthscope.detectors.report_section import assessment_summary, describe_detector, detector_section
 from synthscope.detectors.robustness import format_shortcut_check, robustness_sweeps
 from synthscope.generators.corpus import CorpusWriter
 from synthscope.generators.data import load_digits
@@ -166,6 +166,8 @@ def test_cli_matrix_and_eval_write_results_and_a_report(corpora, study, tmp_path
                  "--size", "16", "--epochs", "3", "--bootstrap", "20", "--device", "cpu", "--quiet"]) == 0
     matrix = pd.read_csv(out / "matrix.csv")
     assert len(matrix) == 3 * 2 and (out / "index.html").is_file()
+    page = (out / "index.html").read_text()
+    assert "No summary was given" not in page and "On generators it never saw" in page
     _, result, _ = study
     evaluation = tmp_path / "eval"
     assert main(["detect", "eval", str(result.detectors[ALL]), "--real", str(real), "--fake", str(fakes[0]),
@@ -178,3 +180,97 @@ def test_cli_matrix_and_eval_write_results_and_a_report(corpora, study, tmp_path
         main(["detect", "eval", str(result.detectors[ALL]), "--real", str(real), "--out", str(evaluation),
               "--robustness", "rain"])
     assert exit_info.value.code == 2
+
+
+def test_eval_report_says_which_generators_the_detector_saw_and_scores_them_apart(corpora, tmp_path):
+    import json
+
+    import torchvision.transforms.functional as TF
+
+    from synthscope.cli import main
+
+    real, fakes = corpora
+    checker = fakes[0]
+    det = tmp_path / "det"
+    assert main(["detect", "train", "--real", str(real), "--fake", str(checker), "--out", str(det), "--size", "16",
+                 "--epochs", "4", "--p-blur", "0", "--p-jpeg", "0", "--target-fpr", "0.05", "--device", "cpu",
+                 "--quiet"]) == 0
+    assert json.loads((det / "detector.json").read_text())["training"]["fake_sources"] == ["checker-gan"]
+    # new images: held-out reals, the generator it was trained on, and one it never saw (smooth, no trace)
+    digits = load_digits(16).images.expand(-1, 3, -1, -1).contiguous()
+    tests = {"test-real": ("real", digits[1300:1500]),
+             "test-checker": ("checker-gan", (digits[1500:1650] + _artefacts()["checker-gan"]).clamp(0, 1)),
+             "test-blur": ("blur-ae", TF.gaussian_blur(digits[1650:1797], 3, 0.8))}
+    for name, (source, images) in tests.items():
+        CorpusWriter(tmp_path / name, {"generator": source}).append(images, [{"source": source}] * len(images))
+    results = tmp_path / "eval"
+    assert main(["detect", "eval", str(det), "--real", str(tmp_path / "test-real"), "--fake",
+                 str(tmp_path / "test-checker"), str(tmp_path / "test-blur"), "--out", str(results),
+                 "--bootstrap", "100", "--device", "cpu", "--quiet"]) == 0
+
+    per_source = pd.read_csv(results / "per_source.csv", keep_default_na=False).set_index("source")
+    assert per_source.loc["checker-gan", "seen_in_training"] == "True"
+    assert per_source.loc["blur-ae", "seen_in_training"] == "False"
+    assert per_source.loc["real", "seen_in_training"] == ""  # reals: not a generator
+    scores = pd.read_csv(results / "scores.csv", keep_default_na=False)
+    assert set(scores.loc[scores["source"] == "blur-ae", "seen_in_training"]) == {"False"}
+
+    # seen and unseen generators measured apart, each with intervals, beside the pooled figures
+    split = pd.read_csv(results / "seen_unseen.csv").set_index(["subset", "metric"])
+    assert set(split.index.get_level_values("subset")) == {"all", "seen", "unseen"}
+    assert split.loc[("seen", "ap"), "sources"] == "checker-gan"
+    assert split.loc[("unseen", "ap"), "sources"] == "blur-ae"
+    assert split.loc[("unseen", "ap"), "n_fake"] == 147 and split.loc[("unseen", "ap"), "n_real"] == 200
+    for subset in ("all", "seen", "unseen"):
+        for metric in ("ap", "tpr_at_1pct_fpr", "fake_accuracy"):
+            row = split.loc[(subset, metric)]
+            assert row["ci_low"] - 1e-9 <= row["value"] <= row["ci_high"] + 1e-9, (subset, metric)
+    ap = {subset: split.loc[(subset, "ap"), "value"] for subset in ("all", "seen", "unseen")}
+    assert ap["unseen"] < ap["all"] - 0.05 and ap["unseen"] < ap["seen"] - 0.2  # the pooled figure hides it
+    metrics = json.loads((results / "metrics.json").read_text())
+    assert metrics["training_sources"]["sources"] == ["checker-gan"]
+    assert metrics["by_training"]["unseen"]["metrics"]["ap"]["value"] == pytest.approx(ap["unseen"])
+
+    html = (results / "index.html").read_text()
+    assert "No summary was given" not in html
+    assert "images it never saw" not in html and "has learnt these generators" not in html
+    assert "trained on real images against synthetic images from checker-gan" in html
+    assert "On the generators it never saw (blur-ae): AP" in html and "Seen and unseen generators" in html
+    assert "Weakest on blur-ae (never seen in training)" in html
+    assert "none of them from the folders it was trained on" in html
+
+    # tested on the very folders it was trained on: the report says its figures are optimistic
+    again = assess_detector(det, real=real, fakes=[checker], sweeps=(), shortcut=False, n_boot=20, device="cpu",
+                            progress=False)
+    assert again.training["test_images_from_training_folders"] == 700
+    assert any("700 of the test images come from folders it was trained on" in line
+               for line in assessment_summary(again))
+
+
+def test_older_detectors_fall_back_to_their_training_corpora_for_the_sources_they_saw(corpora, study, tmp_path):
+    import json
+    import shutil
+
+    from synthscope.detectors.assessment import training_sources
+
+    real, fakes = corpora
+    _, result, _ = study
+    config = json.loads((result.detectors["checker-gan"] / "detector.json").read_text())
+    assert config["training"]["fake_sources"] == ["checker-gan"]  # the study's detectors record theirs too
+    older = {"model": config["model"], "threshold": 0.5,
+             "training": {"real": str(real), "fakes": [str(fakes[0]), str(tmp_path / "gone-corpus")]}}
+    # sources from the training corpora's manifests where they are still there, else their folder names
+    assert training_sources(older) == (["checker-gan", "gone-corpus"], "read from its training corpora")
+    del older["training"]["fakes"]
+    assert training_sources(older) == (None, "not recorded")
+    # a study detector of an older synthscope: its assessment says it cannot tell what it saw
+    folder = tmp_path / "old-study-detector"
+    shutil.copytree(result.detectors["checker-gan"], folder)
+    del config["training"]["fake_sources"]
+    (folder / "detector.json").write_text(json.dumps(config))
+    split, _, _ = study
+    assessment = assess_detector(folder, split.test_set(split.names), sweeps=(), shortcut=False, n_boot=20,
+                                 device="cpu", progress=False)
+    assert assessment.by_training == {} and assessment.report.per_source_table()["seen_in_training"].isna().all()
+    section = detector_section(assessment)
+    assert any("does not record which generators" in caveat for caveat in section.caveats)
