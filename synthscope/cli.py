@@ -188,9 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     deval = detect_commands.add_parser(
         "eval", help="deployment metrics of a detector on test corpora",
         description="AP, ROC-AUC, accuracy at the saved threshold, TPR at 1 %% and 0.1 %% FPR, EER, calibration, "
-                    "each with a 95 %% interval, a per-generator breakdown and a format-shortcut check; with "
+                    "each with a 95 %% interval, a per-generator breakdown (each generator marked as seen or unseen in "
+                    "the detector's training, the two measured apart) and a format-shortcut check; with "
                     "--robustness, perturbation sweeps too. Writes metrics.json, metrics.csv, per_source.csv, "
-                    "scores.csv, robustness.csv, format_shortcut.csv and an HTML report (index.html) into --out.")
+                    "seen_unseen.csv, scores.csv, robustness.csv, format_shortcut.csv and an HTML report "
+                    "(index.html) into --out.")
     deval.add_argument("detector_dir", type=Path)
     deval.add_argument("--real", type=Path, help="real test corpus")
     deval.add_argument("--fake", type=Path, nargs="*", default=[], help="synthetic test corpora")
@@ -218,11 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(dmatrix)
     dscan = detect_commands.add_parser(
         "scan", help="score every file of a folder (CSV)",
-        description="One CSV row per file: path, P(fake), decision at the detector's threshold, or why the "
-                    "file could not be read. A corrupt, empty or non-image file never stops the scan.")
+        description="One CSV row per file of the folder, hidden ones included: path, P(fake), decision at the "
+                    "detector's threshold, or why the file could not be read (a symbolic link leading out of the "
+                    "folder is never read), and out_of_domain: why an image looks unlike the detector's training "
+                    "images (size, colour, pixel statistics). A corrupt, empty or non-image file never stops the "
+                    "scan.")
     dscan.add_argument("detector_dir", type=Path)
     dscan.add_argument("folder", type=Path)
-    dscan.add_argument("--out", required=True, type=Path, help="CSV file to write")
+    dscan.add_argument("--out", required=True, type=Path, help="CSV file to write (not a folder)")
     _add_common(dscan, seed=False)
 
     # audit ------------------------------------------------------------------------------------
