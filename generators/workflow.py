@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from synthscope.runtime import resolve_device, seed_everything, sha256_file
+from synthscope.runtime import check_disk, check_memory, resolve_device, seed_everything, sha256_file
 
 from .base import CONFIG_FILE, WEIGHTS_FILE, Generator, load_generator
 from .data import load_data
@@ -138,6 +138,11 @@ def sample_to_corpus(run_dir: Path | str, out: Path | str, n: int, prompts: list
     if n < 1 or batch_size < 1:
         raise ValueError(f"--n and --batch-size must be at least 1 (got {n} and {batch_size})")
     run_dir, out = Path(run_dir), Path(out)
+    guidance = sample_options.get("guidance")
+    if guidance is not None and not 0 <= float(guidance) <= 100:
+        raise ValueError(f"--guidance must be between 0 and 100 (a classifier-free guidance scale), got {guidance}")
+    count = n * len(prompts or [None])
+    check_memory(count * 200, f"--n {n}")  # the plan holds a key per image
     shard = current_shard(device)
     model = load_generator(run_dir, device=shard.device(device))
     if model.kind != "diffusion" and sample_options:
@@ -145,6 +150,7 @@ def sample_to_corpus(run_dir: Path | str, out: Path | str, n: int, prompts: list
                          f"sampling options; {run_dir} holds a {model.kind}")
     for prompt in prompts or []:
         model.conditions_for(1, prompt)  # fail on a bad prompt before writing anything
+    check_disk(count * (model.channels * model.size ** 2 + 200), out, f"--n {n} images of {model.size} px")
     provenance = {
         "generator": model.kind, "run_dir": str(run_dir),
         "checkpoint_sha256": sha256_file(run_dir / WEIGHTS_FILE),

@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", required=True, type=Path, help="corpus folder")
     sample.add_argument("--prompt", action="append",
                         help="prompt, repeatable (conditional models), e.g. 'a photo of a female doctor'")
-    sample.add_argument("--guidance", type=float, help="classifier-free guidance scale (diffusion)")
+    sample.add_argument("--guidance", type=bounded(float, 0, 100),
+                        help="classifier-free guidance scale, 0 to 100 (diffusion)")
     sample.add_argument("--sampler", choices=["ddim", "ddpm"], help="diffusion sampler (default: ddim)")
     sample.add_argument("--sample-steps", type=positive_int, help="diffusion sampling steps (default: 50 ddim, 1000 ddpm)")
     sample.add_argument("--batch-size", type=positive_int, default=64, help="images per batch (default: 64)")

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import uuid
 from importlib import metadata
 from collections.abc import Iterator
@@ -87,6 +88,21 @@ def check_memory(needed: float, what: str, share: float = 0.8) -> None:
     if total is not None and needed > share * total:
         raise ValueError(f"{what} needs about {_readable_bytes(needed)} of memory; this machine has "
                          f"{_readable_bytes(total)}")
+
+
+def check_disk(needed: float, folder: Path | str, what: str) -> None:
+    """Refuse, with one clear error, writing about ``needed`` bytes under ``folder`` when its disk has
+    less free space (instead of failing half-way through a long run)."""
+    probe = Path(folder).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return
+    if needed > free:
+        raise ValueError(f"{what} needs about {_readable_bytes(needed)} of disk in {folder}; "
+                         f"{_readable_bytes(free)} are free")
 
 
 def choose_threads(workload: str = TINY, requested: int | None = None) -> int:

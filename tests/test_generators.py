@@ -305,3 +305,15 @@ def test_bad_sizes_and_counts_are_refused_before_any_work(tmp_path, monkeypatch)
     with pytest.raises(ValueError, match="training needs at least 2"):
         train_run("ae", "digits", tmp_path / "run", steps=2, n=1, evaluate=False, progress=False)
     assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_sampling_refuses_what_cannot_be_done_before_writing(small_digits, tmp_path):
+    from synthscope.generators.workflow import sample_to_corpus
+
+    model = new_generator("diffusion", small_digits, block_out_channels=[8, 16], norm_num_groups=4, sample_steps=2)
+    run = train_generator(model, small_digits, tmp_path / "run", steps=1, progress=False)
+    with pytest.raises(ValueError, match="--guidance must be between 0 and 100"):
+        sample_to_corpus(run.run_dir, tmp_path / "c", n=4, guidance=-5, progress=False)
+    with pytest.raises(ValueError, match=r"--n 1000000000000 needs about .* of memory"):
+        sample_to_corpus(run.run_dir, tmp_path / "c", n=10**12, progress=False)
+    assert not (tmp_path / "c").exists()
