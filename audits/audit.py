@@ -24,6 +24,7 @@ from synthscope.distributed import Shard, current_shard
 from synthscope.generators.corpus import MANIFEST_NAME, read_corpus
 from synthscope.reports import Report, Section, Table, collect_provenance
 from synthscope.runtime import atomic_write_bytes, atomic_write_json
+from synthscope.tables import spreadsheet_safe
 
 from .annotators import annotate, annotator_from_spec
 from .backends import BuiltinBackend, DiffusersBackend, TextToImageBackend
@@ -162,7 +163,7 @@ def run_audit(spec_path: Path | str, out: Path | str, force: bool = False, devic
     else:
         (out / TABLES_DIR / "labeller_agreement.csv").unlink(missing_ok=True)  # from an earlier run
     for name, table in tables.items():
-        atomic_write_bytes(out / TABLES_DIR / f"{name}.csv", table.to_csv(index=False).encode())
+        write_table(out, name, table)
     validity = pd.concat([a.validity() for a in annotators if hasattr(a, "validity")] or [pd.DataFrame()],
                          ignore_index=True)
     headline = headline_annotator(spec.to_dict(), list(dict.fromkeys(annotations["annotator"])))
@@ -176,7 +177,7 @@ def run_audit(spec_path: Path | str, out: Path | str, force: bool = False, devic
     if isinstance(spec.backend, BuiltinBackendSpec) and annotators:
         check = training_images_check(spec, out, annotators, size, progress=progress)
         tables["training_images_check"] = check
-        atomic_write_bytes(out / TABLES_DIR / "training_images_check.csv", check.to_csv(index=False).encode())
+        write_table(out, "training_images_check", check)
         section.subsections.insert(0, training_check_section(check))
     provenance = collect_provenance({"audit": spec.to_dict(), "generation": describe_summary(summary),
                                      "images": read_corpus(out / IMAGES_DIR).provenance})
@@ -184,6 +185,14 @@ def run_audit(spec_path: Path | str, out: Path | str, force: bool = False, devic
            summary=audit_summary(tables, summary, reference_name or "the reference"),
            provenance=provenance).write(out)
     return AuditResult(out, out / "index.html", summary, tables, section, next_steps=steps)
+
+
+def write_table(out: Path, name: str, table: pd.DataFrame) -> Path:
+    """``out/audit_tables/<name>.csv``, for spreadsheets: a prompt or profession that begins like a
+    formula (``=``, ``+``, ``-``, ``@``) is written with a leading quote so that it stays text."""
+    path = out / TABLES_DIR / f"{name}.csv"
+    atomic_write_bytes(path, spreadsheet_safe(table).to_csv(index=False).encode())
+    return path
 
 
 @dataclass

@@ -272,3 +272,14 @@ def test_human_blocks_each_read_their_file_and_a_label_given_twice_is_refused(au
     with pytest.raises(ValueError, match=r"human:alice labelled the gender of image .* in .*alice\.csv and "
                                          r".*more\.csv"), pytest.warns(UserWarning, match="ignoring column"):
         human_labels(spec, result.out / IMAGES_DIR)
+
+
+def test_audit_tables_keep_formula_like_text_inert(tmp_path):
+    from synthscope.audits.audit import write_table
+
+    table = pd.DataFrame({"prompt": ["=HYPERLINK(\"http://x\")", "a photo of a nurse", "+1", "@SUM(A1)"],
+                          "share": [0.5, -0.25, 0.0, 1.0], "count": [1, 2, 3, 4]})
+    path = write_table(tmp_path, "shares_by_prompt", table)
+    back = pd.read_csv(path)
+    assert list(back["prompt"]) == ["'=HYPERLINK(\"http://x\")", "a photo of a nurse", "'+1", "'@SUM(A1)"]
+    assert list(back["share"]) == [0.5, -0.25, 0.0, 1.0] and list(back["count"]) == [1, 2, 3, 4]
