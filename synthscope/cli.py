@@ -478,8 +478,10 @@ def run_audit_command(args: argparse.Namespace, progress: bool) -> None:
         from synthscope.audits.labels import agreement, import_labels, labeller_validity, read_label_sheet
         from synthscope.runtime import atomic_write_bytes
 
+        from synthscope.tables import spreadsheet_safe
+
         labels = import_labels(args.csv, sheet_dir=args.sheet_dir)
-        atomic_write_bytes(args.out, labels.to_csv(index=False).encode())
+        atomic_write_bytes(args.out, spreadsheet_safe(labels).to_csv(index=False).encode())
         print(f"{labels['image_id'].nunique()} images, {labels['annotator'].nunique()} labellers -> {args.out}")
         if labels["annotator"].nunique() > 1:
             for attribute in sorted(set(labels["attribute"])):

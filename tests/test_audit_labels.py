@@ -371,3 +371,20 @@ def test_confusion_against_known_truth_with_a_wilson_interval(corpus):
     two = pd.concat([annotations, annotations.assign(annotator="human:y")])
     with pytest.raises(ValueError, match="pass annotator="):
         confusion(two, truth, "gender")
+
+
+def test_imported_labels_are_written_formula_safe_and_still_read_back(tmp_path):
+    from synthscope.cli import main
+
+    rows = [{"key": f"k#{i}", "prompt": "=HYPERLINK(\"http://x\",\"a doctor\")", "profession": "doctor"}
+            for i in range(4)]
+    CorpusWriter(tmp_path / "corpus", {"generator": "g"}).append(torch.rand(4, 3, 16, 16), rows)
+    sheet = export_label_sheet(tmp_path / "corpus", tmp_path / "sheet", attributes=("gender",))
+    filled = [{"image_id": r["image_id"], "gender": "female"} for r in read_sheet(sheet / SHEET_CSV)]
+    write_sheet(tmp_path / "labels_alice.csv", filled, ["image_id", "gender"])
+    out = tmp_path / "human.csv"
+    assert main(["audit", "import-labels", str(sheet), str(tmp_path / "labels_alice.csv"), "--out", str(out)]) == 0
+    written = read_sheet(out)
+    assert {r["prompt"] for r in written} == {"'=HYPERLINK(\"http://x\",\"a doctor\")"}  # inert in a spreadsheet
+    back = import_labels(out, corpus_dir=tmp_path / "corpus")  # the prompt comes from the corpus again
+    assert set(back["prompt"]) == {rows[0]["prompt"]} and len(back) == 4 and set(back["value"]) == {"female"}
