@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from synthscope.runtime import check_disk, check_memory, resolve_device, seed_everything, sha256_file
@@ -101,7 +102,8 @@ def clear_run(run_dir: Path) -> None:
 
 
 # Provenance entries that must match before new images may join an existing corpus.
-RESUME_KEYS = ("generator", "checkpoint_sha256", "seed", "sample_options", "data", "size", "n", "batch_size")
+# (A data export's "n" may change: its images are checked instead, see _check_same_start.)
+RESUME_KEYS = ("generator", "checkpoint_sha256", "seed", "sample_options", "data", "size", "batch_size")
 
 
 def open_corpus(out: Path, provenance: dict[str, Any], force: bool):
@@ -193,6 +195,21 @@ def sample_to_corpus(run_dir: Path | str, out: Path | str, n: int, prompts: list
     return out
 
 
+def _check_same_start(writer, data: ImageSet, name: str) -> None:
+    """A corpus exported with another ``--n`` is resumed only when its images are the first ones of
+    this export (then the rest is added, or nothing when it already holds more)."""
+    from .corpus import read_corpus
+
+    have = len(writer)
+    stored = read_corpus(writer.root).load_images(channels=data.images.shape[1], progress=False)
+    ours = data.images[:have].clamp(0, 1).mul(255).round()
+    if len(ours) != have or not torch.equal(stored.mul(255).round(), ours):
+        raise ValueError(
+            f"{writer.root}: holds {have} {name} images that are not the first ones of a {len(data)}-image "
+            f"export" + (" (portraits are drawn as a whole, so another --n is another draw)"
+                         if name == "portraits" else "") + "; use another --out folder, or --force to replace it")
+
+
 def _stable_hash(text: str | None) -> int:
     import zlib
 
@@ -211,6 +228,8 @@ def export_builtin(name: str, out: Path | str, n: int | None = None, seed: int =
     writer = open_corpus(Path(out), {"generator": "real", "data": name, "size": size, "seed": seed,
                                      "n": len(data), "command": "data export"}, force)
     done = len(writer)
+    if done and done != len(data):
+        _check_same_start(writer, data, name)
     rows = data.attributes.astype(str).to_dict("records")
     bar = tqdm(total=len(data), initial=done, desc=f"export {name}", unit="img", disable=not progress)
     for start in range(done, len(data), 256):

@@ -317,3 +317,24 @@ def test_sampling_refuses_what_cannot_be_done_before_writing(small_digits, tmp_p
     with pytest.raises(ValueError, match=r"--n 1000000000000 needs about .* of memory"):
         sample_to_corpus(run.run_dir, tmp_path / "c", n=10**12, progress=False)
     assert not (tmp_path / "c").exists()
+
+
+def test_a_larger_export_adds_only_the_missing_images_when_it_can(tmp_path):
+    import hashlib
+
+    from synthscope.generators.corpus import read_corpus
+    from synthscope.generators.workflow import export_builtin
+
+    def hashes(root):
+        return [hashlib.sha256(p.read_bytes()).hexdigest() for p in read_corpus(root).paths()]
+
+    export_builtin("digits", tmp_path / "grown", n=12, progress=False)
+    with pytest.warns(UserWarning, match="different n"):
+        export_builtin("digits", tmp_path / "grown", n=20, progress=False)
+    export_builtin("digits", tmp_path / "fresh", n=20, progress=False)
+    assert hashes(tmp_path / "grown") == hashes(tmp_path / "fresh") and len(hashes(tmp_path / "fresh")) == 20
+    # portraits are drawn as a whole: another --n is another draw, never mixed with the first
+    export_builtin("portraits", tmp_path / "people", n=12, progress=False)
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="another --n is another draw"):
+        export_builtin("portraits", tmp_path / "people", n=20, progress=False)
+    assert len(read_corpus(tmp_path / "people")) == 12
