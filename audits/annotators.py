@@ -45,6 +45,7 @@ from synthscope.distributed import Shard
 from synthscope.generators.corpus import Corpus, CorpusError, read_corpus
 from tqdm.auto import tqdm
 
+from synthscope.errors import UserError
 from synthscope.runtime import atomic_write_bytes, atomic_write_json, sha256_file
 
 from .metrics import ABSTAIN, ANNOTATION_COLUMNS
@@ -228,7 +229,7 @@ class Annotator(ABC):
         images = torch.stack([self.prepare(im) for im in images]) if len(images) else images
         ids = [str(i) for i in (image_ids if image_ids is not None else range(len(images)))]
         if len(ids) != len(images):
-            raise ValueError(f"{len(images)} images but {len(ids)} image ids")
+            raise UserError(f"{len(images)} images but {len(ids)} image ids")
         raw = _raw_frame(ids, self.scores(images) if len(images) else {}, self.attributes)
         return self.finish(raw)
 
@@ -285,9 +286,9 @@ class ProbeAnnotator(Annotator):
         known = portraits_vocabulary().names
         unknown = [a for a in attributes if a not in known]
         if unknown or not attributes:
-            raise ValueError(f"the probe reads {', '.join(known)}; got {', '.join(map(repr, unknown)) or 'none'}")
+            raise UserError(f"the probe reads {', '.join(known)}; got {', '.join(map(repr, unknown)) or 'none'}")
         if not 0.0 <= float(abstain_below) <= 1.0:
-            raise ValueError(f"abstain_below must be between 0 and 1, got {abstain_below}")
+            raise UserError(f"abstain_below must be between 0 and 1, got {abstain_below}")
         self.attributes = tuple(attributes)
         self.abstain_below = float(abstain_below)
         self.size = int(classifier.size if classifier is not None else size)
@@ -426,7 +427,7 @@ class ClipZeroShotAnnotator(Annotator):
 
         self.labels = check_clip_labels(DEFAULT_CLIP_LABELS if labels is None else labels)
         if not 0.0 <= float(abstain_below) <= 1.0:
-            raise ValueError(f"abstain_below must be between 0 and 1, got {abstain_below}")
+            raise UserError(f"abstain_below must be between 0 and 1, got {abstain_below}")
         self.attributes = tuple(self.labels)
         self.abstain_below = float(abstain_below)
         self.name, self.batch_size = str(name), int(batch_size)
@@ -523,7 +524,7 @@ def annotator_from_spec(spec: AnnotatorSpec, size: int = PROBE_DEFAULT_SIZE, **o
         return ProbeAnnotator.from_spec(spec, size=size, **options)
     if isinstance(spec, ClipAnnotatorSpec):
         return ClipZeroShotAnnotator.from_spec(spec, **options)
-    raise ValueError(f"annotator kind {getattr(spec, 'kind', spec)!r} is not run by annotate(); human labels "
+    raise UserError(f"annotator kind {getattr(spec, 'kind', spec)!r} is not run by annotate(); human labels "
                      f"come from import_labels")
 
 
@@ -717,18 +718,18 @@ def annotate(corpus_dir: Path | str, annotators: Sequence[Annotator], out_dir: P
     """
     names = [a.name for a in annotators]
     if not annotators:
-        raise ValueError("give at least one annotator")
+        raise UserError("give at least one annotator")
     if len(set(names)) != len(names):
-        raise ValueError(f"annotator names must be unique, got {', '.join(names)}")
+        raise UserError(f"annotator names must be unique, got {', '.join(names)}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise UserError(f"batch_size must be at least 1, got {batch_size}")
     corpus = read_corpus(corpus_dir, strict=strict)
     meta = corpus_metadata(corpus)
     out = Path(out_dir) if out_dir is not None else None
     shard = shard or Shard()
     if shard.distributed:
         if out is None:
-            raise ValueError("several processes annotate together only with out_dir (where their parts meet)")
+            raise UserError("several processes annotate together only with out_dir (where their parts meet)")
         for annotator in annotators:  # each reads the images it owns into its own cache part
             with shard.main_first():  # e.g. a probe trained on first use: once, then read by the others
                 annotator.cache_key()

@@ -22,6 +22,7 @@ from PIL import Image
 
 from synthscope.distributed import Shard, current_shard
 from synthscope.generators.corpus import MANIFEST_NAME, read_corpus
+from synthscope.errors import UserError
 from synthscope.reports import Report, Section, Table, collect_provenance
 from synthscope.runtime import atomic_write_bytes, atomic_write_json
 from synthscope.tables import spreadsheet_safe
@@ -149,7 +150,7 @@ def run_audit(spec_path: Path | str, out: Path | str, force: bool = False, devic
     if annotations is None or annotations.empty:
         if steps:  # the images are written; people label them next
             return AuditResult(out, None, summary, {}, None, next_steps=steps)
-        raise ValueError(f"{spec_path}: no annotator produced labels (add a probe or clip annotator, or a "
+        raise UserError(f"{spec_path}: no annotator produced labels (add a probe or clip annotator, or a "
                          f"human annotator with labels_csv)")
     reference, reference_name, second = references(spec)
     tables = audit_metrics(annotations, reference=reference, seed=spec.prompts.seed)
@@ -234,7 +235,7 @@ def human_labels(spec: AuditSpec, corpus_dir: Path) -> tuple[pd.DataFrame | None
         first = rows.iloc[0]
         files = " and ".join(dict.fromkeys(rows.loc[(rows["image_id"] == first["image_id"])
                                                     & (rows["annotator"] == first["annotator"]), "_source"]))
-        raise ValueError(f"{first['annotator']} labelled the {first['attribute']} of image {first['image_id']!r} "
+        raise UserError(f"{first['annotator']} labelled the {first['attribute']} of image {first['image_id']!r} "
                          f"in {files}; give each labeller's labels once")
     return labels.drop(columns="_source"), waiting
 

@@ -27,6 +27,7 @@ from synthscope.generators.base import (
 )
 from synthscope.generators.corpus import package_versions
 
+from synthscope.errors import UserError
 from synthscope.runtime import (
     evaluating,
     package_version,
@@ -51,7 +52,7 @@ class Generation:
         if not self.nsfw_filtered:
             self.nsfw_filtered = [None] * len(self.images)
         if len(self.nsfw_filtered) != len(self.images):
-            raise ValueError(f"{len(self.images)} images but {len(self.nsfw_filtered)} nsfw flags")
+            raise UserError(f"{len(self.images)} images but {len(self.nsfw_filtered)} nsfw flags")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -87,7 +88,7 @@ class TextToImageBackend(ABC):
     @staticmethod
     def _check_batch(prompts: list[str], seeds: list[int]) -> None:
         if len(prompts) != len(seeds):
-            raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds")
+            raise UserError(f"got {len(prompts)} prompts but {len(seeds)} seeds")
 
 
 def seeded_generators(seeds: list[int]) -> list[torch.Generator]:
@@ -120,11 +121,11 @@ class BuiltinBackend(TextToImageBackend):
         self.run_dir = Path(run_dir)
         self.model: Generator = load_generator(self.run_dir, device=resolve_device(device))
         if self.model.kind != "diffusion" or not self.model.conditional:
-            raise ValueError(f"{self.run_dir}: holds a {'conditional ' if self.model.conditional else ''}"
+            raise UserError(f"{self.run_dir}: holds a {'conditional ' if self.model.conditional else ''}"
                              f"{self.model.kind} model; an audit needs a prompt-conditional diffusion model "
                              f"(synthscope generate train --model diffusion --conditional)")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise UserError(f"batch_size must be at least 1, got {batch_size}")
         scheduler = self.model.make_sampler(sampler, sample_steps)  # validates both
         self.sampler = sampler or self.model.options["sampler"]
         self.sample_steps = len(scheduler.timesteps)
@@ -156,10 +157,10 @@ class BuiltinBackend(TextToImageBackend):
         if not isinstance(distribution, PortraitDistribution):
             raise TypeError(f"distribution must be a PortraitDistribution, got {type(distribution).__name__}")
         if cache_dir is None and run_dir is None:
-            raise ValueError("give a cache_dir (or a run_dir) to train the built-in model into")
+            raise UserError("give a cache_dir (or a run_dir) to train the built-in model into")
         steps = int(DEFAULT_STEPS["diffusion"] if steps is None else steps)
         if steps < 1:
-            raise ValueError(f"steps must be at least 1, got {steps}")
+            raise UserError(f"steps must be at least 1, got {steps}")
         settings = {"kind": "diffusion", "conditional": True, "data": "portraits",
                     "distribution": distribution.to_dict(), "size": int(size), "n": int(n), "seed": int(seed),
                     "steps": steps, "options": dict(options or {})}
@@ -218,7 +219,7 @@ def _check_same_world(run_dir: Path, config: dict[str, Any], settings: dict[str,
                                     "n": settings["n"], "seed": settings["seed"]}))
     differ = [name for name in wanted if had[name] is not None and had[name] != wanted[name]]
     if differ:
-        raise ValueError(f"{run_dir}: holds a built-in model trained with another {', '.join(differ)}; "
+        raise UserError(f"{run_dir}: holds a built-in model trained with another {', '.join(differ)}; "
                          f"delete that folder to train a new one, or audit into another --out")
 
 
@@ -297,9 +298,9 @@ class DiffusersBackend(TextToImageBackend):
         if dtype in (None, "auto"):
             dtype = "float16" if self.device.type == "cuda" else "float32"
         if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+            raise UserError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise UserError(f"batch_size must be at least 1, got {batch_size}")
         self.dtype, self.batch_size = dtype, int(batch_size)
         self.options = {"num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
                         "negative_prompt": negative_prompt, "height": height, "width": width}

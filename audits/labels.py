@@ -47,6 +47,7 @@ import pandas as pd
 from jinja2 import Environment
 
 from synthscope.generators.corpus import CorpusError, read_corpus
+from synthscope.errors import UserError
 from synthscope.runtime import atomic_write_bytes, atomic_write_json, read_json, sha256_file
 from synthscope.stats import wilson_interval
 
@@ -82,7 +83,7 @@ ATTRIBUTE_QUESTIONS: dict[str, str] = {
 }
 
 
-class LabelImportError(ValueError):
+class LabelImportError(UserError):
     """Problems in completed label sheets; ``errors`` lists each as "file:line: problem"."""
 
     def __init__(self, errors: list[str]) -> None:
@@ -100,27 +101,27 @@ def _check_choices(attributes: Sequence[str],
     defaults = _default_choices()
     out: dict[str, tuple[str, ...]] = {}
     if not attributes:
-        raise ValueError("give at least one attribute to label")
+        raise UserError("give at least one attribute to label")
     for attribute in attributes:
         if attribute in given:
             raw = given[attribute]
         elif attribute in defaults:
             raw = defaults[attribute]
         else:
-            raise ValueError(f"no allowed values for attribute {attribute!r}: pass value_choices="
+            raise UserError(f"no allowed values for attribute {attribute!r}: pass value_choices="
                              f"{{{attribute!r}: [...]}} (defaults exist for {', '.join(defaults)})")
         values: list[str] = []
         seen: set[str] = set()
         for value in ([raw] if isinstance(raw, str) else raw):
             text = str(value).strip()
             if not text:
-                raise ValueError(f"allowed values of {attribute!r} include an empty value")
+                raise UserError(f"allowed values of {attribute!r} include an empty value")
             if text.casefold() == ABSTAIN.casefold() or text.casefold() in seen:
                 continue  # the abstention label is always allowed; duplicates collapse
             seen.add(text.casefold())
             values.append(text)
         if len(values) < 2:
-            raise ValueError(f"attribute {attribute!r} needs at least two allowed values, got {values}")
+            raise UserError(f"attribute {attribute!r} needs at least two allowed values, got {values}")
         out[str(attribute)] = tuple(values)
     return out
 
@@ -256,9 +257,9 @@ def export_label_sheet(corpus_dir: Path | str, out_dir: Path | str, attributes: 
     choices = _check_choices(list(attributes), value_choices)
     clash = [a for a in choices if a in ("image_id", "file", *LABELLER_COLUMNS)]
     if clash:
-        raise ValueError(f"attribute name(s) {', '.join(clash)} clash with the sheet's own columns")
+        raise UserError(f"attribute name(s) {', '.join(clash)} clash with the sheet's own columns")
     if sample is not None and int(sample) < 1:
-        raise ValueError(f"sample must be at least 1 image, got {sample}")
+        raise UserError(f"sample must be at least 1 image, got {sample}")
     out = Path(out_dir)
     if (out / SHEET_CSV).is_file() and not force and _has_labels(out / SHEET_CSV):
         raise FileExistsError(f"{out / SHEET_CSV} already holds labels; export to another folder, or force to "
@@ -288,7 +289,7 @@ def export_label_sheet(corpus_dir: Path | str, out_dir: Path | str, attributes: 
                       f"{skipped[0]['file']}: {skipped[0]['reason']})", stacklevel=2)
     if not records:
         first = f" (first: {skipped[0]['file']}: {skipped[0]['reason']})" if skipped else ""
-        raise ValueError(f"{corpus.root}: no image could be read, so there is nothing to label{first}; "
+        raise UserError(f"{corpus.root}: no image could be read, so there is nothing to label{first}; "
                          f"no sheet written")
 
     palette = _skin_palette()
@@ -365,7 +366,7 @@ def _labeller_from_file(path: Path) -> str:
     return stem
 
 
-class LabelSheetError(ValueError):
+class LabelSheetError(UserError):
     """A ``label_sheet.json`` that is missing, unreadable or not what :func:`export_label_sheet` writes."""
 
 
@@ -463,7 +464,7 @@ def import_labels(csv_paths: Path | str | Sequence[Path | str], sheet_dir: Path 
     """
     paths = [Path(csv_paths)] if isinstance(csv_paths, (str, Path)) else [Path(p) for p in csv_paths]
     if not paths:
-        raise ValueError("give at least one completed label sheet (CSV)")
+        raise UserError("give at least one completed label sheet (CSV)")
     sheet = read_label_sheet(sheet_dir) if sheet_dir is not None else None
     if value_choices is None and sheet is not None:
         value_choices = sheet["value_choices"]
@@ -653,7 +654,7 @@ def fleiss_kappa(counts: np.ndarray | Sequence[Sequence[int]]) -> float:
         return math.nan
     n_raters = table.sum(axis=1)
     if not np.allclose(n_raters, n_raters[0]) or n_raters[0] < 2:
-        raise ValueError("Fleiss' kappa needs every subject rated by the same number (>= 2) of raters")
+        raise UserError("Fleiss' kappa needs every subject rated by the same number (>= 2) of raters")
     n_subjects, n = table.shape[0], float(n_raters[0])
     p_j = table.sum(axis=0) / (n_subjects * n)
     p_i = ((table ** 2).sum(axis=1) - n) / (n * (n - 1))
@@ -737,7 +738,7 @@ def agreement(annotations: pd.DataFrame, attribute: str, annotators: Sequence[st
     doubled = table.duplicated(["image_id", "annotator"])
     if doubled.any():
         row = table[doubled].iloc[0]
-        raise ValueError(f"image {row['image_id']!r} has two {attribute} labels from {row['annotator']!r}")
+        raise UserError(f"image {row['image_id']!r} has two {attribute} labels from {row['annotator']!r}")
     wide = table.pivot(index="image_id", columns="annotator", values="value").reindex(columns=names)
     rows = []
 
@@ -867,7 +868,7 @@ def truth_from_corpus(corpus_dir: Path | str, attributes: Sequence[str] = PROBE_
     meta = corpus_metadata(corpus)
     present = [a for a in attributes if a in corpus.manifest.columns]
     if not present:
-        raise ValueError(f"{corpus.root}: the manifest has none of the truth columns {', '.join(attributes)}")
+        raise UserError(f"{corpus.root}: the manifest has none of the truth columns {', '.join(attributes)}")
     truth = corpus.manifest[present].reset_index(drop=True).astype(str)
     truth.insert(0, "image_id", meta["image_id"])
     return truth
@@ -885,22 +886,22 @@ def confusion(annotations: pd.DataFrame, truth: pd.DataFrame, attribute: str, an
     names = list(dict.fromkeys(table["annotator"]))
     if annotator is None:
         if len(names) != 1:
-            raise ValueError(f"the annotations hold {len(names)} annotators of {attribute!r} "
+            raise UserError(f"the annotations hold {len(names)} annotators of {attribute!r} "
                              f"({', '.join(map(str, names)) or 'none'}); pass annotator=")
         annotator = names[0]
     table = table[table["annotator"] == annotator]
     if table["image_id"].duplicated().any():
-        raise ValueError(f"annotator {annotator!r} labelled an image twice for {attribute!r}")
+        raise UserError(f"annotator {annotator!r} labelled an image twice for {attribute!r}")
     if attribute in truth.columns:
         known = truth[["image_id", attribute]].rename(columns={attribute: "truth"})
     elif {"attribute", "value"} <= set(truth.columns):
         known = truth[truth["attribute"] == attribute][["image_id", "value"]].rename(columns={"value": "truth"})
     else:
-        raise ValueError(f"truth has no column {attribute!r} (nor attribute/value columns)")
+        raise UserError(f"truth has no column {attribute!r} (nor attribute/value columns)")
     known = known[known["truth"].notna()].assign(truth=lambda t: t["truth"].astype(str).str.strip())
     known = known[known["truth"] != ""]
     if known["image_id"].duplicated().any():
-        raise ValueError(f"truth gives image {known['image_id'][known['image_id'].duplicated()].iloc[0]!r} twice")
+        raise UserError(f"truth gives image {known['image_id'][known['image_id'].duplicated()].iloc[0]!r} twice")
     pairs = table[["image_id", "value"]].merge(known, on="image_id", how="inner")
     pairs["value"] = pairs["value"].fillna(ABSTAIN).astype(str)
     rows = _value_order(set(pairs["truth"]), attribute)

@@ -46,6 +46,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from synthscope.errors import UserError
+
 ANNOTATION_COLUMNS = ("image_id", "prompt", "template", "profession", "descriptor", "guidance", "annotator",
                       "attribute", "value")
 ABSTAIN = "undetermined"
@@ -151,7 +153,7 @@ def prepare_annotations(annotations: pd.DataFrame, abstain_label: str = ABSTAIN)
     refuse two labels of one image, annotator and attribute. Returns a copy."""
     missing = [c for c in ANNOTATION_COLUMNS if c not in annotations.columns]
     if missing:
-        raise ValueError(f"annotations lack column(s) {', '.join(missing)}; expected {', '.join(ANNOTATION_COLUMNS)}")
+        raise UserError(f"annotations lack column(s) {', '.join(missing)}; expected {', '.join(ANNOTATION_COLUMNS)}")
     df = annotations.loc[:, list(ANNOTATION_COLUMNS)].copy()
     for column in ("prompt", "profession", "annotator", "attribute"):
         df[column] = df[column].astype(str)
@@ -164,7 +166,7 @@ def prepare_annotations(annotations: pd.DataFrame, abstain_label: str = ABSTAIN)
     doubled = df.duplicated(["image_id", "annotator", "attribute"])
     if doubled.any():
         row = df[doubled].iloc[0]
-        raise ValueError(f"image {row['image_id']!r} has two {row['attribute']} labels from annotator "
+        raise UserError(f"image {row['image_id']!r} has two {row['attribute']} labels from annotator "
                          f"{row['annotator']!r}; give each labeller its own annotator name")
     return df
 
@@ -484,7 +486,7 @@ def intersectional_table(annotations: pd.DataFrame, attributes: tuple[str, str] 
     """
     a1, a2 = attributes
     if a1 == a2:
-        raise ValueError("intersectional_table needs two different attributes")
+        raise UserError("intersectional_table needs two different attributes")
     df = prepare_annotations(annotations, abstain_label)
     keys = [*by, "annotator"]
     meta = _key_frame(df.drop_duplicates(["annotator", "image_id"]), keys)[["image_id", *keys]]

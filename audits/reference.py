@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from synthscope.errors import UserError
 from synthscope.generators import labour
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ NO_VALUES = "no values in reference"
 NO_ROW = "no row for this word"
 
 
-class ReferenceDataError(ValueError):
+class ReferenceDataError(UserError):
     """A reference source is unknown, or a reference CSV is unreadable or malformed (the message
     names the file, the line and the problem)."""
 

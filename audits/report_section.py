@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from synthscope.errors import UserError
 from synthscope.reports import Figure, Gallery, Metric, Section, Table, Text
 from synthscope.reports.style import MARKERS, new_figure, palette, plain_text, use_style
 
@@ -1119,7 +1120,7 @@ def audit_section(metrics: Mapping[str, pd.DataFrame], spec: Mapping[str, Any] |
         spec = spec.to_dict()
     spec = dict(spec or {})
     if "shares_by_profession" not in metrics:
-        raise ValueError("audit_section needs the 'shares_by_profession' table of audit_metrics "
+        raise UserError("audit_section needs the 'shares_by_profession' table of audit_metrics "
                          f"(got {', '.join(sorted(metrics)) or 'none'})")
     shares = _normalise(metrics["shares_by_profession"])
     reference_table = _reference_from(metrics, reference)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from synthscope.distributed import Shard
+from synthscope.errors import UserError
 from synthscope.generators.corpus import open_part, read_corpus
 from synthscope.generators.workflow import RESUME_KEYS, open_corpus
 from tqdm.auto import tqdm
@@ -64,19 +65,19 @@ def _check_jobs(jobs: Sequence[ImageJob]) -> None:
     seen: set[str] = set()
     for i, job in enumerate(jobs):
         if not isinstance(job.key, str) or not job.key:
-            raise ValueError(f"job {i}: key must be a non-empty string, got {job.key!r}")
+            raise UserError(f"job {i}: key must be a non-empty string, got {job.key!r}")
         if job.key in seen:
-            raise ValueError(f"job {i}: key {job.key!r} appears twice; every image needs its own key")
+            raise UserError(f"job {i}: key {job.key!r} appears twice; every image needs its own key")
         seen.add(job.key)
         if not isinstance(job.prompt, str):
             raise TypeError(f"job {job.key!r}: prompt must be a string, got {type(job.prompt).__name__}")
         if isinstance(job.seed, bool) or not isinstance(job.seed, int) or not 0 <= job.seed < MAX_SEED:
-            raise ValueError(f"job {job.key!r}: seed must be an integer in [0, 2**64), got {job.seed!r}")
+            raise UserError(f"job {job.key!r}: seed must be an integer in [0, 2**64), got {job.seed!r}")
         if job.guidance is not None and not math.isfinite(float(job.guidance)):
-            raise ValueError(f"job {job.key!r}: guidance must be a finite number, got {job.guidance!r}")
+            raise UserError(f"job {job.key!r}: guidance must be a finite number, got {job.guidance!r}")
         clash = RESERVED_COLUMNS & set(job.attributes)
         if clash:
-            raise ValueError(f"job {job.key!r}: attribute name(s) {', '.join(sorted(clash))} are manifest "
+            raise UserError(f"job {job.key!r}: attribute name(s) {', '.join(sorted(clash))} are manifest "
                              f"columns the runner writes; rename them")
 
 
@@ -122,7 +123,7 @@ def _check_done(manifest, jobs: Sequence[ImageJob], backend: TextToImageBackend,
         expected = {"prompt": job.prompt, "seed": str(job.seed), "guidance": "" if guidance is None else str(guidance)}
         differ = [c for c, v in expected.items() if c in row and row[c] != v]
         if differ:
-            raise ValueError(f"{out}: image {row['key']!r} was made with another {', '.join(differ)} than this audit "
+            raise UserError(f"{out}: image {row['key']!r} was made with another {', '.join(differ)} than this audit "
                              f"asks for; write to another folder, or force to replace the corpus")
 
 
@@ -145,7 +146,7 @@ def generate_corpus(jobs: Sequence[ImageJob], backend: TextToImageBackend, out: 
     _check_jobs(jobs)
     batch_size = int(batch_size or backend.batch_size)
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise UserError(f"batch_size must be at least 1, got {batch_size}")
     backend.check_prompts(sorted({job.prompt for job in jobs}))  # bad prompts fail before any writing
 
     description = backend.describe()

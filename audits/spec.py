@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from synthscope.errors import UserError
+
 if TYPE_CHECKING:
     from synthscope.generators.portraits import PortraitDistribution
 
@@ -80,7 +82,7 @@ _ARTICLE = re.compile(r"\b([Aa]n?)(\s+)(?=\{(?:profession|descriptor)\})")
 _MARK_LOWER, _MARK_UPPER = "\x01", "\x02"
 
 
-class SpecError(ValueError):
+class SpecError(UserError):
     """One problem in an audit spec; the message names the file and the key."""
 
     def __init__(self, file: str, where: str, problem: str) -> None:
@@ -744,21 +746,21 @@ def check_clip_labels(labels: Mapping[str, Any]) -> dict[str, dict[str, tuple[st
     from .metrics import ABSTAIN
 
     if not labels:
-        raise ValueError("CLIP zero-shot needs labels: attribute -> value -> label prompt(s)")
+        raise UserError("CLIP zero-shot needs labels: attribute -> value -> label prompt(s)")
     out: dict[str, dict[str, tuple[str, ...]]] = {}
     for attribute, values in labels.items():
         if not isinstance(values, Mapping) or len(values) < 2:
-            raise ValueError(f"{attribute}: needs a table of at least two values, each with its label prompt(s), "
+            raise UserError(f"{attribute}: needs a table of at least two values, each with its label prompt(s), "
                              'e.g. {female = "a photo of a woman", male = "a photo of a man"}')
         out[str(attribute)] = {}
         for value, prompts in values.items():
             items = [prompts] if isinstance(prompts, str) else prompts
             if not isinstance(items, (list, tuple)) or not items or not all(isinstance(p, str) and p.strip()
                                                                             for p in items):
-                raise ValueError(f"{attribute}.{value}: must be a label prompt or a non-empty list of non-empty "
+                raise UserError(f"{attribute}.{value}: must be a label prompt or a non-empty list of non-empty "
                                  f"label prompts")
             if str(value).strip().lower() == ABSTAIN:
-                raise ValueError(f"{attribute}.{value}: {ABSTAIN!r} is the abstention label, not a value")
+                raise UserError(f"{attribute}.{value}: {ABSTAIN!r} is the abstention label, not a value")
             out[str(attribute)][str(value)] = tuple(p.strip() for p in items)
     return out
 

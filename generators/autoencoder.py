@@ -7,6 +7,8 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from synthscope.errors import UserError
+
 from .base import Generator, evaluating
 from .networks import ConvDecoder, ConvEncoder
 
@@ -42,9 +44,9 @@ class AutoEncoder(Generator):
 
     def build(self) -> None:
         if self.options["mode"] not in AE_MODES:
-            raise ValueError(f"ae: mode must be one of {AE_MODES}, got {self.options['mode']!r}")
+            raise UserError(f"ae: mode must be one of {AE_MODES}, got {self.options['mode']!r}")
         if self.options["mode"] == "colourising" and self.channels != 3:
-            raise ValueError("ae: colourising needs colour images (e.g. --data portraits)")
+            raise UserError("ae: colourising needs colour images (e.g. --data portraits)")
         z, w = int(self.options["latent_dim"]), int(self.options["width"])
         self.encoder = ConvEncoder(self.channels, self.size, w, z * self.encoder_outputs)
         self.decoder = ConvDecoder(z, self.channels, self.size, w)

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from synthscope.errors import UserError
 from synthscope.runtime import atomic_write_json, evaluating, load_weights, read_json, save_weights
 
 from .conditioning import Vocabulary
@@ -71,14 +72,14 @@ class Generator(nn.Module):
         super().__init__()
         unknown = sorted(set(options) - set(self.default_config))
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"{self.kind}: unknown option(s) {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(self.default_config))}"
             )
         for name, value in options.items():
             self._check_option(name, value)
         if conditional and vocabulary is None:
-            raise ValueError(f"{self.kind}: --conditional needs a data set with labels (digits, portraits)")
+            raise UserError(f"{self.kind}: --conditional needs a data set with labels (digits, portraits)")
         self.channels = channels
         self.size = size
         self.conditional = conditional
@@ -93,27 +94,27 @@ class Generator(nn.Module):
         where = f"{self.kind}: option {name}={json.dumps(value)}"
         if isinstance(default, bool):
             if not isinstance(value, bool):
-                raise ValueError(f"{where}: expected true or false")
+                raise UserError(f"{where}: expected true or false")
             return
         if isinstance(default, (int, float)):
             numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not numeric or (isinstance(default, int) and not isinstance(value, int)):
-                raise ValueError(f"{where}: expected {'a whole number' if isinstance(default, int) else 'a number'}")
+                raise UserError(f"{where}: expected {'a whole number' if isinstance(default, int) else 'a number'}")
             if value != value or value in (float("inf"), float("-inf")):
-                raise ValueError(f"{where}: expected a finite number")
+                raise UserError(f"{where}: expected a finite number")
             low, high = self.option_ranges.get(name, (0, float("inf")))
             if not low <= value <= high:
-                raise ValueError(f"{where}: must be between {low:g} and {high:g}")
+                raise UserError(f"{where}: must be between {low:g} and {high:g}")
             return
         if isinstance(default, str) and not isinstance(value, str):
-            raise ValueError(f"{where}: expected text")
+            raise UserError(f"{where}: expected text")
         if isinstance(default, list):
             if not isinstance(value, (list, tuple)) or not value or not all(
                     isinstance(v, int) and not isinstance(v, bool) for v in value):
-                raise ValueError(f"{where}: expected a non-empty list of whole numbers, e.g. [16, 32]")
+                raise UserError(f"{where}: expected a non-empty list of whole numbers, e.g. [16, 32]")
             low, high = self.option_ranges.get(name, (1, float("inf")))
             if not all(low <= v <= high for v in value):
-                raise ValueError(f"{where}: every value must be between {low:g} and {high:g}")
+                raise UserError(f"{where}: every value must be between {low:g} and {high:g}")
 
     # -- to be defined by subclasses -------------------------------------------------------
     def build(self) -> None:
@@ -159,12 +160,12 @@ class Generator(nn.Module):
         if prompt is None:
             return self.null_condition(n) if self.conditional else None
         if not self.conditional:
-            raise ValueError(
+            raise UserError(
                 f"this {self.kind} model was trained without --conditional, so it cannot follow a prompt"
             )
         prompts = [prompt] * n if isinstance(prompt, str) else list(prompt)
         if len(prompts) != n:
-            raise ValueError(f"got {len(prompts)} prompts for {n} samples")
+            raise UserError(f"got {len(prompts)} prompts for {n} samples")
         return self.vocabulary.encode(prompts).to(self.device)
 
     def null_condition(self, n: int) -> torch.Tensor:
@@ -198,21 +199,21 @@ def build_generator(model_config: dict[str, Any], where: str = "the model config
     from . import registry
 
     if not isinstance(model_config, dict):
-        raise ValueError(f"{where}: the model section must be a JSON object, found {type(model_config).__name__}")
+        raise UserError(f"{where}: the model section must be a JSON object, found {type(model_config).__name__}")
     kind = model_config.get("kind")
     if kind not in registry.GENERATORS:
-        raise ValueError(f"{where}: unknown model kind {kind!r}; known: {', '.join(registry.GENERATORS)}")
+        raise UserError(f"{where}: unknown model kind {kind!r}; known: {', '.join(registry.GENERATORS)}")
     for key in ("channels", "size"):
         value = model_config.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{where}: model.{key} must be a positive whole number, found {value!r}")
+            raise UserError(f"{where}: model.{key} must be a positive whole number, found {value!r}")
     options, vocabulary = model_config.get("options", {}), model_config.get("vocabulary")
     if not isinstance(options, dict):
-        raise ValueError(f"{where}: model.options must be a JSON object, found {type(options).__name__}")
+        raise UserError(f"{where}: model.options must be a JSON object, found {type(options).__name__}")
     try:
         vocabulary = Vocabulary.from_dict(vocabulary) if vocabulary else None
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise ValueError(f"{where}: model.vocabulary is malformed ({error!r})") from None
+        raise UserError(f"{where}: model.vocabulary is malformed ({error!r})") from None
     cls = registry.GENERATORS[kind]
     try:
         return cls(channels=model_config["channels"], size=model_config["size"], vocabulary=vocabulary,
@@ -220,7 +221,7 @@ def build_generator(model_config: dict[str, Any], where: str = "the model config
                    # A saved config lists every option, so one it lacks predates that option.
                    **{**cls.legacy_options, **options})
     except ValueError as error:
-        raise ValueError(f"{where}: {error}") from None
+        raise UserError(f"{where}: {error}") from None
 
 
 def load_generator(directory: Path, device: str | torch.device = "cpu") -> Generator:
@@ -234,7 +235,7 @@ def load_generator(directory: Path, device: str | torch.device = "cpu") -> Gener
                                 f"before its first checkpoint?)")
     config = read_json(directory / CONFIG_FILE)
     if not isinstance(config, dict) or "model" not in config:
-        raise ValueError(f"{directory / CONFIG_FILE}: no 'model' section")
+        raise UserError(f"{directory / CONFIG_FILE}: no 'model' section")
     model = build_generator(config["model"], where=str(directory / CONFIG_FILE))
     load_weights(model, weights, expected_sha256=config.get("weights_sha256"))
     return model.to(device).eval()

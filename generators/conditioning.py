@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from synthscope.errors import UserError
+
 # Words that carry no attribute: they may appear in any prompt.
 FILLER_WORDS = frozenset(
     "a an the of photo picture image portrait person people someone with and who is as in "
@@ -20,7 +22,7 @@ FILLER_WORDS = frozenset(
 )
 
 
-class PromptError(ValueError):
+class PromptError(UserError):
     """A prompt contains words outside the model's vocabulary, or contradicts itself."""
 
 
@@ -41,7 +43,7 @@ class Vocabulary:
                 self.phrases.setdefault(value.lower(), (attribute, value))
         for phrase, (attribute, value) in self.phrases.items():
             if attribute not in self.attributes or value not in self.attributes[attribute]:
-                raise ValueError(f"phrase {phrase!r} points to unknown {attribute}={value}")
+                raise UserError(f"phrase {phrase!r} points to unknown {attribute}={value}")
 
     @property
     def names(self) -> list[str]:

@@ -52,6 +52,7 @@ import torch
 from filelock import FileLock, Timeout
 from PIL import Image
 
+from synthscope.errors import UserError
 from synthscope.runtime import atomic_write_bytes, fsync_dir, package_version
 
 from .folder import (
@@ -89,7 +90,7 @@ _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 WriterMode = Literal["resume", "overwrite", "new"]
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError):
     """A corpus folder that breaks the contract: bad manifest or corpus.json, missing files, ..."""
 
 
@@ -228,7 +229,7 @@ def _to_pil_images(images: Any) -> list[Image.Image]:
                     try:
                         im = im.convert("RGB")  # CMYK, YCbCr, ... have no PNG form
                     except ValueError as exc:
-                        raise ValueError(f"image {i}: mode {im.mode} cannot be stored as PNG") from exc
+                        raise UserError(f"image {i}: mode {im.mode} cannot be stored as PNG") from exc
                 out.append(im)
             return out
         if not images:
@@ -243,17 +244,17 @@ def _to_pil_images(images: Any) -> list[Image.Image]:
         )
     if images.ndim != 4 or images.shape[1] not in (1, 3, 4):
         hint = " (channels-last? use .permute(0, 3, 1, 2))" if images.ndim == 4 and images.shape[-1] in (1, 3, 4) else ""
-        raise ValueError(f"images must be (B, C, H, W) with C in 1, 3, 4; got {tuple(images.shape)}{hint}")
+        raise UserError(f"images must be (B, C, H, W) with C in 1, 3, 4; got {tuple(images.shape)}{hint}")
     images = images.detach().cpu()
     if images.dtype == torch.uint8:
         data = images
     elif images.is_floating_point():
         if not torch.isfinite(images).all():
-            raise ValueError("images contain NaN or infinite values; nothing was written")
+            raise UserError("images contain NaN or infinite values; nothing was written")
         # Samplers overshoot [0, 1] slightly; clamping is what any viewer would show.
         data = images.float().clamp(0, 1).mul(255).round().to(torch.uint8)
     else:
-        raise ValueError(f"images must be float in [0, 1] or uint8, got {images.dtype}")
+        raise UserError(f"images must be float in [0, 1] or uint8, got {images.dtype}")
     arrays = data.permute(0, 2, 3, 1).numpy()
     return [Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else np.ascontiguousarray(a)) for a in arrays]
 
@@ -335,12 +336,12 @@ class CorpusWriter:
 
     def __init__(self, root: Path | str, provenance: dict | None = None, mode: WriterMode = "resume") -> None:
         if mode not in ("resume", "overwrite", "new"):
-            raise ValueError(f"mode must be 'resume', 'overwrite' or 'new', got {mode!r}")
+            raise UserError(f"mode must be 'resume', 'overwrite' or 'new', got {mode!r}")
         self.root = Path(root)
         new_provenance = dict(provenance or {})
         clash = RESERVED_PROVENANCE_KEYS & new_provenance.keys()
         if clash:
-            raise ValueError(f"provenance keys {sorted(clash)} are set by the writer; rename them")
+            raise UserError(f"provenance keys {sorted(clash)} are set by the writer; rename them")
         new_provenance = _as_json(new_provenance)  # fails early on values JSON cannot hold
 
         self.manifest_path = self.root / MANIFEST_NAME
@@ -522,16 +523,16 @@ class CorpusWriter:
         n = len(pil_images)
         rows = [dict(r) for r in rows] if rows is not None else [{} for _ in range(n)]
         if len(rows) != n:
-            raise ValueError(f"{n} images but {len(rows)} rows")
+            raise UserError(f"{n} images but {len(rows)} rows")
         if n == 0:
             return []
         records = []
         for i, row in enumerate(rows):
             if "file" in row:
-                raise ValueError(f"row {i}: 'file' is set by the writer; store the value under another name")
+                raise UserError(f"row {i}: 'file' is set by the writer; store the value under another name")
             bad = [k for k in row if not isinstance(k, str) or not k]
             if bad:
-                raise ValueError(f"row {i}: column names must be non-empty strings, got {bad!r}")
+                raise UserError(f"row {i}: column names must be non-empty strings, got {bad!r}")
             record = {k: _cell(v) for k, v in row.items()}
             if not record.get("source"):
                 record["source"] = self._default_source()
@@ -638,7 +639,7 @@ def open_part(root: Path | str, part: str) -> CorpusWriter:
     it by :meth:`CorpusWriter.merge_parts`. Other processes never touch this folder."""
     root = Path(root)
     if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", part):
-        raise ValueError(f"part names are letters, digits, '.', '_' and '-', got {part!r}")
+        raise UserError(f"part names are letters, digits, '.', '_' and '-', got {part!r}")
     stored = _read_provenance(root / PROVENANCE_NAME)
     caller = {k: v for k, v in stored.items()
               if k not in RESERVED_PROVENANCE_KEYS and k not in ("merged", "resumed")}
@@ -699,9 +700,9 @@ class Corpus:
         image is greyscale, else 3. ``progress``: a bar for corpora of more than a few hundred files.
         """
         if channels not in (None, 1, 3):
-            raise ValueError(f"channels must be 1, 3 or None, got {channels}")
+            raise UserError(f"channels must be 1, 3 or None, got {channels}")
         if size is not None and size < 1:
-            raise ValueError(f"size must be a positive number of pixels, got {size}")
+            raise UserError(f"size must be a positive number of pixels, got {size}")
         from tqdm import tqdm
 
         files = list(self.manifest["file"])

@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from synthscope.errors import UserError
 from synthscope.runtime import check_memory
 
 from .conditioning import Vocabulary
@@ -49,9 +50,9 @@ def load_data(spec: str, size: int | None = None, n: int | None = None, seed: in
               strict: bool = False) -> ImageSet:
     """``digits``, ``portraits`` or a folder path, as an ImageSet of ``size`` px images."""
     if size is not None and size < 1:
-        raise ValueError(f"--size must be a positive number of pixels, got {size}")
+        raise UserError(f"--size must be a positive number of pixels, got {size}")
     if n is not None and n < 1:
-        raise ValueError(f"--n must be at least 1, got {n}")
+        raise UserError(f"--n must be at least 1, got {n}")
     if spec == "digits":
         check_memory(min(n or DIGITS_COUNT, DIGITS_COUNT) * (size or 16) ** 2 * 4 * 2, f"--size {size or 16} (digits)")
         data = load_digits(size or 16)

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from torch import nn
 
+from synthscope.errors import UserError
+
 from .base import ConditionEmbedding, Generator
 
 SAMPLERS = ("ddim", "ddpm")
@@ -54,7 +56,7 @@ class Diffusion(Generator):
         channels = [int(c) for c in self.options["block_out_channels"]]
         factor = 2 ** (len(channels) - 1)  # the UNet halves the image at every level but the last
         if self.size % factor or self.size < factor:
-            raise ValueError(f"diffusion: image size {self.size} px must be a multiple of {factor} "
+            raise UserError(f"diffusion: image size {self.size} px must be a multiple of {factor} "
                              f"for {len(channels)} UNet levels (e.g. 16 or 32)")
         self.embed_dim = channels[0] * 4  # UNet2DModel's timestep-embedding width
         self.unet = UNet2DModel(
@@ -75,9 +77,9 @@ class Diffusion(Generator):
             self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
         for name in ("guidance_interval", "guidance_rescale"):
             if not 0.0 <= float(self.options[name]) <= 1.0:
-                raise ValueError(f"diffusion: {name} must be between 0 and 1, got {self.options[name]!r}")
+                raise UserError(f"diffusion: {name} must be between 0 and 1, got {self.options[name]!r}")
         if self.options["prediction_type"] not in PREDICTION_TYPES:
-            raise ValueError(f"diffusion: prediction_type must be one of {PREDICTION_TYPES}, "
+            raise UserError(f"diffusion: prediction_type must be one of {PREDICTION_TYPES}, "
                              f"got {self.options['prediction_type']!r}")
         self.scheduler = DDPMScheduler(num_train_timesteps=int(self.options["train_timesteps"]),
                                        beta_schedule=self.options["beta_schedule"],
@@ -129,7 +131,7 @@ class Diffusion(Generator):
         """A DDIM or DDPM scheduler sharing the training noise schedule, set to ``steps`` steps."""
         sampler = sampler or self.options["sampler"]
         if sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+            raise UserError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         cls = DDIMScheduler if sampler == "ddim" else DDPMScheduler
         scheduler = cls.from_config(self.scheduler.config)
         default_steps = self.options["sample_steps"] if sampler == "ddim" else self.scheduler.config.num_train_timesteps

@@ -18,6 +18,8 @@ import pandas as pd
 import torch
 from PIL import Image, ImageOps
 
+from synthscope.errors import UserError
+
 from .imageset import ImageSet
 
 # Lower-case suffixes (with the dot, as ``Path.suffix`` gives them); matching is case-insensitive.
@@ -38,7 +40,7 @@ _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _ORIENTATION_TAG = 0x0112
 
 
-class UnreadableImageError(ValueError):
+class UnreadableImageError(UserError):
     """A file that cannot be decoded as an image (corrupt, truncated, empty, too large, not an image)."""
 
     def __init__(self, path: Path | str, reason: str) -> None:
@@ -325,7 +327,7 @@ def open_image(path: Path | str, max_pixels: int = DEFAULT_MAX_PIXELS, mode: str
     symbolic link that leads outside it (the reasons start with ``DANGLING_LINK`` and ``OUTSIDE_LINK``).
     """
     if mode not in ("RGB", "L"):
-        raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
+        raise UserError(f"mode must be 'RGB' or 'L', got {mode!r}")
     image, _ = _decode(Path(path), max_pixels, grey=(mode == "L"), within=within)
     return image
 
@@ -360,13 +362,13 @@ def read_folder(root: Path | str, size: int = 32, strict: bool = False, source: 
     """Like ``load_folder``, but also return a report of the files found and skipped."""
     root = Path(root)
     if size < 1:
-        raise ValueError(f"size must be a positive number of pixels, got {size}")
+        raise UserError(f"size must be a positive number of pixels, got {size}")
     links: list[tuple[str, str]] = []  # symbolic links not followed: dangling or leading out
     files = find_images(root, skipped=links)
     if links and strict:
         raise UnreadableImageError(root / links[0][0], links[0][1])
     if not files and not links:
-        raise ValueError(
+        raise UserError(
             f"no images found in {root} (looked recursively for "
             f"{', '.join(sorted(IMAGE_EXTENSIONS))}; hidden files are ignored)"
         )
@@ -394,7 +396,7 @@ def read_folder(root: Path | str, size: int = 32, strict: bool = False, source: 
         })
     if not tensors:
         first = report.skipped[0]
-        raise ValueError(
+        raise UserError(
             f"none of the {report.found} image files in {root} could be read "
             f"(first: {first[0]}: {first[1]})"
         )

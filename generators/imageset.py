@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from synthscope.errors import UserError
+
 from .conditioning import Vocabulary
 
 
@@ -28,9 +30,9 @@ class ImageSet:
     def __post_init__(self) -> None:
         n = self.images.shape[0]
         if self.images.ndim != 4:
-            raise ValueError(f"{self.name}: images must be (N, C, H, W), got {tuple(self.images.shape)}")
+            raise UserError(f"{self.name}: images must be (N, C, H, W), got {tuple(self.images.shape)}")
         if len(self.attributes) != n or len(self.captions) != n:
-            raise ValueError(
+            raise UserError(
                 f"{self.name}: {n} images but {len(self.attributes)} attribute rows "
                 f"and {len(self.captions)} captions"
             )
@@ -66,7 +68,7 @@ class ImageSet:
     def condition_ids(self) -> torch.Tensor:
         """Class ids (N, n_attributes) of every image under ``vocabulary``."""
         if self.vocabulary is None:
-            raise ValueError(f"{self.name} has no labels a conditional model can use")
+            raise UserError(f"{self.name} has no labels a conditional model can use")
         columns = self.vocabulary.names
         rows = self.attributes[columns].astype(str).to_dict("records")
         return torch.tensor([self.vocabulary.encode_values(r) for r in rows], dtype=torch.long)

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from synthscope.errors import UserError
+
 BLS_TABLE_FILE = "cpsaat11_2022.csv"
 BLS_TABLE_YEAR = 2022
 BLS_TABLE_URL = "https://www.bls.gov/cps/aa2022/cpsaat11.htm"
@@ -102,7 +104,7 @@ AGGREGATE_PARENTS: dict[str, str | None] = {
 }
 
 
-class LabourTableError(ValueError):
+class LabourTableError(UserError):
     """A labour table is unreadable or not laid out as BLS CPS table 11 (the message names the file,
     the line and the problem)."""
 

@@ -7,12 +7,14 @@ import math
 import torch
 from torch import nn
 
+from synthscope.errors import UserError
+
 
 def _levels(size: int) -> int:
     """Number of stride-2 stages between ``size`` px and a 4x4 map."""
     levels = math.log2(size / 4)
     if size < 8 or levels != int(levels):
-        raise ValueError(f"image size must be a power of two >= 8 (got {size})")
+        raise UserError(f"image size must be a power of two >= 8 (got {size})")
     return int(levels)
 
 

@@ -28,6 +28,8 @@ import pandas as pd
 import torch
 from PIL import Image, ImageDraw
 
+from synthscope.errors import UserError
+
 from .conditioning import Vocabulary
 from .imageset import ImageSet
 from .labour import profession_figures
@@ -175,7 +177,7 @@ def race_shares_to_skin_tones(percent_black: float, percent_asian: float,
     for name, value in (("percent_black", percent_black), ("percent_asian", percent_asian),
                         ("percent_hispanic", percent_hispanic)):
         if not 0.0 <= float(value) <= 100.0:
-            raise ValueError(f"{name} must be in [0, 100], got {value}")
+            raise UserError(f"{name} must be in [0, 100], got {value}")
     black = float(percent_black) / 100.0
     rest = 1.0 - black
     hispanic = min(float(percent_hispanic) / 100.0, rest)
@@ -194,19 +196,19 @@ def race_shares_to_skin_tones(percent_black: float, percent_asian: float,
 def _check_probability(name: str, value: float) -> float:
     value = float(value)
     if not (0.0 <= value <= 1.0) or math.isnan(value):
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
+        raise UserError(f"{name} must be a probability in [0, 1], got {value}")
     return value
 
 
 def _check_vector(name: str, values: Sequence[float], length: int) -> list[float]:
     values = [float(v) for v in values]
     if len(values) != length:
-        raise ValueError(f"{name} needs {length} probabilities, got {len(values)}")
+        raise UserError(f"{name} needs {length} probabilities, got {len(values)}")
     for v in values:
         _check_probability(name, v)
     total = sum(values)
     if abs(total - 1.0) > 1e-6:
-        raise ValueError(f"{name} must sum to 1, got {total:.6f}")
+        raise UserError(f"{name} must sum to 1, got {total:.6f}")
     # Renormalise only visible rounding, so that to_dict/from_dict round-trips exactly.
     return values if abs(total - 1.0) < 1e-12 else [v / total for v in values]
 
@@ -214,7 +216,7 @@ def _check_vector(name: str, values: Sequence[float], length: int) -> list[float
 def _check_professions(name: str, keys) -> None:
     unknown = [k for k in keys if k not in PROFESSIONS]
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"{name}: unknown profession(s) {', '.join(repr(k) for k in unknown)}; "
             f"known professions: {', '.join(PROFESSIONS)}"
         )
@@ -252,14 +254,14 @@ class PortraitDistribution:
             _check_professions(name, table.keys())
             missing = [p for p in PROFESSIONS if p not in table]
             if missing:
-                raise ValueError(f"{name} lacks profession(s) {', '.join(missing)}")
+                raise UserError(f"{name} lacks profession(s) {', '.join(missing)}")
         weights = {p: float(self.profession_weights[p]) for p in PROFESSIONS}
         for p, w in weights.items():
             if w < 0 or math.isnan(w):
-                raise ValueError(f"profession_weights[{p!r}] must be >= 0, got {w}")
+                raise UserError(f"profession_weights[{p!r}] must be >= 0, got {w}")
         total = sum(weights.values())
         if total <= 0:
-            raise ValueError("profession_weights must give at least one profession a positive weight")
+            raise UserError("profession_weights must give at least one profession a positive weight")
         # Normalise the weights (they may be given as counts); keep everything in canonical order.
         self.profession_weights = (weights if abs(total - 1.0) < 1e-12
                                    else {p: w / total for p, w in weights.items()})
@@ -285,11 +287,11 @@ class PortraitDistribution:
         rows = table[table["profession"].astype(str).str.len() > 0]
         doubled = sorted(set(rows["profession"][rows["profession"].duplicated()]))
         if doubled:
-            raise ValueError(f"labour table has several rows for profession(s) {', '.join(doubled)}")
+            raise UserError(f"labour table has several rows for profession(s) {', '.join(doubled)}")
         rows = rows.set_index("profession")
         missing = [p for p in PROFESSIONS if p not in rows.index]
         if missing:
-            raise ValueError(f"labour table has no row for profession(s) {', '.join(missing)}")
+            raise UserError(f"labour table has no row for profession(s) {', '.join(missing)}")
         p_female, tones = {}, {}
         for p in PROFESSIONS:
             row = rows.loc[p]
@@ -395,7 +397,7 @@ class PortraitDistribution:
     def from_dict(cls, data: Mapping) -> "PortraitDistribution":
         for key in ("profession_weights", "p_female", "skin_tone", "age"):
             if key not in data:
-                raise ValueError(f"portrait distribution dict lacks {key!r}")
+                raise UserError(f"portrait distribution dict lacks {key!r}")
         return cls(
             profession_weights=dict(data["profession_weights"]),
             p_female=dict(data["p_female"]),
@@ -476,10 +478,10 @@ def _set_shares(weights: Mapping[str, float], named: Mapping[str, float]) -> dic
     """Give the named professions these shares; the rest split what is left as they were."""
     total_named = sum(named.values())
     if total_named > 1.0 + 1e-9:
-        raise ValueError(f"profession_shares sum to {total_named:.4f}, more than 1")
+        raise UserError(f"profession_shares sum to {total_named:.4f}, more than 1")
     others = [p for p in PROFESSIONS if p not in named]
     if not others and abs(total_named - 1.0) > 1e-9:
-        raise ValueError(f"profession_shares name every profession but sum to {total_named:.4f}, not 1")
+        raise UserError(f"profession_shares name every profession but sum to {total_named:.4f}, not 1")
     rest = max(0.0, 1.0 - total_named)
     other_total = sum(weights[p] for p in others)
     result = dict(named)
@@ -762,9 +764,9 @@ def draw_portrait(attrs: Mapping[str, str], rng: np.random.Generator, size: int 
     for name, value, known in (("profession", profession, PROFESSIONS), ("gender", gender, GENDERS),
                                ("skin_tone", tone, SKIN_TONES), ("age", age, AGES)):
         if value not in known:
-            raise ValueError(f"unknown {name} {value!r}; known: {', '.join(known)}")
+            raise UserError(f"unknown {name} {value!r}; known: {', '.join(known)}")
     if int(size) < 8:
-        raise ValueError(f"size must be at least 8 px, got {size}")
+        raise UserError(f"size must be at least 8 px, got {size}")
     canvas = int(size) * SUPERSAMPLE
     image = Image.new("RGB", (canvas, canvas))
     draw = ImageDraw.Draw(image)
@@ -909,13 +911,13 @@ def generate_portraits(n: int = 4000, seed: int = 0, size: int = 32,
     vocabulary. The same seed gives the same images.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+        raise UserError(f"n must be a positive integer, got {n!r}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 8:
-        raise ValueError(f"size must be an integer of at least 8 px, got {size!r}")
+        raise UserError(f"size must be an integer of at least 8 px, got {size!r}")
     if distribution is None:
         distribution = PortraitDistribution.from_labour_statistics()
     elif not isinstance(distribution, PortraitDistribution):
-        raise ValueError(f"distribution must be a PortraitDistribution, got {type(distribution).__name__}")
+        raise UserError(f"distribution must be a PortraitDistribution, got {type(distribution).__name__}")
 
     rng = np.random.default_rng(seed)
     attributes = distribution.sample(int(n), rng)

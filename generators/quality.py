@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from scipy import linalg
 
+from synthscope.errors import UserError
 from synthscope.runtime import atomic_write_json, evaluating, load_weights, save_weights
 from synthscope.stats import wilson_interval
 
@@ -70,7 +71,7 @@ class FeatureClassifier(nn.Module):
     ) -> None:
         super().__init__()
         if size < 4:
-            raise ValueError(f"FeatureClassifier needs images of at least 4 px, got {size}")
+            raise UserError(f"FeatureClassifier needs images of at least 4 px, got {size}")
         self.vocabulary = vocabulary
         self.channels = int(channels)
         self.size = int(size)
@@ -112,7 +113,7 @@ class FeatureClassifier(nn.Module):
             self.size,
             self.size,
         ):
-            raise ValueError(
+            raise UserError(
                 f"the feature classifier was trained on (N, {self.channels}, {self.size}, {self.size}) "
                 f"images, got {tuple(images.shape)}; resize the images or train a classifier at this size"
             )
@@ -189,9 +190,9 @@ class FeatureClassifier(nn.Module):
         try:
             config = json.loads(config_path.read_text())
         except json.JSONDecodeError as error:
-            raise ValueError(f"{config_path}: not valid JSON ({error})") from error
+            raise UserError(f"{config_path}: not valid JSON ({error})") from error
         if config.get("kind") != "synthscope.FeatureClassifier":
-            raise ValueError(f"{config_path}: not a synthscope feature-classifier config")
+            raise UserError(f"{config_path}: not a synthscope feature-classifier config")
         model = cls(
             Vocabulary.from_dict(config["vocabulary"]),
             channels=config["channels"],
@@ -218,7 +219,7 @@ def _labels(data: ImageSet, vocabulary: Vocabulary) -> torch.Tensor:
     columns = []
     for name, values in vocabulary.attributes.items():
         if name not in data.attributes.columns:
-            raise ValueError(f"{data.name}: vocabulary attribute {name!r} is not an attribute column")
+            raise UserError(f"{data.name}: vocabulary attribute {name!r} is not an attribute column")
         index = {v: i for i, v in enumerate(values)}
         ids = []
         for raw in data.attributes[name]:
@@ -227,7 +228,7 @@ def _labels(data: ImageSet, vocabulary: Vocabulary) -> torch.Tensor:
                 continue
             key = str(raw)
             if key not in index:
-                raise ValueError(f"{data.name}: {name}={key!r} is not in the vocabulary ({', '.join(values)})")
+                raise UserError(f"{data.name}: {name}={key!r} is not in the vocabulary ({', '.join(values)})")
             ids.append(index[key])
         columns.append(ids)
     return torch.tensor(columns, dtype=torch.long).T.reshape(len(data), len(columns))
@@ -270,9 +271,9 @@ def train_feature_classifier(
     your own held-out part for ``evaluate_quality``. The loss is cross-entropy summed over the heads.
     """
     if data.vocabulary is None:
-        raise ValueError(f"{data.name}: a feature classifier needs labelled data (the set has no vocabulary)")
+        raise UserError(f"{data.name}: a feature classifier needs labelled data (the set has no vocabulary)")
     if len(data) < 10:
-        raise ValueError(f"{data.name}: {len(data)} images are too few to train a feature classifier")
+        raise UserError(f"{data.name}: {len(data)} images are too few to train a feature classifier")
     vocabulary = data.vocabulary
     train, heldout = data.split(heldout_fraction=heldout_fraction, seed=seed)
     train_labels, heldout_labels = _labels(train, vocabulary), _labels(heldout, vocabulary)
@@ -341,9 +342,9 @@ def _as_features(feats, name: str) -> np.ndarray:
         feats = feats.detach().cpu().numpy()
     feats = np.asarray(feats, dtype=np.float64)
     if feats.ndim != 2:
-        raise ValueError(f"{name}: features must be a 2-D array (N, d), got shape {feats.shape}")
+        raise UserError(f"{name}: features must be a 2-D array (N, d), got shape {feats.shape}")
     if not np.isfinite(feats).all():
-        raise ValueError(f"{name}: features contain NaN or inf")
+        raise UserError(f"{name}: features contain NaN or inf")
     return feats
 
 
@@ -376,9 +377,9 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray, eps: float = 1e-6
     """
     a, b = _as_features(feats_a, "feats_a"), _as_features(feats_b, "feats_b")
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"feature dimensions differ: {a.shape[1]} vs {b.shape[1]}")
+        raise UserError(f"feature dimensions differ: {a.shape[1]} vs {b.shape[1]}")
     if len(a) < 2 or len(b) < 2:
-        raise ValueError(f"need at least 2 samples per set for a covariance, got {len(a)} and {len(b)}")
+        raise UserError(f"need at least 2 samples per set for a covariance, got {len(a)} and {len(b)}")
     mu1, mu2 = a.mean(axis=0), b.mean(axis=0)
     sigma1 = np.atleast_2d(np.cov(a, rowvar=False))
     sigma2 = np.atleast_2d(np.cov(b, rowvar=False))
@@ -437,9 +438,9 @@ def precision_recall_density_coverage(
     """
     real, fake = _as_features(real_feats, "real_feats"), _as_features(fake_feats, "fake_feats")
     if real.shape[1] != fake.shape[1]:
-        raise ValueError(f"feature dimensions differ: {real.shape[1]} vs {fake.shape[1]}")
+        raise UserError(f"feature dimensions differ: {real.shape[1]} vs {fake.shape[1]}")
     if k < 1 or len(real) <= k or len(fake) <= k:
-        raise ValueError(f"k={k} needs more than k samples per set, got {len(real)} real and {len(fake)} fake")
+        raise UserError(f"k={k} needs more than k samples per set, got {len(real)} real and {len(fake)} fake")
     real_radii = _kth_neighbour_radii(real, k, chunk_size)
     fake_radii = _kth_neighbour_radii(fake, k, chunk_size)
 
@@ -553,7 +554,7 @@ def evaluate_quality(
     sizes = [len(generated), len(real_heldout), len(real_train)] + ([max_n] if max_n else [])
     n = int(min(sizes))
     if n <= max(k, 2):
-        raise ValueError(
+        raise UserError(
             f"too few images for a quality estimate: n={n} (generated {len(generated)}, held-out "
             f"{len(real_heldout)}, train {len(real_train)}); need more than k={k}"
         )
@@ -612,16 +613,16 @@ def prompt_adherence(
     Adherence cannot be measured more precisely than the judge is accurate.
     """
     if len(requested) != len(images):
-        raise ValueError(f"{len(images)} images but {len(requested)} requested-attribute dicts")
+        raise UserError(f"{len(images)} images but {len(requested)} requested-attribute dicts")
     vocabulary = classifier.vocabulary
     for i, request in enumerate(requested):
         for attribute, value in request.items():
             if attribute not in vocabulary.attributes:
-                raise ValueError(
+                raise UserError(
                     f"requested[{i}]: unknown attribute {attribute!r}; the judge knows {', '.join(vocabulary.names)}"
                 )
             if not _is_missing(value) and str(value) not in vocabulary.attributes[attribute]:
-                raise ValueError(f"requested[{i}]: {attribute}={value!r} is not a value the judge knows")
+                raise UserError(f"requested[{i}]: {attribute}={value!r} is not a value the judge knows")
     predictions = classifier.predict(images) if len(images) else {}
     rows = []
     for attribute in vocabulary.names:

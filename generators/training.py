@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from synthscope.errors import UserError
 from synthscope.runtime import atomic_write_bytes, read_json
 
 from .base import CONFIG_FILE, Generator
@@ -40,7 +41,7 @@ class BatchSampler:
 
     def __init__(self, n: int, batch_size: int, seed: int):
         if n == 0:
-            raise ValueError("cannot train on an empty data set")
+            raise UserError("cannot train on an empty data set")
         self.n, self.batch_size = n, min(batch_size, n)
         self.generator = torch.Generator().manual_seed(seed)
         self.order = torch.randperm(n, generator=self.generator)
@@ -148,19 +149,19 @@ def _checkpoint(model, optimizers, sampler, run_dir: Path, step: int, seconds: f
 def _restore(path: Path, model, optimizers, sampler, fingerprint: str, seed: int) -> tuple[int, float, list]:
     config = read_json(path.parent / CONFIG_FILE) if (path.parent / CONFIG_FILE).exists() else {}
     if config.get("seed") is not None and config["seed"] != seed:
-        raise ValueError(f"{path.parent}: was trained with --seed {config['seed']}, not {seed}; use the same "
+        raise UserError(f"{path.parent}: was trained with --seed {config['seed']}, not {seed}; use the same "
                          f"seed to resume, another --out folder, or --force to start over")
     if config.get("model") and config["model"] != model.config():
-        raise ValueError(f"{path.parent}: holds a run of a different model configuration; "
+        raise UserError(f"{path.parent}: holds a run of a different model configuration; "
                          f"use another --out folder or --force to start over")
     if config.get("data_sha256") and config["data_sha256"] != fingerprint:
-        raise ValueError(f"{path.parent}: was trained on different data; use another --out folder "
+        raise UserError(f"{path.parent}: was trained on different data; use another --out folder "
                          f"or --force to start over")
     try:
         # On the CPU first: RNG states must stay CPU tensors; the optimisers move their own state.
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ValueError(f"{path}: unreadable training state ({error}); use --force to start over") from None
+        raise UserError(f"{path}: unreadable training state ({error}); use --force to start over") from None
     _check_state(state, path, optimizers)
     try:
         model.load_state_dict(state["model"])  # copies onto the model's device
@@ -171,7 +172,7 @@ def _restore(path: Path, model, optimizers, sampler, fingerprint: str, seed: int
         if state["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as error:  # shapes or contents
-        raise ValueError(f"{path}: does not match this run's model ({' '.join(str(error).split())[:300]}); "
+        raise UserError(f"{path}: does not match this run's model ({' '.join(str(error).split())[:300]}); "
                          f"use --force to start over") from None
     return int(state["step"]), float(state["seconds"]), list(state["history"])
 
@@ -186,17 +187,17 @@ _STATE_TYPES: dict[str, tuple[type, ...]] = {
 def _check_state(state: Any, path: Path, optimizers: dict[str, torch.optim.Optimizer]) -> None:
     """One clear error for a training state that lacks keys or holds the wrong types."""
     if not isinstance(state, dict):
-        raise ValueError(f"{path}: not a training state (a {type(state).__name__}, not a dictionary); "
+        raise UserError(f"{path}: not a training state (a {type(state).__name__}, not a dictionary); "
                          f"use --force to start over")
     for key, types in _STATE_TYPES.items():
         if key not in state:
-            raise ValueError(f"{path}: training state lacks {key!r}; use --force to start over")
+            raise UserError(f"{path}: training state lacks {key!r}; use --force to start over")
         if not isinstance(state[key], types) or isinstance(state[key], bool):
-            raise ValueError(f"{path}: training state {key!r} is a {type(state[key]).__name__}; "
+            raise UserError(f"{path}: training state {key!r} is a {type(state[key]).__name__}; "
                              f"use --force to start over")
     missing = sorted(set(optimizers) - set(state["optimizers"]))
     if missing or not {"rng", "order", "position"} <= set(state["sampler"]):
-        raise ValueError(f"{path}: training state lacks optimiser or sampler entries "
+        raise UserError(f"{path}: training state lacks optimiser or sampler entries "
                          f"({', '.join(missing) or 'sampler'}); use --force to start over")
 
 

@@ -39,6 +39,8 @@ import pandas as pd
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from synthscope.errors import UserError
 from synthscope.reports import style as report_style
 from synthscope.reports.style import figure_png, palette
 
@@ -136,10 +138,10 @@ def _check_images(images: torch.Tensor, what: str = "images") -> torch.Tensor:
     if images.ndim == 3:
         images = images.unsqueeze(0)
     if images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"{what}: expected a tensor (N, C, H, W) with 1 or 3 channels, "
+        raise UserError(f"{what}: expected a tensor (N, C, H, W) with 1 or 3 channels, "
                          f"got shape {tuple(images.shape)}")
     if images.shape[0] == 0:
-        raise ValueError(f"{what}: no images to show")
+        raise UserError(f"{what}: no images to show")
     return images.detach().float().cpu().clamp(0, 1)
 
 
@@ -149,7 +151,7 @@ def _grid_float(images: torch.Tensor, nrow: int) -> np.ndarray:
 
     images = _check_images(images)
     if nrow < 1:
-        raise ValueError(f"nrow must be at least 1, got {nrow}")
+        raise UserError(f"nrow must be at least 1, got {nrow}")
     grid = make_grid(images, nrow=nrow, padding=GRID_PADDING, pad_value=1.0)
     if images.shape[1] == 1:
         return grid[0].numpy()
@@ -224,7 +226,7 @@ def image_grid(images: torch.Tensor, nrow: int = 8, title: str | None = None,
         n_cols = min(nrow, n)
         n_rows = math.ceil(n / n_cols)
         if row_labels is not None and len(row_labels) != n_rows:
-            raise ValueError(f"row_labels: got {len(row_labels)} labels for {n_rows} rows of images")
+            raise UserError(f"row_labels: got {len(row_labels)} labels for {n_rows} rows of images")
         height_px, width_px = grid.shape[:2]
         width = float(np.clip(n_cols * 0.75, 2.5, 12.0))
         label_space = 1.4 if row_labels else 0.0
@@ -245,7 +247,7 @@ def image_grid(images: torch.Tensor, nrow: int = 8, title: str | None = None,
 
 def _check_fits(model: Generator, images: torch.Tensor, what: str) -> None:
     if images.shape[1] != model.channels or images.shape[-1] != model.size or images.shape[-2] != model.size:
-        raise ValueError(
+        raise UserError(
             f"{what}: the images are {images.shape[1]}x{images.shape[-2]}x{images.shape[-1]} "
             f"(channels x height x width) but the model expects "
             f"{model.channels}x{model.size}x{model.size}"
@@ -271,7 +273,7 @@ def reconstruction_figure(images: torch.Tensor, models: dict[str, AutoEncoder], 
     input, the ground-truth row ("clean") comes last; otherwise it comes first.
     """
     if not models:
-        raise ValueError("reconstruction_figure: give at least one model")
+        raise UserError("reconstruction_figure: give at least one model")
     images = _check_images(images)[:n]
     corrupting = [name for name, m in models.items() if m.options["mode"] != "plain"]
     rows: list[tuple[str, torch.Tensor]] = []
@@ -331,10 +333,10 @@ def latent_scatter(model: AutoEncoder, images: torch.Tensor, labels: Sequence[st
     images = _check_images(images)
     labels = [str(label) for label in labels]
     if len(labels) != len(images):
-        raise ValueError(f"latent_scatter: {len(images)} images but {len(labels)} labels")
+        raise UserError(f"latent_scatter: {len(images)} images but {len(labels)} labels")
     _check_fits(model, images, "latent_scatter")
     if max_points < 1:
-        raise ValueError(f"max_points must be at least 1, got {max_points}")
+        raise UserError(f"max_points must be at least 1, got {max_points}")
     if len(images) > max_points:
         keep = np.sort(np.random.default_rng(seed).permutation(len(images))[:max_points])
         images = images[torch.from_numpy(keep)]
@@ -352,7 +354,7 @@ def latent_scatter(model: AutoEncoder, images: torch.Tensor, labels: Sequence[st
         from sklearn.decomposition import PCA
 
         if len(z) < 2:
-            raise ValueError("latent_scatter: a PCA projection needs at least 2 images")
+            raise UserError("latent_scatter: a PCA projection needs at least 2 images")
         pca = PCA(n_components=2, random_state=seed)
         points = pca.fit_transform(z)
         share = pca.explained_variance_ratio_
@@ -392,11 +394,11 @@ def interpolation_figure(vae: AutoEncoder, pairs: Sequence[tuple[torch.Tensor, t
     with how far along the line they are. Works for a VAE (its ``interpolate``) and a plain autoencoder.
     """
     if steps < 2:
-        raise ValueError(f"interpolation_figure: steps must be at least 2, got {steps}")
+        raise UserError(f"interpolation_figure: steps must be at least 2, got {steps}")
     if not pairs:
-        raise ValueError("interpolation_figure: give at least one pair of images")
+        raise UserError("interpolation_figure: give at least one pair of images")
     if labels is not None and len(labels) != len(pairs):
-        raise ValueError(f"interpolation_figure: {len(labels)} labels for {len(pairs)} pairs")
+        raise UserError(f"interpolation_figure: {len(labels)} labels for {len(pairs)} pairs")
     rows = []
     for start, end in pairs:
         ends = _check_images(torch.stack([torch.as_tensor(start), torch.as_tensor(end)]), "pair")
@@ -431,7 +433,7 @@ def prior_samples_figure(model: Generator, n: int = 64, seed: int = 0, prompt: s
     autoencoder's training latents, a GAN's noise, or diffusion's reverse process.
     """
     if n < 1:
-        raise ValueError(f"prior_samples_figure: n must be at least 1, got {n}")
+        raise UserError(f"prior_samples_figure: n must be at least 1, got {n}")
     samples = model.sample(n, prompt=prompt, seed=seed, **sample_kwargs)
     if title is None:
         kind = getattr(model, "kind", "")
@@ -462,7 +464,7 @@ def training_progress_figure(run_dir: str | Path, max_columns: int = 6, title: s
     from PIL import Image
 
     if max_columns < 1:
-        raise ValueError(f"max_columns must be at least 1, got {max_columns}")
+        raise UserError(f"max_columns must be at least 1, got {max_columns}")
     folder = Path(run_dir) / "snapshots"
     found = []
     if folder.is_dir():
@@ -486,7 +488,7 @@ def training_progress_figure(run_dir: str | Path, max_columns: int = 6, title: s
                 image.draft("RGB", (2048, 2048))
                 array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
         except Exception as error:  # PIL raises many error types for a broken file
-            raise ValueError(f"{path}: not a readable PNG snapshot ({error})") from None
+            raise UserError(f"{path}: not a readable PNG snapshot ({error})") from None
         if array.shape[2] == 3 and np.allclose(array[..., 0], array[..., 1]) and np.allclose(
                 array[..., 0], array[..., 2]):
             array = array[..., 0]  # a greyscale grid saved as RGB: draw it with the grey map
@@ -512,10 +514,10 @@ def forward_noising_figure(diffusion: Diffusion, images: torch.Tensor,
     total = int(diffusion.scheduler.config.num_train_timesteps)
     timesteps = [int(t) for t in timesteps]
     if not timesteps:
-        raise ValueError("forward_noising_figure: give at least one timestep")
+        raise UserError("forward_noising_figure: give at least one timestep")
     bad = [t for t in timesteps if not 0 <= t < total]
     if bad:
-        raise ValueError(f"forward_noising_figure: timesteps {bad} are outside 0..{total - 1} "
+        raise UserError(f"forward_noising_figure: timesteps {bad} are outside 0..{total - 1} "
                          f"(this model was trained with {total} noise steps)")
     strips = diffusion.forward_noising(images, timesteps, seed=seed)  # (T, N, C, H, W)
     rows = [[strips[j, i] for j in range(len(timesteps))] for i in range(len(images))]
@@ -535,12 +537,12 @@ def reverse_strip_figure(diffusion: Diffusion, n: int = 4, prompt: str | list[st
     state. The final column equals ``diffusion.sample(n, prompt, seed, sampler=..., steps=...)``.
     """
     if n < 1 or columns < 1:
-        raise ValueError(f"reverse_strip_figure: n and columns must be at least 1 (got {n}, {columns})")
+        raise UserError(f"reverse_strip_figure: n and columns must be at least 1 (got {n}, {columns})")
     trajectory: list[tuple[int, torch.Tensor]] = []
     diffusion.sample(n, prompt=prompt, seed=seed, batch_size=n, sampler=sampler, steps=steps,
                      guidance=guidance, trajectory=trajectory)
     if not trajectory:
-        raise ValueError("reverse_strip_figure: the sampler produced no steps")
+        raise UserError("reverse_strip_figure: the sampler produced no steps")
     times = [t for t, _ in trajectory]
     # trajectory[k] is the state after the step at times[k]: the sample at the next timestep.
     labels = [f"t = {times[k + 1]}" for k in range(len(times) - 1)] + ["final image"]
@@ -567,12 +569,12 @@ def loss_curve_figure(history: pd.DataFrame, window: int | None = None, title: s
     the run, at least 1) on top. The x axis is the ``step`` column (or the row number).
     """
     if not isinstance(history, pd.DataFrame) or history.empty:
-        raise ValueError("loss_curve_figure: the history is empty (was the model trained?)")
+        raise UserError("loss_curve_figure: the history is empty (was the model trained?)")
     steps = history["step"].to_numpy() if "step" in history.columns else np.arange(1, len(history) + 1)
     columns = [c for c in history.columns
                if c != "step" and pd.api.types.is_numeric_dtype(history[c])]
     if not columns:
-        raise ValueError(f"loss_curve_figure: no numeric loss columns in {list(history.columns)}")
+        raise UserError(f"loss_curve_figure: no numeric loss columns in {list(history.columns)}")
     window = int(window or max(1, len(history) // 20))
     with use_style():
         n_cols = min(3, len(columns))

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from synthscope.errors import UserError
 from synthscope.runtime import check_disk, check_memory, resolve_device, seed_everything, sha256_file
 
 from .base import CONFIG_FILE, WEIGHTS_FILE, Generator, load_generator
@@ -31,7 +32,7 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for pair in pairs or []:
         if "=" not in pair:
-            raise ValueError(f"--set {pair!r}: expected KEY=VALUE")
+            raise UserError(f"--set {pair!r}: expected KEY=VALUE")
         key, value = pair.split("=", 1)
         try:
             options[key.strip()] = json.loads(value)
@@ -43,7 +44,7 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
 def new_generator(kind: str, data: ImageSet, conditional: bool = False, **options: Any) -> Generator:
     """An untrained generator of ``kind`` shaped for ``data``."""
     if kind not in GENERATORS:
-        raise ValueError(f"unknown model {kind!r}; choose from {', '.join(GENERATORS)}")
+        raise UserError(f"unknown model {kind!r}; choose from {', '.join(GENERATORS)}")
     return GENERATORS[kind](channels=data.channels, size=data.size, vocabulary=data.vocabulary,
                             conditional=conditional, **options)
 
@@ -68,12 +69,12 @@ def train_run(kind: str, data_spec: str = "digits", out: Path | str = "run", con
     data = load_data(data_spec, size=size, n=n, seed=seed, strict=strict)
     train, heldout = data.split(0.2, seed=seed)
     if len(train) < 2:  # batch normalisation needs two images in a batch
-        raise ValueError(f"--n {len(data)}: {len(train)} training image(s) remain after holding out 20 % for "
+        raise UserError(f"--n {len(data)}: {len(train)} training image(s) remain after holding out 20 % for "
                          f"evaluation; training needs at least 2 (use --n 3 or more)")
     model = new_generator(kind, data, conditional, **(options or {}))
     steps = int(DEFAULT_STEPS[kind] if steps is None else steps)
     if steps < 1:
-        raise ValueError(f"--steps must be at least 1, got {steps}")
+        raise UserError(f"--steps must be at least 1, got {steps}")
     if snapshot_every is None:
         snapshot_every = snapshot_interval(model, steps, snapshots)
     run = train_generator(
@@ -117,7 +118,7 @@ def open_corpus(out: Path, provenance: dict[str, Any], force: bool):
         existing = read_corpus(out).provenance
         changed = [k for k in RESUME_KEYS if k in provenance and existing.get(k) != provenance[k]]
         if changed:
-            raise ValueError(f"{out}: holds a corpus made with other {', '.join(changed)}; "
+            raise UserError(f"{out}: holds a corpus made with other {', '.join(changed)}; "
                              f"use another --out folder, or --force to replace it")
     return CorpusWriter(out, provenance=provenance)
 
@@ -138,17 +139,17 @@ def sample_to_corpus(run_dir: Path | str, out: Path | str, n: int, prompts: list
     from .corpus import open_part, read_corpus
 
     if n < 1 or batch_size < 1:
-        raise ValueError(f"--n and --batch-size must be at least 1 (got {n} and {batch_size})")
+        raise UserError(f"--n and --batch-size must be at least 1 (got {n} and {batch_size})")
     run_dir, out = Path(run_dir), Path(out)
     guidance = sample_options.get("guidance")
     if guidance is not None and not 0 <= float(guidance) <= 100:
-        raise ValueError(f"--guidance must be between 0 and 100 (a classifier-free guidance scale), got {guidance}")
+        raise UserError(f"--guidance must be between 0 and 100 (a classifier-free guidance scale), got {guidance}")
     count = n * len(prompts or [None])
     check_memory(count * 200, f"--n {n}")  # the plan holds a key per image
     shard = current_shard(device)
     model = load_generator(run_dir, device=shard.device(device))
     if model.kind != "diffusion" and sample_options:
-        raise ValueError(f"{', '.join(sorted(sample_options))}: only diffusion models take these "
+        raise UserError(f"{', '.join(sorted(sample_options))}: only diffusion models take these "
                          f"sampling options; {run_dir} holds a {model.kind}")
     for prompt in prompts or []:
         model.conditions_for(1, prompt)  # fail on a bad prompt before writing anything
@@ -204,7 +205,7 @@ def _check_same_start(writer, data: ImageSet, name: str) -> None:
     stored = read_corpus(writer.root).load_images(channels=data.images.shape[1], progress=False)
     ours = data.images[:have].clamp(0, 1).mul(255).round()
     if len(ours) != have or not torch.equal(stored.mul(255).round(), ours):
-        raise ValueError(
+        raise UserError(
             f"{writer.root}: holds {have} {name} images that are not the first ones of a {len(data)}-image "
             f"export" + (" (portraits are drawn as a whole, so another --n is another draw)"
                          if name == "portraits" else "") + "; use another --out folder, or --force to replace it")
@@ -220,9 +221,9 @@ def export_builtin(name: str, out: Path | str, n: int | None = None, seed: int =
                    size: int | None = None, progress: bool = True, force: bool = False) -> Path:
     """Write built-in real images (digits or portraits) as a corpus: the "real" side."""
     if n is not None and n < 1:
-        raise ValueError(f"--n must be at least 1, got {n}")
+        raise UserError(f"--n must be at least 1, got {n}")
     if name not in DEFAULT_SIZE:
-        raise ValueError(f"unknown built-in data set {name!r}; choose from {', '.join(DEFAULT_SIZE)}")
+        raise UserError(f"unknown built-in data set {name!r}; choose from {', '.join(DEFAULT_SIZE)}")
     size = size or DEFAULT_SIZE[name]
     data = load_data(name, size=size, n=n, seed=seed)
     writer = open_corpus(Path(out), {"generator": "real", "data": name, "size": size, "seed": seed,

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from synthscope.errors import UserError
+
 from .style import MARKERS, new_figure, palette, plain_text, use_style
 
 __all__ = ["interval_plot", "line_plot"]
@@ -28,7 +30,7 @@ def _wrap(label: Any, width: int = 28) -> str:
 
 def _check_label(text: str, what: str) -> None:
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"{what} is required: say what is plotted and in which unit")
+        raise UserError(f"{what} is required: say what is plotted and in which unit")
 
 
 def interval_plot(labels: Sequence[Any], values: Sequence[float], lows: Sequence[float] | None = None,
@@ -43,9 +45,9 @@ def interval_plot(labels: Sequence[Any], values: Sequence[float], lows: Sequence
     values_arr = np.asarray(values, dtype=float)
     n = len(labels)
     if values_arr.shape != (n,):
-        raise ValueError(f"interval_plot: {n} labels but {values_arr.size} values")
+        raise UserError(f"interval_plot: {n} labels but {values_arr.size} values")
     if (lows is None) != (highs is None):
-        raise ValueError("interval_plot: give both lows and highs, or neither")
+        raise UserError("interval_plot: give both lows and highs, or neither")
     with use_style():
         fig = new_figure(6.4, max(1.8, 0.42 * n + 1.1))
         ax = fig.add_subplot()
@@ -54,7 +56,7 @@ def interval_plot(labels: Sequence[Any], values: Sequence[float], lows: Sequence
         if lows is not None and highs is not None:
             low_arr, high_arr = np.asarray(lows, dtype=float), np.asarray(highs, dtype=float)
             if low_arr.shape != (n,) or high_arr.shape != (n,):
-                raise ValueError("interval_plot: lows and highs need one value per label")
+                raise UserError("interval_plot: lows and highs need one value per label")
             ax.hlines(y, low_arr, high_arr, color=colour[0], linewidth=2.2, label="95 % interval")
         ax.plot(values_arr, y, "o", color=colour[0], markersize=6, label="estimate", zorder=3)
         if reference is not None:
@@ -65,7 +67,7 @@ def interval_plot(labels: Sequence[Any], values: Sequence[float], lows: Sequence
                 ax.plot(ref, y, "D", markerfacecolor="white", color=colour[1], markersize=6,
                         label=plain_text(reference_label), zorder=4)
             else:
-                raise ValueError("interval_plot: reference must be one number or one per label")
+                raise UserError("interval_plot: reference must be one number or one per label")
         ax.set_yticks(y, [_wrap(label) for label in labels])
         ax.set_ylim(-0.6, n - 0.4)
         ax.set_xlabel(plain_text(xlabel))
@@ -95,7 +97,7 @@ def line_plot(x: Sequence[float], series: Mapping[str, Sequence[float]], *, xlab
         for index, (name, ys) in enumerate(series.items()):
             y_arr = np.asarray(ys, dtype=float)
             if y_arr.shape != x_arr.shape:
-                raise ValueError(f"line_plot: series {name!r} has {y_arr.size} values for {x_arr.size} x values")
+                raise UserError(f"line_plot: series {name!r} has {y_arr.size} values for {x_arr.size} x values")
             colour = colours[index]
             ax.plot(x_arr, y_arr, marker=MARKERS[index % len(MARKERS)], color=colour, label=plain_text(name))
             if bands and name in bands:

@@ -8,6 +8,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
+from synthscope.errors import UserError
 from synthscope.runtime import package_version, sha256_file
 
 __all__ = ["collect_provenance", "file_sha256", "PROVENANCE_PACKAGES"]
@@ -89,4 +90,4 @@ def file_sha256(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
     try:
         return "sha256:" + sha256_file(path, chunk_size)
     except OSError as error:
-        raise ValueError(f"cannot hash {str(path)!r}: {error.strerror or error}") from None
+        raise UserError(f"cannot hash {str(path)!r}: {error.strerror or error}") from None

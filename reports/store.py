@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from synthscope.errors import UserError
 from synthscope.runtime import atomic_write_bytes
 
 from .model import Figure, Gallery, GalleryImage, Metric, Report, Section, Table, Text
@@ -29,7 +30,7 @@ def write_report(report: Report, out_dir: str | os.PathLike[str]) -> Path:
     """Write ``report`` to ``out_dir`` (see :meth:`Report.write`); returns the path of ``index.html``."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"report folder {str(out)!r} exists and is not a folder")
+        raise UserError(f"report folder {str(out)!r} exists and is not a folder")
     rendered = render_report(report)
     for relative, png in rendered.images.items():
         atomic_write_bytes(out / relative, png)
@@ -45,7 +46,7 @@ def write_report(report: Report, out_dir: str | os.PathLike[str]) -> Path:
 
 # -- reading back ----------------------------------------------------------------------------------
 
-class ReportFormatError(ValueError):
+class ReportFormatError(UserError):
     """``report.json`` or a file it names is missing or malformed (the message names which)."""
 
 

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 import torch
 
+from synthscope.errors import UserError
 from synthscope.runtime import resolve_device
 
 T = TypeVar("T")
@@ -93,7 +94,7 @@ class Shard:
             return units
         keys = [str(key(unit)) for unit in units]
         if len(set(keys)) != len(keys):
-            raise ValueError("units to share out need distinct keys")
+            raise UserError("units to share out need distinct keys")
         dealt = sorted(range(len(units)), key=lambda i: key_rank(keys[i]))
         mine = set(dealt[self.index::self.count])
         return [unit for i, unit in enumerate(units) if i in mine]

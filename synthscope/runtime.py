@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from synthscope.errors import UserError
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices) so a run can be repeated."""
@@ -86,7 +88,7 @@ def check_memory(needed: float, what: str, share: float = 0.8) -> None:
     memory this process may use (instead of allocating until the machine runs out)."""
     total = available_memory()
     if total is not None and needed > share * total:
-        raise ValueError(f"{what} needs about {_readable_bytes(needed)} of memory; this machine has "
+        raise UserError(f"{what} needs about {_readable_bytes(needed)} of memory; this machine has "
                          f"{_readable_bytes(total)}")
 
 
@@ -101,7 +103,7 @@ def check_disk(needed: float, folder: Path | str, what: str) -> None:
     except OSError:
         return
     if needed > free:
-        raise ValueError(f"{what} needs about {_readable_bytes(needed)} of disk in {folder}; "
+        raise UserError(f"{what} needs about {_readable_bytes(needed)} of disk in {folder}; "
                          f"{_readable_bytes(free)} are free")
 
 
@@ -114,10 +116,10 @@ def choose_threads(workload: str = TINY, requested: int | None = None) -> int:
     models get the CPUs this process may use, shared with the other processes launched on this
     machine (``LOCAL_WORLD_SIZE``)."""
     if workload not in (TINY, LARGE):
-        raise ValueError(f"unknown workload {workload!r}; use {TINY!r} or {LARGE!r}")
+        raise UserError(f"unknown workload {workload!r}; use {TINY!r} or {LARGE!r}")
     if requested is not None:
         if requested < 1:
-            raise ValueError(f"--threads must be at least 1, got {requested}")
+            raise UserError(f"--threads must be at least 1, got {requested}")
         return int(requested)
     from_env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if from_env.isdigit() and int(from_env) > 0:
@@ -146,13 +148,13 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
+        raise UserError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("--device mps: MPS is not available on this machine (use cpu or auto)")
+        raise UserError("--device mps: MPS is not available on this machine (use cpu or auto)")
     try:
         return torch.device(name)
     except RuntimeError as error:
-        raise ValueError(f"--device {name}: {error}") from None
+        raise UserError(f"--device {name}: {error}") from None
 
 
 @contextlib.contextmanager
@@ -231,18 +233,18 @@ def load_weights(module: torch.nn.Module, path: Path, expected_sha256: str | Non
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing weight file")
     if expected_sha256 and sha256_file(path) != expected_sha256:
-        raise ValueError(f"{path}: does not match the weights_sha256 recorded beside it "
+        raise UserError(f"{path}: does not match the weights_sha256 recorded beside it "
                          f"(changed, or a save was interrupted); retrain or restore the file")
     try:
         state = load_file(str(path), device="cpu")
     except Exception as error:  # safetensors raises its own error types
-        raise ValueError(f"{path}: not a readable safetensors file ({error})") from None
+        raise UserError(f"{path}: not a readable safetensors file ({error})") from None
     try:
         missing, unexpected = module.load_state_dict(state, strict=False)
     except RuntimeError as error:  # shape mismatches
-        raise ValueError(f"{path}: weights do not match the model's config ({error})") from None
+        raise UserError(f"{path}: weights do not match the model's config ({error})") from None
     if missing or unexpected:
-        raise ValueError(f"{path}: weights do not match the model's config "
+        raise UserError(f"{path}: weights do not match the model's config "
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
@@ -266,4 +268,4 @@ def read_json(path: Path) -> Any:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
+        raise UserError(f"{path}: not valid JSON ({error})") from None
