@@ -43,7 +43,8 @@ def training_sources(config: dict[str, Any]) -> tuple[list[str] | None, str]:
         return ["gan"], "the GAN's own samples"
     fakes = training.get("fakes")
     if isinstance(fakes, list) and fakes and all(isinstance(fake, str) for fake in fakes):
-        return sorted({source for fake in fakes for source in corpus_fake_sources(fake)}), "read from its training corpora"
+        sources = sorted({source for fake in fakes for source in corpus_fake_sources(fake)})
+        return sources, "read from its training corpora"
     return None, "not recorded"
 
 

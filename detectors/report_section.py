@@ -175,10 +175,15 @@ def _value(metric: MetricValue | None, percent: bool) -> str:
         return "n/a"
 
     def one(x: float) -> str:
-        return f"{x:.0%}".replace("%", " %") if percent else f"{x:.2f}"
+        return _percent(x) if percent else f"{x:.2f}"
 
     interval = f" [{one(metric.ci_low)}, {one(metric.ci_high)}]" if metric.ci_low is not None else ""
     return one(metric.value) + interval
+
+
+def _percent(x: float) -> str:
+    """A share as a percentage: one decimal below 10 % (a false-positive rate of 0.4 % is not 0 %)."""
+    return f"{x * 100:.1f} %" if abs(x) < 0.1 else f"{x * 100:.0f} %"
 
 
 def _trained_on(assessment: Assessment) -> str:
@@ -237,8 +242,8 @@ def assessment_summary(assessment: Assessment) -> list[str]:
     if inside:
         lines.append(f"{inside} of the test images come from folders it was trained on: its figures on them "
                      f"are optimistic.")
-    at = f"at its threshold (fixed on held-out real images for a {target:.1%} false-positive rate)" \
-        if target is not None else "at its threshold (fixed on held-out real images)"
+    at = (f"at its threshold (fixed on held-out real images for a {target * 100:g} % false-positive rate)"
+          if target is not None else "at its threshold (fixed on held-out real images)")
     if report.n_real and report.n_fake:
         lines.append(f"Over all test images: average precision {_value(m['ap'], False)}; {at} it caught "
                      f"{_value(m['fake_accuracy'], True)} of the synthetic images and flagged "
@@ -275,13 +280,15 @@ def _weaknesses(assessment: Assessment) -> list[str]:
     fakes = [r for r in report.per_source if r["label"] == 1 and r.get("tpr_at_threshold") is not None]
     if fakes:
         worst = min(fakes, key=lambda r: r["tpr_at_threshold"])
-        if len(fakes) > 1 or worst["tpr_at_threshold"] < 0.9:
-            seen = {True: " (seen in training)", False: " (never seen in training)"}.get(worst.get("seen_in_training"), "")
-            found.append(f"Weakest on {worst['source']}{seen}: {worst['tpr_at_threshold']:.0%} caught at its "
-                         f"threshold [{worst['rate_ci_low']:.0%}, {worst['rate_ci_high']:.0%}].".replace("%", " %"))
+        best = max(r["tpr_at_threshold"] for r in fakes)
+        if worst["tpr_at_threshold"] < 0.9 or worst["tpr_at_threshold"] < best - 0.05:
+            seen = {True: " (seen in training)", False: " (never seen in training)"}.get(
+                worst.get("seen_in_training"), "")
+            found.append(f"Weakest on {worst['source']}{seen}: {_percent(worst['tpr_at_threshold'])} caught at its "
+                         f"threshold [{_percent(worst['rate_ci_low'])}, {_percent(worst['rate_ci_high'])}].")
     target, fpr = assessment.detector.get("target_fpr"), report.metrics.get("fpr_at_threshold")
     if target is not None and fpr is not None and fpr.ci_low is not None and fpr.ci_low > target:
-        found.append(f"It flags {_value(fpr, True)} of real images, above its {target:.1%} target.")
+        found.append(f"It flags {_value(fpr, True)} of real images, above its {target * 100:g} % target.")
     robustness = assessment.robustness
     if len(robustness) and robustness["ap"].notna().any():
         perturbed = robustness[robustness["step"] > 0].dropna(subset=["ap"])
@@ -294,8 +301,8 @@ def _weaknesses(assessment: Assessment) -> list[str]:
     shortcut = assessment.shortcut
     if len(shortcut) and (shortcut["decisions_flipped"] > 0.05).any():
         row = shortcut.loc[shortcut["decisions_flipped"].idxmax()]
-        found.append(f"Re-encoding both classes as {row['reencoding']} flips {row['decisions_flipped']:.0%} of "
-                     f"the {row['class']} decisions: it partly keys on how files are encoded.".replace("%", " %"))
+        found.append(f"Re-encoding both classes as {row['reencoding']} flips {_percent(row['decisions_flipped'])} of "
+                     f"the {row['class']} decisions: it partly keys on how files are encoded.")
     return found
 
 
@@ -316,14 +323,14 @@ def generalisation_summary(generalisation: Generalisation) -> list[str]:
     if len(off):
         worst = off.loc[off["ap"].idxmin()]
         lines.append(f"On generators it never saw: {off['ap'].mean():.2f} on average, and "
-                     f"{worst['fake_accuracy']:.0%} caught at its threshold at worst (trained on {worst['train']}, "
-                     f"tested on {worst['test']}, AP {worst['ap']:.2f}).".replace("%", " %"))
+                     f"{_percent(worst['fake_accuracy'])} caught at its threshold at worst (trained on "
+                     f"{worst['train']}, tested on {worst['test']}, AP {worst['ap']:.2f}).")
     loo = generalisation.leave_one_out
     if len(loo):
         worst = loo.loc[loo["fake_accuracy"].idxmin()]
-        lines.append(f"Trained on every generator but one, a detector caught {worst['fake_accuracy']:.0%} of the "
-                     f"left-out {worst['held_out']} at its threshold, against {worst['fake_accuracy_seen']:.0%} of "
-                     f"the generators it saw.".replace("%", " %"))
+        lines.append(f"Trained on every generator but one, a detector caught {_percent(worst['fake_accuracy'])} of "
+                     f"the left-out {worst['held_out']} at its threshold, against "
+                     f"{_percent(worst['fake_accuracy_seen'])} of the generators it saw.")
     return lines
 
 
@@ -333,9 +340,6 @@ def detector_caveats(assessment: Assessment | None = None, generalisation: Gener
     if assessment is not None:
         training = assessment.training
         seen, unseen = training.get("seen_test_sources", []), training.get("unseen_test_sources", [])
-        if training.get("sources") is not None and (seen or unseen):
-            caveats.append("Seen or unseen is judged by source name (the generator a corpus's manifest names, else "
-                           "its folder): images of another model that goes by the same name count as seen.")
         if training.get("sources") is None:
             caveats.append("The detector does not record which generators it was trained on, so these results "
                            "cannot say which test generators it saw. Scores on generators a detector was trained "
@@ -352,6 +356,9 @@ def detector_caveats(assessment: Assessment | None = None, generalisation: Gener
         elif unseen:
             caveats.append(f"The detector never saw the test generators ({_names(unseen)}) in training: these "
                            f"figures measure how it carries over to new generators, at this image size.")
+        if training.get("sources") is not None and (seen or unseen):
+            caveats.append("Seen or unseen is judged by source name (the generator a corpus's manifest names, else "
+                           "its folder): images of another model that goes by the same name count as seen.")
         if len(assessment.robustness) == 0:
             caveats.append("No perturbation sweep was run: how the scores hold up under JPEG, blur or resizing "
                            "was not measured here.")
