@@ -40,6 +40,22 @@ def bounded(convert: type, low: float, high: float | None = None):
 # does not import torch; a test keeps the two in step).
 SWEEP_NAMES = ("jpeg", "blur", "downscale", "crop", "noise", "social")
 
+def output_file(text: str) -> Path:
+    """An argparse type for a file to write: an existing folder there is bad usage, found before any work."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give the path of a file to write")
+    return path
+
+
+def output_folder(text: str) -> Path:
+    """An argparse type for a folder to write into: an existing file there is bad usage."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a folder")
+    return path
+
+
 positive_int = bounded(int, 1)
 seed_value = bounded(int, 0, 2**63 - 1)  # what every random-number generator we seed accepts
 probability = bounded(float, 0, 1)
@@ -121,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", required=True, choices=sorted(GENERATORS), help="generator kind")
     train.add_argument("--data", default="digits",
                        help="digits, portraits, or a folder of your own images (default: digits)")
-    train.add_argument("--out", required=True, type=Path, help="run folder")
+    train.add_argument("--out", required=True, type=output_folder, help="run folder")
     train.add_argument("--conditional", action="store_true",
                        help="condition on labels/prompts (gan, diffusion; needs digits or portraits)")
     train.add_argument("--steps", type=positive_int, help="optimiser steps in total (default: per model, ~2 min on CPU)")
@@ -141,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "corpus.json). Re-running resumes and never duplicates images.")
     sample.add_argument("run_dir", type=Path, help="run folder written by 'generate train'")
     sample.add_argument("--n", type=positive_int, required=True, help="images (per prompt)")
-    sample.add_argument("--out", required=True, type=Path, help="corpus folder")
+    sample.add_argument("--out", required=True, type=output_folder, help="corpus folder")
     sample.add_argument("--prompt", action="append",
                         help="prompt, repeatable (conditional models), e.g. 'a photo of a female doctor'")
     sample.add_argument("--guidance", type=bounded(float, 0, 100),
@@ -238,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_commands = audit.add_subparsers(dest="action", metavar="ACTION", required=True)
     ainit = audit_commands.add_parser("init", help="write a commented example spec",
                                       description="Write a commented example audit spec (TOML) to edit.")
-    ainit.add_argument("--out", type=Path, default=Path("audit.toml"), help="spec file (default: audit.toml)")
+    ainit.add_argument("--out", type=output_file, default=Path("audit.toml"), help="spec file (default: audit.toml)")
     ainit.add_argument("--force", action="store_true", help="overwrite an existing file")
     arun = audit_commands.add_parser(
         "run", help="run an audit from a spec",
@@ -246,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "annotate them, compute shares with 95 %% intervals, compare with the reference and write "
                     "an HTML report (AUDIT_DIR/index.html) with the tables beside it.")
     arun.add_argument("spec", type=Path, help="audit spec (TOML; 'synthscope audit init' writes an example)")
-    arun.add_argument("--out", required=True, type=Path, help="audit folder")
+    arun.add_argument("--out", required=True, type=output_folder, help="audit folder")
     arun.add_argument("--force", action="store_true",
                       help="replace images made by another model or with other settings instead of refusing")
     arun.add_argument("--device", help="override the spec's device (cpu, cuda, cuda:N, mps, auto)")
@@ -257,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write labels.csv and a self-contained sheet.html (image ids and allowed values, never the "
                     "prompt) for people to label perceived attributes.")
     asheet.add_argument("audit_dir", type=Path, help="an audit folder (its images) or any corpus")
-    asheet.add_argument("--out", required=True, type=Path, help="sheet folder")
+    asheet.add_argument("--out", required=True, type=output_folder, help="sheet folder")
     asheet.add_argument("--attributes", nargs="+", default=["gender", "skin_tone", "age"],
                         help="attributes to label (default: gender skin_tone age)")
     asheet.add_argument("--sample", type=positive_int, help="label a random sample of this many images")
@@ -270,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "labellers (Cohen's and Fleiss' kappa, Krippendorff's alpha).")
     aimport.add_argument("sheet_dir", type=Path, help="the folder 'audit label-sheet' wrote")
     aimport.add_argument("csv", type=Path, nargs="+", help="completed sheets")
-    aimport.add_argument("--out", required=True, type=Path, help="annotations CSV to write")
+    aimport.add_argument("--out", required=True, type=output_file, help="annotations CSV to write")
 
     # lab --------------------------------------------------------------------------------------
     lab = commands.add_parser(
@@ -278,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the built-in generators on built-in data (offline), write their corpora and "
                     "one self-contained HTML report (DIR/index.html). Re-running into the same DIR reuses "
                     "finished stages; --force redoes them.")
-    lab.add_argument("--out", type=Path, default=Path("lab-report"), help="output folder (default: lab-report)")
+    lab.add_argument("--out", type=output_folder, default=Path("lab-report"), help="output folder (default: lab-report)")
     lab.add_argument("--quick", action="store_true", help="a tenth of the training, same stages (about a minute)")
     lab.add_argument("--force", action="store_true", help="redo finished stages")
     _add_common(lab)
@@ -298,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("dataset", choices=["digits", "portraits"])
     export.add_argument("--n", type=positive_int, help="number of images (digits: at most 1797; default: all / 4000)")
     export.add_argument("--size", type=positive_int, help="image size in px")
-    export.add_argument("--out", required=True, type=Path, help="corpus folder")
+    export.add_argument("--out", required=True, type=output_folder, help="corpus folder")
     export.add_argument("--force", action="store_true", help="replace a corpus made differently instead of refusing")
     _add_common(export, device=False)
     return parser

@@ -183,3 +183,18 @@ def test_resume_with_another_seed_names_the_seed(tmp_path, capsys):
     assert main(["generate", "train", "--model", "ae", "--steps", "4", "--out", str(run), "--no-eval", "--quiet",
                  "--seed", "3", *TINY_AE]) == 2
     assert "--seed 0" in capsys.readouterr().err
+
+
+def test_an_output_of_the_wrong_kind_is_bad_usage_before_any_work(tmp_path, capsys):
+    folder, file = tmp_path / "folder", tmp_path / "file.csv"
+    folder.mkdir()
+    file.write_text("x")
+    for argv, message in ((["audit", "import-labels", str(tmp_path / "sheet"), "x.csv", "--out", str(folder)],
+                           "is a folder; give the path of a file to write"),
+                          (["audit", "init", "--out", str(folder)], "is a folder"),
+                          (["data", "export", "digits", "--out", str(file)], "exists and is not a folder"),
+                          (["generate", "train", "--model", "ae", "--out", str(file)], "exists and is not a folder")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert file.read_text() == "x" and list(folder.iterdir()) == []
