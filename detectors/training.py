@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from synthscope.runtime import atomic_write_bytes, resolve_device, seed_everything
+from synthscope.runtime import ThreadGovernor, atomic_write_bytes, resolve_device, seed_everything
 
 from .base import Detector, check_output_folder
 from .cnn import CNNDetector
@@ -204,9 +204,11 @@ def fit_detector(data: LabelledImages, out: Path | str, arch: str = "small", siz
     best_loss, best_state, stale, records = float("inf"), None, 0, []
     began = time.perf_counter()
     bar = tqdm(total=epochs * steps_per_epoch, desc=f"train detector ({arch})", unit="step", disable=not progress)
+    governor = ThreadGovernor()  # fewer threads while other jobs share the CPUs, all of them alone
     for epoch in range(1, epochs + 1):
         detector.train()
         for _ in range(steps_per_epoch):
+            governor.tick()
             # Balanced batches: as many reals as fakes, whatever the corpus sizes.
             pick_real = real_index[torch.randint(len(real_index), (half,), generator=generator).numpy()]
             pick_fake = fake_index[torch.randint(len(fake_index), (half,), generator=generator).numpy()]

@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from synthscope.errors import UserError
-from synthscope.runtime import atomic_write_bytes, read_json
+from synthscope.runtime import ThreadGovernor, atomic_write_bytes, read_json
 
 from .base import CONFIG_FILE, Generator
 from .imageset import ImageSet
@@ -103,7 +103,9 @@ def train_generator(model: Generator, data: ImageSet, run_dir: Path, steps: int,
     bar = tqdm(total=steps, initial=start, desc=f"train {model.kind}", unit="step", disable=not progress,
                dynamic_ncols=True)
     began = time.perf_counter()
+    governor = ThreadGovernor()  # fewer threads while other jobs share the CPUs, all of them alone
     for step in range(start + 1, steps + 1):
+        governor.tick()
         batch = sampler.next()
         losses = model.training_step(images[batch], None if conditions is None else conditions[batch], optimizers)
         if step % log_every == 0 or step == steps:

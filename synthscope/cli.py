@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -363,7 +364,8 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "device", None):
         resolve_device(args.device)  # an absent device stops here, before anything is written
     if hasattr(args, "threads"):
-        use_threads(choose_threads(_workload(args), args.threads))
+        automatic = args.threads is None and not os.environ.get("OMP_NUM_THREADS", "").strip()
+        use_threads(choose_threads(_workload(args), args.threads), automatic=automatic)
     if args.command == "generate" and args.action == "train":
         result = workflow.train_run(
             args.model, args.data, args.out, conditional=args.conditional, steps=args.steps,

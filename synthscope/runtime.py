@@ -8,6 +8,7 @@ import json
 import os
 import random
 import shutil
+import time
 import uuid
 from importlib import metadata
 from collections.abc import Iterator
@@ -107,14 +108,57 @@ def check_disk(needed: float, folder: Path | str, what: str) -> None:
                          f"{_readable_bytes(free)} are free")
 
 
-def choose_threads(workload: str = TINY, requested: int | None = None) -> int:
+def _cpu_jiffies(cpus: set[int], stat: str) -> float:
+    """Busy jiffies of ``cpus`` in a ``/proc/stat`` text (user, nice, system, irq, softirq, steal)."""
+    busy = 0.0
+    for line in stat.splitlines():
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            values = [float(v) for v in fields[:8]] + [0.0] * max(0, 8 - len(fields))
+            busy += values[0] + values[1] + values[2] + values[5] + values[6] + values[7]
+    return busy
+
+
+class CpuLoad:
+    """How many of this process's CPUs other processes keep busy, measured between two calls of
+    :meth:`others_busy` from ``/proc/stat`` (all processes) minus this process's own CPU time."""
+
+    def __init__(self, read_stat=lambda: Path("/proc/stat").read_text(), clock=time.monotonic,
+                 own_seconds=lambda: sum(os.times()[:2])) -> None:
+        try:
+            self.cpus = set(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            self.cpus = set(range(os.cpu_count() or 1))
+        self._read, self._clock, self._own = read_stat, clock, own_seconds
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._last = self._sample()
+
+    def _sample(self) -> tuple[float, float, float] | None:
+        try:
+            return _cpu_jiffies(self.cpus, self._read()) / self._tick, self._own(), self._clock()
+        except (OSError, ValueError, IndexError):
+            return None  # not Linux, or an unreadable /proc: no measurement
+
+    def others_busy(self) -> float | None:
+        """CPUs other processes kept busy since the last call (None when it cannot be measured)."""
+        now, last = self._sample(), self._last
+        self._last = now
+        if now is None or last is None or now[2] - last[2] <= 0:
+            return None
+        others = (now[0] - last[0]) - (now[1] - last[1])  # all busy CPU-seconds minus our own
+        return max(0.0, others / (now[2] - last[2]))
+
+
+def choose_threads(workload: str = TINY, requested: int | None = None, load: CpuLoad | None = None,
+                   window: float = 0.2) -> int:
     """How many CPU threads torch should use for ``workload`` (:data:`TINY` or :data:`LARGE`).
 
     ``requested`` (``--threads``) wins, then ``OMP_NUM_THREADS`` when set (a launcher such as torchrun
-    sets it). Otherwise tiny models get one thread: they are overhead-bound, and a thread per core
-    made a 2-core machine twice as slow alone and several times slower beside another process. Large
-    models get the CPUs this process may use, shared with the other processes launched on this
-    machine (``LOCAL_WORLD_SIZE``)."""
+    sets it). Large models (CLIP, ResNets, diffusers) get the CPUs this process may use, shared with
+    the other processes launched on this machine (``LOCAL_WORLD_SIZE``). Tiny models get the CPUs
+    that other processes leave free, measured over ``window`` seconds, at least one: alone on an
+    idle machine that is every usable CPU, beside other work one thread, so that jobs share the
+    cores instead of fighting over them (:class:`ThreadGovernor` keeps adjusting while they run)."""
     if workload not in (TINY, LARGE):
         raise UserError(f"unknown workload {workload!r}; use {TINY!r} or {LARGE!r}")
     if requested is not None:
@@ -124,16 +168,57 @@ def choose_threads(workload: str = TINY, requested: int | None = None) -> int:
     from_env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if from_env.isdigit() and int(from_env) > 0:
         return int(from_env)
-    if workload == TINY:
-        return 1
-    local = os.environ.get("LOCAL_WORLD_SIZE", "").strip()
-    processes = int(local) if local.isdigit() and int(local) > 0 else 1
-    return max(1, available_cpus() // processes)
+    usable = available_cpus()
+    if workload == LARGE:
+        local = os.environ.get("LOCAL_WORLD_SIZE", "").strip()
+        processes = int(local) if local.isdigit() and int(local) > 0 else 1
+        return max(1, usable // processes)
+    load = load or CpuLoad()
+    time.sleep(window)
+    busy = load.others_busy()
+    return 1 if busy is None else _free_threads(usable, busy)
 
 
-def use_threads(count: int) -> None:
-    """Make torch compute with ``count`` CPU threads in this process."""
+def _free_threads(usable: int, others_busy: float) -> int:
+    return max(1, min(usable, int(usable - others_busy + 0.5)))
+
+
+_AUTOMATIC_THREADS = False  # whether the thread count was chosen by synthscope (not --threads / OMP)
+
+
+def use_threads(count: int, automatic: bool = False) -> None:
+    """Make torch compute with ``count`` CPU threads in this process. ``automatic``: the count was
+    synthscope's choice, so a :class:`ThreadGovernor` may adjust it while long loops run."""
+    global _AUTOMATIC_THREADS
     torch.set_num_threads(int(count))
+    _AUTOMATIC_THREADS = bool(automatic)
+
+
+class ThreadGovernor:
+    """Keeps torch's CPU threads, while a long loop of tiny-model steps runs, at what other processes
+    leave free: call :meth:`tick` once a step; every ``interval`` seconds it measures the machine and
+    sets the thread count (all usable CPUs alone, fewer beside other jobs). It does nothing unless
+    the count was chosen automatically (``--threads`` and ``OMP_NUM_THREADS`` are left alone)."""
+
+    def __init__(self, interval: float = 5.0, enabled: bool | None = None, load: CpuLoad | None = None,
+                 clock=time.monotonic) -> None:
+        self.enabled = _AUTOMATIC_THREADS if enabled is None else enabled
+        self.interval, self._clock = interval, clock
+        self._load = (load or CpuLoad()) if self.enabled else None
+        self._next = clock() + interval
+        self.changes: list[int] = []  # the thread counts it set, for tests and benchmarks
+
+    def tick(self) -> None:
+        if not self.enabled or self._clock() < self._next:
+            return
+        self._next = self._clock() + self.interval
+        busy = self._load.others_busy()
+        if busy is None:
+            return
+        threads = _free_threads(available_cpus(), busy)
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+            self.changes.append(threads)
 
 
 def resolve_device(name: str | torch.device | None = "auto") -> torch.device:

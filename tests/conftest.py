@@ -4,6 +4,16 @@ import torch
 torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True)
+def fixed_threads():
+    """Every test starts with two fixed threads: a command-line test lets synthscope choose (and its
+    training loops adjust) the thread count, which must not carry over into the next test."""
+    from synthscope import runtime
+
+    yield
+    runtime.use_threads(2, automatic=False)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def synthscope_cache(tmp_path_factory):
     """Every cache the tests fill (CLIP features, audit probes) in a temp folder, never the user's."""

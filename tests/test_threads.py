@@ -41,9 +41,8 @@ def test_available_cpus_follow_affinity_and_the_cgroup_quota(monkeypatch, tmp_pa
     assert available_cpus(tmp_path) == 6
 
 
-def test_tiny_models_get_one_thread_and_large_ones_the_usable_cpus(monkeypatch, no_launcher):
+def test_large_models_get_the_usable_cpus_and_requests_win(monkeypatch, no_launcher):
     monkeypatch.setattr("synthscope.runtime.available_cpus", lambda: 8)
-    assert choose_threads(TINY) == 1
     assert choose_threads(LARGE) == 8
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # four processes launched on this machine share them
     assert choose_threads(LARGE) == 2
@@ -76,11 +75,72 @@ def test_commands_are_sorted_into_workloads(tmp_path):
 
 
 def test_the_command_line_sets_the_threads(tmp_path, restore_threads, no_launcher):
+    from synthscope import runtime
+
     assert main(["data", "export", "digits", "--n", "8", "--out", str(tmp_path / "a"), "--quiet"]) == 0
-    assert torch.get_num_threads() == 1  # the default for built-in data and models
+    # synthscope's choice (the CPUs others leave free), which the training loops may adjust
+    assert 1 <= torch.get_num_threads() <= available_cpus() and runtime._AUTOMATIC_THREADS
     assert main(["data", "export", "digits", "--n", "8", "--out", str(tmp_path / "b"), "--quiet",
                  "--threads", "3"]) == 0
-    assert torch.get_num_threads() == 3
+    assert torch.get_num_threads() == 3 and not runtime._AUTOMATIC_THREADS  # the user's choice stays
     with pytest.raises(SystemExit) as exit_info:
         main(["data", "export", "digits", "--out", str(tmp_path / "c"), "--threads", "0"])
     assert exit_info.value.code == 2
+
+
+class FakeMachine:
+    """/proc/stat of a 2-CPU machine whose CPUs other processes keep ``others`` busy, and our own
+    CPU time, advancing by one second of wall time per measurement."""
+
+    def __init__(self, others: float, ours: float = 0.0, tick: int = 100):
+        self.others, self.ours, self.tick, self.now, self.busy, self.own = others, ours, tick, 0.0, 0.0, 0.0
+
+    def advance(self, seconds: float = 1.0):
+        self.now += seconds
+        self.busy += (self.others + self.ours) * seconds
+        self.own += self.ours * seconds
+
+    def stat(self):
+        per_cpu = self.busy * self.tick / 2
+        return "".join(f"cpu{i} {per_cpu:.0f} 0 0 1000 0 0 0 0 0 0\n" for i in (0, 1))
+
+    def load(self):
+        from synthscope.runtime import CpuLoad
+
+        load = CpuLoad(read_stat=self.stat, clock=lambda: self.now, own_seconds=lambda: self.own)
+        load.cpus, load._tick = {0, 1}, self.tick
+        load._last = load._sample()
+        return load
+
+
+def test_tiny_models_take_the_cpus_other_processes_leave_free(monkeypatch, no_launcher):
+    monkeypatch.setattr("synthscope.runtime.available_cpus", lambda: 2)
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    for others, expected in ((0.0, 2), (0.4, 2), (1.0, 1), (2.0, 1)):
+        machine = FakeMachine(others)
+        load = machine.load()
+        machine.advance()
+        assert choose_threads(TINY, load=load) == expected
+    machine = FakeMachine(others=0.0)
+    load = machine.load()
+    machine.advance()
+    machine.ours = 2.0  # our own two busy threads are not someone else's work
+    assert choose_threads(TINY, load=load) == 2
+
+
+def test_the_governor_follows_other_jobs_while_a_loop_runs(monkeypatch, restore_threads):
+    from synthscope.runtime import ThreadGovernor
+
+    monkeypatch.setattr("synthscope.runtime.available_cpus", lambda: 2)
+    machine = FakeMachine(others=0.0, ours=2.0)
+    torch.set_num_threads(2)
+    governor = ThreadGovernor(interval=5.0, enabled=True, load=machine.load(), clock=lambda: machine.now)
+    for second in range(30):
+        machine.others = 1.5 if 10 <= second < 20 else 0.0  # another job runs from second 10 to 20
+        machine.ours = torch.get_num_threads()
+        machine.advance()
+        governor.tick()
+    assert governor.changes == [1, 2] and torch.get_num_threads() == 2
+    off = ThreadGovernor(enabled=False)
+    off.tick()
+    assert off.changes == []
