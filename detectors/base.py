@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from synthscope.errors import UserError
 from synthscope.runtime import read_json
 
 CONFIG_FILE = "detector.json"
@@ -33,7 +34,7 @@ class Detector(Protocol):
 KIND_MODULES = {"cnn": "cnn", "clip": "clip", "gan-discriminator": "discriminator"}
 
 
-class DetectorConfigError(ValueError):
+class DetectorConfigError(UserError):
     """A ``detector.json`` that is not what ``synthscope detect train`` writes: one line naming the file
     and the field."""
 
@@ -128,9 +129,9 @@ def _writable_folder(path: Path, what: str) -> None:
     for folder in [path, *path.parents]:
         if folder.exists():
             if not folder.is_dir():
-                raise ValueError(f"{what}: {folder} is a file, not a folder")
+                raise UserError(f"{what}: {folder} is a file, not a folder")
             if not os.access(folder, os.W_OK | os.X_OK):
-                raise ValueError(f"{what}: cannot write in {folder} (permission denied)")
+                raise UserError(f"{what}: cannot write in {folder} (permission denied)")
             return
 
 
@@ -138,7 +139,7 @@ def check_output_folder(out: Path | str, flag: str = "--out") -> Path:
     """Stop before any work when ``out`` cannot become a results folder (it is a file, or lies under one)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"{flag} {out}: is a file, not a folder; give a folder for the results")
+        raise UserError(f"{flag} {out}: is a file, not a folder; give a folder for the results")
     _writable_folder(out, f"{flag} {out}")
     return out
 
@@ -147,7 +148,7 @@ def check_output_file(out: Path | str, flag: str = "--out") -> Path:
     """Stop before any work when ``out`` cannot become a file (it is a folder, or lies under a file)."""
     out = Path(out)
     if out.is_dir():
-        raise ValueError(f"{flag} {out}: is a folder; give the file to write, e.g. {out / 'scores.csv'}")
+        raise UserError(f"{flag} {out}: is a folder; give the file to write, e.g. {out / 'scores.csv'}")
     _writable_folder(out.parent, f"{flag} {out}")
     return out
 

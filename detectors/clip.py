@@ -29,11 +29,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from synthscope.distributed import Shard, current_shard
+from synthscope.errors import UserError
 from synthscope.runtime import (
     atomic_write_bytes,
     atomic_write_json,
     load_weights,
-    resolve_device,
     save_weights,
     seed_everything,
     sha256_file,
@@ -104,33 +104,33 @@ class ClipEncoder:
 
         model = model.replace("/", "-")  # open_clip's own spelling: ViT-B/32 is ViT-B-32
         if ":" in model:  # hf-hub:… / local-dir:… schemas carry no stable identity here
-            raise ValueError(f"CLIP model {model!r}: give an open_clip model name (e.g. {DEFAULT_MODEL}) with "
+            raise UserError(f"CLIP model {model!r}: give an open_clip model name (e.g. {DEFAULT_MODEL}) with "
                              f"--clip-pretrained TAG or --clip-checkpoint FILE, not a hub/local-dir schema")
         architecture = open_clip.get_model_config(model)
         if architecture is None:
-            raise ValueError(f"unknown open_clip model {model!r}; see open_clip.list_models() "
+            raise UserError(f"unknown open_clip model {model!r}; see open_clip.list_models() "
                              f"(e.g. {DEFAULT_MODEL}, ViT-B-16, ViT-L-14)")
         self.checkpoint_sha256 = None
         if checkpoint is not None:
             checkpoint, pretrained = str(Path(checkpoint).expanduser().absolute()), None
             if not Path(checkpoint).is_file():
-                raise ValueError(f"CLIP checkpoint {checkpoint}: no such file; put the open_clip checkpoint of "
+                raise UserError(f"CLIP checkpoint {checkpoint}: no such file; put the open_clip checkpoint of "
                                  f"{model} (.safetensors, .bin or .pt) on this machine and pass its path "
                                  f"(--clip-checkpoint PATH), or give a pretrained tag (--clip-pretrained)")
             self.checkpoint_sha256 = sha256_file(checkpoint)
             if expected_checkpoint_sha256 and self.checkpoint_sha256 != expected_checkpoint_sha256:
-                raise ValueError(f"CLIP checkpoint {checkpoint} has changed since the detector was trained "
+                raise UserError(f"CLIP checkpoint {checkpoint} has changed since the detector was trained "
                                  f"(sha256 differs); restore that file or retrain the detector")
             identity = f"open_clip:{model}:sha256={self.checkpoint_sha256}"
         elif pretrained:
             tags = open_clip.list_pretrained_tags_by_model(model)
             if pretrained not in tags:
-                raise ValueError(f"unknown pretrained tag {pretrained!r} for CLIP model {model}; known tags: "
+                raise UserError(f"unknown pretrained tag {pretrained!r} for CLIP model {model}; known tags: "
                                  f"{', '.join(tags) or 'none'}; or pass a local file with --clip-checkpoint")
             identity = f"open_clip:{model}:{pretrained}"
         else:
             # Randomly initialised features would differ between runs and mean nothing.
-            raise ValueError(f"CLIP model {model}: give a pretrained tag (--clip-pretrained) or a local "
+            raise UserError(f"CLIP model {model}: give a pretrained tag (--clip-pretrained) or a local "
                              f"checkpoint file (--clip-checkpoint)")
         try:
             network = open_clip.create_model(model, pretrained=checkpoint or pretrained, device=device)
@@ -237,7 +237,7 @@ class FeatureCache:
             try:
                 with safe_open(str(path), framework="pt") as handle:
                     if (handle.metadata() or {}).get("model_id") != self.model_id:
-                        raise ValueError("written for another model")
+                        raise UserError("written for another model")
                     keys = handle.get_tensor("keys").numpy()
             except (OSError, ValueError, KeyError, SafetensorError) as error:  # an unreadable shard is a cache miss
                 self._drop(path.name, error)
@@ -261,7 +261,7 @@ class FeatureCache:
                     expected = (handle.metadata() or {}).get("sha256")
                     shard_keys, features = handle.get_tensor("keys"), handle.get_tensor("features")
                 if _shard_digest(shard_keys, features) != expected:
-                    raise ValueError("checksum mismatch")
+                    raise UserError("checksum mismatch")
             except (OSError, ValueError, KeyError, SafetensorError) as error:  # changed since indexed: recompute
                 self._drop(shard, error)
                 continue
@@ -350,7 +350,7 @@ class KNNProbe(nn.Module):
     def __init__(self, n: int, feature_dim: int, k: int = 10, weights: str = "uniform"):
         super().__init__()
         if weights not in KNN_WEIGHTS:
-            raise ValueError(f"k-NN weights must be one of {', '.join(KNN_WEIGHTS)}, got {weights!r}")
+            raise UserError(f"k-NN weights must be one of {', '.join(KNN_WEIGHTS)}, got {weights!r}")
         self.register_buffer("features", torch.zeros(n, feature_dim, dtype=torch.float32))
         self.register_buffer("labels", torch.zeros(n, dtype=torch.int64))
         self.k, self.weights = int(k), weights
@@ -362,7 +362,7 @@ class KNNProbe(nn.Module):
             weights: str = "uniform") -> tuple[KNNProbe, pd.DataFrame]:
         """Store the training features; ``k`` may not exceed their number."""
         if not 1 <= k <= len(labels):
-            raise ValueError(f"k-NN: k={k} must be between 1 and the {len(labels)} training images")
+            raise UserError(f"k-NN: k={k} must be between 1 and the {len(labels)} training images")
         probe = cls(len(labels), features.shape[1], k, weights)
         probe.features.copy_(torch.from_numpy(np.asarray(features, dtype=np.float32)))
         probe.labels.copy_(torch.from_numpy(np.asarray(labels, dtype=np.int64)))
@@ -390,7 +390,7 @@ def _new_probe(model_config: dict[str, Any]) -> LogisticProbe | KNNProbe:
     elif model_config.get("probe") == "knn":
         probe = KNNProbe(int(options["n"]), dim, int(options["k"]), options.get("weights", "uniform"))
     else:
-        raise ValueError(f"unknown CLIP probe {model_config.get('probe')!r}; choose from {', '.join(PROBES)}")
+        raise UserError(f"unknown CLIP probe {model_config.get('probe')!r}; choose from {', '.join(PROBES)}")
     probe.options = dict(options)
     return probe
 
@@ -441,7 +441,7 @@ class ClipDetector:
         :meth:`features` would encode (keyed by their first image), so that afterwards every process
         finds every feature in the shared cache, computed in the same batch as by one process alone."""
         if self.cache is None:
-            raise ValueError("several processes share CLIP features through the feature cache; run without "
+            raise UserError("several processes share CLIP features through the feature cache; run without "
                              "--no-cache (or as one process)")
         keys = image_keys(images)
         found = self.cache.lookup(keys)
@@ -458,7 +458,7 @@ class ClipDetector:
     def score(self, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
         """P(fake) per image, float64."""
         if self.probe is None:
-            raise ValueError("this CLIP detector has no trained probe yet")
+            raise UserError("this CLIP detector has no trained probe yet")
         if len(images) == 0:
             return np.empty(0)
         return self.probe.predict(self.features(images, batch_size))
@@ -489,7 +489,7 @@ class ClipDetector:
         directory = Path(directory)
         spec = config.get("model", {})
         if spec.get("kind") != "clip":
-            raise ValueError(f"{directory / CONFIG_FILE}: not a CLIP detector")
+            raise UserError(f"{directory / CONFIG_FILE}: not a CLIP detector")
         name = spec["model"]
         saved_architecture = directory / ENCODER_CONFIG_DIR / f"{name}.json"
         if open_clip.get_model_config(name) is None and saved_architecture.is_file():
@@ -497,7 +497,7 @@ class ClipDetector:
         encoder = ClipEncoder(name, spec.get("pretrained"), spec.get("checkpoint"), device,
                               expected_checkpoint_sha256=spec.get("checkpoint_sha256"))
         if encoder.feature_dim != int(spec["feature_dim"]):
-            raise ValueError(f"{directory / CONFIG_FILE}: the probe expects {spec['feature_dim']}-d features but "
+            raise UserError(f"{directory / CONFIG_FILE}: the probe expects {spec['feature_dim']}-d features but "
                              f"{name} gives {encoder.feature_dim}-d ones")
         if encoder.model_id != spec.get("model_id"):
             warnings.warn(f"{directory}: CLIP preprocessing differs from training ({spec.get('model_id')} vs "
@@ -536,9 +536,9 @@ def train_clip_detector(real: Path | str, fakes: Sequence[Path | str], out: Path
     the main process then fits the probe, writes the detector and returns it, the others return None.
     """
     if not fakes:
-        raise ValueError("give at least one synthetic corpus (--fake)")
+        raise UserError("give at least one synthetic corpus (--fake)")
     if probe not in PROBES:
-        raise ValueError(f"unknown CLIP probe {probe!r}; choose from {', '.join(PROBES)}")
+        raise UserError(f"unknown CLIP probe {probe!r}; choose from {', '.join(PROBES)}")
     check_distinct_corpora(real, fakes)
     check_output_folder(out)
     seed_everything(seed)

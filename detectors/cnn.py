@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from synthscope.errors import UserError
 from synthscope.runtime import atomic_write_json, evaluating, load_weights, save_weights
 
 from .base import CONFIG_FILE, read_detector_config
@@ -38,11 +39,11 @@ def resnet(arch: str, pretrained: str | None) -> nn.Module:
     if pretrained == "imagenet":
         weights = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
     elif pretrained not in (None, "none"):
-        raise ValueError(f"--pretrained {pretrained!r}: choose 'imagenet' or 'none'")
+        raise UserError(f"--pretrained {pretrained!r}: choose 'imagenet' or 'none'")
     try:
         network = builder(weights=weights)
     except Exception as error:  # a failed download surfaces as URLError, RuntimeError, OSError…
-        raise ValueError(
+        raise UserError(
             f"--pretrained imagenet: could not load torchvision's ImageNet weights for {arch} ({error}). "
             f"Without network access, put the weight file ({weights.url.rsplit('/', 1)[-1]}) in "
             f"$TORCH_HOME/hub/checkpoints, or use --pretrained none") from None
@@ -56,9 +57,9 @@ class CNNDetector(nn.Module):
     def __init__(self, arch: str = "small", channels: int = 3, size: int = 32, pretrained: str | None = None):
         super().__init__()
         if arch not in ARCHS:
-            raise ValueError(f"unknown detector architecture {arch!r}; choose from {', '.join(ARCHS)}")
+            raise UserError(f"unknown detector architecture {arch!r}; choose from {', '.join(ARCHS)}")
         if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels}")
+            raise UserError(f"channels must be 1 or 3, got {channels}")
         self.arch, self.channels, self.size, self.pretrained = arch, channels, size, pretrained
         self.network = small_cnn(channels) if arch == "small" else resnet(arch, pretrained)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
@@ -95,7 +96,7 @@ class CNNDetector(nn.Module):
         config = read_detector_config(directory)
         model_config = config.get("model", {})
         if model_config.get("kind") != "cnn":
-            raise ValueError(f"{directory / CONFIG_FILE}: not a CNN detector")
+            raise UserError(f"{directory / CONFIG_FILE}: not a CNN detector")
         # The saved weights replace any pretrained ones, so nothing is downloaded here.
         detector = cls(model_config["arch"], int(model_config["channels"]), int(model_config["size"]), None)
         load_weights(detector, directory / WEIGHTS_FILE, expected_sha256=config.get("weights_sha256"))

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from synthscope.errors import UserError
 from synthscope.runtime import (
     atomic_write_json,
     resolve_device,
@@ -35,7 +36,7 @@ class DiscriminatorDetector:
 
     def __init__(self, gan: Any, run_dir: Path):
         if getattr(gan, "kind", None) != "gan":
-            raise ValueError(f"{run_dir}: a {getattr(gan, 'kind', '?')} run has no discriminator; "
+            raise UserError(f"{run_dir}: a {getattr(gan, 'kind', '?')} run has no discriminator; "
                              f"give a run made with 'synthscope generate train --model gan'")
         self.gan, self.run_dir = gan, Path(run_dir)
         self.size, self.channels = int(gan.size), int(gan.channels)
@@ -69,7 +70,7 @@ def open_discriminator(gan_run: Path | str, device: str | torch.device = "cpu",
                                 f"make one with 'synthscope generate train --model gan'")
     digest = sha256_file(weights)
     if expected_sha256 and digest != expected_sha256:
-        raise ValueError(f"{weights}: the GAN run has changed since this detector was calibrated (sha256 "
+        raise UserError(f"{weights}: the GAN run has changed since this detector was calibrated (sha256 "
                          f"differs); recalibrate the detector on the run as it is now, or restore the run")
     return DiscriminatorDetector(load_generator(run_dir, device=device), run_dir), digest
 
@@ -85,7 +86,7 @@ def make_discriminator_detector(gan_run: Path | str, real_corpus: Path | str, ou
     share of the corpus (the rest stays free for testing); by default the whole corpus calibrates.
     """
     if not 0 < val_fraction <= 1:
-        raise ValueError(f"val_fraction must be in (0, 1], got {val_fraction}")
+        raise UserError(f"val_fraction must be in (0, 1], got {val_fraction}")
     check_output_folder(out)
     began = time.perf_counter()
     detector, digest = open_discriminator(gan_run, resolve_device(device))
@@ -122,5 +123,5 @@ def load_saved(directory: Path, config: dict[str, Any], device: str | torch.devi
     run must still hold the weights it was calibrated with."""
     spec = config.get("model", {})
     if spec.get("kind") != KIND:
-        raise ValueError(f"{Path(directory) / CONFIG_FILE}: not a {KIND} detector")
+        raise UserError(f"{Path(directory) / CONFIG_FILE}: not a {KIND} detector")
     return open_discriminator(spec["gan_run"], device, expected_sha256=spec.get("gan_weights_sha256"))[0]

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from synthscope.errors import UserError
 from synthscope.runtime import atomic_write_bytes, resolve_device
 
 from .base import Detector, check_output_folder, load_detector, read_detector_config
@@ -54,15 +55,15 @@ def split_corpora(real: Path | str, fakes: Sequence[Path | str], size: int = 32,
                   seed: int = 0, progress: bool = True) -> SplitCorpora:
     """Load a real corpus and synthetic corpora (named by folder) and split each the same way."""
     if not fakes:
-        raise ValueError("give at least one synthetic corpus (--fake)")
+        raise UserError("give at least one synthetic corpus (--fake)")
     check_distinct_corpora(real, fakes)
     names = [Path(f).name for f in fakes]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates or "real" in names:
-        raise ValueError(f"synthetic corpora need distinct folder names other than 'real' "
+        raise UserError(f"synthetic corpora need distinct folder names other than 'real' "
                          f"(repeated: {', '.join(duplicates or ['real'])})")
     if not 0 < test_fraction < 1:
-        raise ValueError(f"test fraction must be between 0 and 1, got {test_fraction}")
+        raise UserError(f"test fraction must be between 0 and 1, got {test_fraction}")
     train, test = {}, {}
     for name, path, label in [("real", real, 0), *((n, f, 1) for n, f in zip(names, fakes))]:
         part = load_corpus(path, label, size=size, progress=progress)

@@ -30,6 +30,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from synthscope.errors import UserError
 from synthscope.stats import wilson_interval
 
 __all__ = [
@@ -63,36 +64,36 @@ class InsufficientRealsWarning(UserWarning):
 def _as_labels(labels: Any) -> np.ndarray:
     y = np.asarray(labels)
     if y.ndim != 1:
-        raise ValueError(f"labels must be 1-D, got shape {y.shape}")
+        raise UserError(f"labels must be 1-D, got shape {y.shape}")
     if y.dtype == bool:
         return y.astype(np.int64)
     if y.size and not np.isin(y, (0, 1)).all():
         bad = np.unique(y[~np.isin(y, (0, 1))])[:5]
-        raise ValueError(f"labels must be 0 (real) or 1 (fake); found {bad.tolist()}")
+        raise UserError(f"labels must be 0 (real) or 1 (fake); found {bad.tolist()}")
     return y.astype(np.int64)
 
 
 def _as_scores(scores: Any, n: int | None = None, name: str = "scores") -> np.ndarray:
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {s.shape}")
+        raise UserError(f"{name} must be 1-D, got shape {s.shape}")
     if n is not None and s.shape[0] != n:
-        raise ValueError(f"{name} has {s.shape[0]} entries but labels has {n}")
+        raise UserError(f"{name} has {s.shape[0]} entries but labels has {n}")
     if not np.isfinite(s).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise UserError(f"{name} contains NaN or infinite values")
     return s
 
 
 def _as_probs(probs: Any, n: int) -> np.ndarray:
     p = _as_scores(probs, n, name="probs")
     if p.size and (p.min() < 0.0 or p.max() > 1.0):
-        raise ValueError("probs must lie in [0, 1] (predicted probability of 'fake')")
+        raise UserError("probs must lie in [0, 1] (predicted probability of 'fake')")
     return p
 
 
 def _check_both_classes(y: np.ndarray, what: str) -> None:
     if y.size == 0 or y.min() == y.max():
-        raise ValueError(f"{what} needs both real (0) and fake (1) labels")
+        raise UserError(f"{what} needs both real (0) and fake (1) labels")
 
 
 # --------------------------------------------------------------------------- thresholds
@@ -115,9 +116,9 @@ def threshold_at_fpr(real_scores: Sequence[float] | np.ndarray, target_fpr: floa
     """
     s = _as_scores(real_scores, name="real_scores")
     if s.size == 0:
-        raise ValueError("threshold_at_fpr needs at least one held-out real score")
+        raise UserError("threshold_at_fpr needs at least one held-out real score")
     if not (0.0 <= float(target_fpr) < 1.0):
-        raise ValueError(f"target_fpr must be in [0, 1), got {target_fpr}")
+        raise UserError(f"target_fpr must be in [0, 1), got {target_fpr}")
     n = s.size
     # n - floor(fpr*n) == ceil((1-fpr)*n); the epsilon absorbs float error such as 0.29*100 = 28.999…
     allowed = math.floor(target_fpr * n + 1e-9)
@@ -202,14 +203,14 @@ def equal_error_rate(labels: Sequence[int] | np.ndarray, scores: Sequence[float]
 
 def _bin_edges(p: np.ndarray, n_bins: int, strategy: str) -> np.ndarray:
     if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+        raise UserError(f"n_bins must be >= 1, got {n_bins}")
     if strategy == "uniform":
         return np.linspace(0.0, 1.0, n_bins + 1)
     if strategy == "quantile":
         edges = np.quantile(p, np.linspace(0.0, 1.0, n_bins + 1))
         edges[0], edges[-1] = 0.0, 1.0
         return edges
-    raise ValueError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}")
+    raise UserError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}")
 
 
 def _bin_stats(y: np.ndarray, p: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -236,7 +237,7 @@ def expected_calibration_error(
     y = _as_labels(labels)
     p = _as_probs(probs, y.size)
     if y.size == 0:
-        raise ValueError("expected_calibration_error needs at least one sample")
+        raise UserError("expected_calibration_error needs at least one sample")
     count, sum_p, sum_y = _bin_stats(y, p, _bin_edges(p, n_bins, strategy))
     return float(np.abs(sum_y - sum_p).sum() / y.size)  # |n_b·acc_b − n_b·conf_b| summed, / n
 
@@ -323,9 +324,9 @@ def bootstrap_ci(
     y = _as_labels(labels)
     s = _as_scores(scores, y.size)
     if y.size == 0:
-        raise ValueError("bootstrap_ci needs at least one sample")
+        raise UserError("bootstrap_ci needs at least one sample")
     if not (0.0 < confidence < 1.0):
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+        raise UserError(f"confidence must be in (0, 1), got {confidence}")
     idx = _resample_indices(y, int(n_boot), seed, stratified)
     ys, ss = y[idx], s[idx]  # gathered once for all resamples
     vals = np.full(idx.shape[0], np.nan)
@@ -502,16 +503,16 @@ def evaluate_scores(
     y = _as_labels(labels)
     s = _as_scores(scores, y.size)
     if y.size == 0:
-        raise ValueError("evaluate_scores needs at least one sample")
+        raise UserError("evaluate_scores needs at least one sample")
     threshold = float(threshold)
     if not math.isfinite(threshold):
-        raise ValueError("threshold must be finite")
+        raise UserError("threshold must be finite")
     p = _as_probs(probs, y.size) if probs is not None else None
     src = None
     if sources is not None:
         src = np.asarray([str(v) for v in sources], dtype=object)
         if src.size != y.size:
-            raise ValueError(f"sources has {src.size} entries but labels has {y.size}")
+            raise UserError(f"sources has {src.size} entries but labels has {y.size}")
 
     n_fake = int(y.sum())
     n_real = int(y.size - n_fake)

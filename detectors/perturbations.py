@@ -52,6 +52,8 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 from torchvision.transforms.v2.functional import InterpolationMode
 
+from synthscope.errors import UserError
+
 __all__ = [
     "KINDS",
     "SWEEPS",
@@ -111,12 +113,12 @@ def _as_batch(images: torch.Tensor) -> tuple[torch.Tensor, bool]:
     if not images.is_floating_point():
         raise TypeError(f"images must be a float tensor in [0, 1], got dtype {images.dtype}")
     if images.ndim not in (3, 4):
-        raise ValueError(f"images must be (N, C, H, W) or (C, H, W), got shape {tuple(images.shape)}")
+        raise UserError(f"images must be (N, C, H, W) or (C, H, W), got shape {tuple(images.shape)}")
     batch = images if images.ndim == 4 else images.unsqueeze(0)
     if batch.shape[1] not in (1, 3):
-        raise ValueError(f"images must have 1 (grey) or 3 (RGB) channels, got shape {tuple(images.shape)}")
+        raise UserError(f"images must have 1 (grey) or 3 (RGB) channels, got shape {tuple(images.shape)}")
     if batch.numel() and (not torch.isfinite(batch).all() or batch.min() < 0 or batch.max() > 1):
-        raise ValueError("images must be finite and lie in [0, 1]")
+        raise UserError("images must be finite and lie in [0, 1]")
     return batch, images.ndim == 3
 
 
@@ -203,7 +205,7 @@ def _normalise_keys(keys, n: int) -> list[Key] | None:
         keys = keys.reshape(-1).tolist()
     keys = list(keys)
     if len(keys) != n:
-        raise ValueError(f"got {len(keys)} noise keys for {n} images; pass one key per image")
+        raise UserError(f"got {len(keys)} noise keys for {n} images; pass one key per image")
     return keys
 
 
@@ -237,17 +239,17 @@ class Perturbation:
     def __post_init__(self) -> None:
         kind = _ALIASES.get(str(self.kind).lower(), str(self.kind).lower())
         if kind not in KINDS:
-            raise ValueError(f"unknown perturbation kind {self.kind!r}; {_valid_kinds_text()}")
+            raise UserError(f"unknown perturbation kind {self.kind!r}; {_valid_kinds_text()}")
         try:
             strength = float(self.strength)
         except (TypeError, ValueError):
-            raise ValueError(f"strength for {kind} must be a number, got {self.strength!r}; {_range_text(kind)}") from None
+            raise UserError(f"strength for {kind} must be a number, got {self.strength!r}; {_range_text(kind)}") from None
         _, lo, hi, lo_incl, _ = KINDS[kind]
         ok = math.isfinite(strength) and (lo <= strength if lo_incl else lo < strength) and strength <= hi
         if kind == "jpeg" and ok and strength != int(strength):
             ok = False
         if not ok:
-            raise ValueError(f"strength {self.strength!r} out of range for {kind}; expected {_range_text(kind)}")
+            raise UserError(f"strength {self.strength!r} out of range for {kind}; expected {_range_text(kind)}")
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "strength", strength)
         if not self.name:
@@ -308,7 +310,7 @@ class Chain:
             else:
                 raise TypeError(f"Chain takes Perturbation objects, got {type(p).__name__}")
         if not flat:
-            raise ValueError("Chain needs at least one perturbation")
+            raise UserError("Chain needs at least one perturbation")
         object.__setattr__(self, "perturbations", tuple(flat))
 
     @property
@@ -365,36 +367,36 @@ def parse_perturbation(text: str) -> Perturbation | Chain:
     round-trip).  Raises ``ValueError`` naming the valid kinds and ranges.
     """
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"empty perturbation {text!r}; write e.g. 'jpeg:75' or 'downscale:0.5+jpeg:75'; "
+        raise UserError(f"empty perturbation {text!r}; write e.g. 'jpeg:75' or 'downscale:0.5+jpeg:75'; "
                          f"{_valid_kinds_text()}")
     steps = [s for s in re.split(r"\+|->|→", text)]
     out: list[Perturbation] = []
     for step in steps:
         m = _TOKEN.match(step)
         if not m:
-            raise ValueError(f"cannot parse {step.strip()!r} in {text!r}; write kind:strength, e.g. 'jpeg:75'; "
+            raise UserError(f"cannot parse {step.strip()!r} in {text!r}; write kind:strength, e.g. 'jpeg:75'; "
                              f"{_valid_kinds_text()}")
         kind, strength = m.group(1).lower(), m.group(2)
         kind = _ALIASES.get(kind, kind)
         if kind not in KINDS:
-            raise ValueError(f"unknown perturbation kind {m.group(1)!r} in {text!r}; {_valid_kinds_text()}")
+            raise UserError(f"unknown perturbation kind {m.group(1)!r} in {text!r}; {_valid_kinds_text()}")
         if kind == "identity":
             if strength is not None:
-                raise ValueError(f"identity takes no strength (got {strength!r} in {text!r}); {_valid_kinds_text()}")
+                raise UserError(f"identity takes no strength (got {strength!r} in {text!r}); {_valid_kinds_text()}")
             out.append(Perturbation("identity"))
             continue
         if strength is None:
-            raise ValueError(f"{kind} needs a strength in {text!r}, e.g. '{kind}:{_fmt(KINDS[kind][2])}'; "
+            raise UserError(f"{kind} needs a strength in {text!r}, e.g. '{kind}:{_fmt(KINDS[kind][2])}'; "
                              f"expected {_range_text(kind)}; {_valid_kinds_text()}")
         try:
             value = float(strength)
         except ValueError:
-            raise ValueError(f"strength {strength!r} for {kind} in {text!r} is not a number; "
+            raise UserError(f"strength {strength!r} for {kind} in {text!r} is not a number; "
                              f"expected {_range_text(kind)}; {_valid_kinds_text()}") from None
         try:
             out.append(Perturbation(kind, value))
         except ValueError as e:
-            raise ValueError(f"{e} (in {text!r}); {_valid_kinds_text()}") from None
+            raise UserError(f"{e} (in {text!r}); {_valid_kinds_text()}") from None
     return out[0] if len(out) == 1 else Chain(tuple(out))
 
 
@@ -414,13 +416,13 @@ class BlurJpegAugment:
                  sigma: tuple[float, float] = (0.0, 3.0), quality: tuple[int, int] = (30, 100)) -> None:
         for nm, p in (("p_blur", p_blur), ("p_jpeg", p_jpeg)):
             if not (isinstance(p, (int, float)) and 0.0 <= float(p) <= 1.0):
-                raise ValueError(f"{nm} must be a probability in [0, 1], got {p!r}")
+                raise UserError(f"{nm} must be a probability in [0, 1], got {p!r}")
         s_lo, s_hi = (float(v) for v in sigma)
         if not (0 <= s_lo <= s_hi <= KINDS["blur"][2]):
-            raise ValueError(f"sigma range must satisfy 0 <= low <= high <= {KINDS['blur'][2]:g}, got {sigma!r}")
+            raise UserError(f"sigma range must satisfy 0 <= low <= high <= {KINDS['blur'][2]:g}, got {sigma!r}")
         q_lo, q_hi = quality
         if not (int(q_lo) == q_lo and int(q_hi) == q_hi and 1 <= q_lo <= q_hi <= 100):
-            raise ValueError(f"quality range must be integers with 1 <= low <= high <= 100, got {quality!r}")
+            raise UserError(f"quality range must be integers with 1 <= low <= high <= 100, got {quality!r}")
         self.p_blur, self.p_jpeg = float(p_blur), float(p_jpeg)
         self.sigma = (s_lo, s_hi)
         self.quality = (int(q_lo), int(q_hi))
@@ -464,8 +466,8 @@ def reencode(images: torch.Tensor, format: str = "png", quality: int = 95) -> to
         out = _png(batch)
     elif fmt in ("jpeg", "jpg"):
         if isinstance(quality, bool) or int(quality) != quality or not 1 <= quality <= 100:
-            raise ValueError(f"JPEG quality must be an integer in [1, 100], got {quality!r}")
+            raise UserError(f"JPEG quality must be an integer in [1, 100], got {quality!r}")
         out = _jpeg(batch, int(quality))
     else:
-        raise ValueError(f"unknown format {format!r}; use 'png' or 'jpeg'")
+        raise UserError(f"unknown format {format!r}; use 'png' or 'jpeg'")
     return out[0] if unbatched else out

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from synthscope.errors import UserError
+
 from .base import Detector
 from .metrics import evaluate_scores
 from .perturbations import SWEEPS, Chain, Perturbation, reencode
@@ -54,7 +56,7 @@ def robustness_sweeps(detector: Detector, data: LabelledImages, threshold: float
     """
     unknown = [name for name in sweeps if name not in SWEEPS]
     if unknown:
-        raise ValueError(f"unknown robustness sweep {', '.join(map(repr, unknown))}; "
+        raise UserError(f"unknown robustness sweep {', '.join(map(repr, unknown))}; "
                          f"choose from {', '.join(SWEEPS)}")
     levels: list[tuple[str, int, Perturbation | Chain]] = [
         (name, step, level) for name in sweeps for step, level in enumerate(SWEEPS[name])]

@@ -18,7 +18,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from synthscope.runtime import atomic_write_bytes, resolve_device
+from synthscope.errors import UserError
+from synthscope.runtime import atomic_write_bytes
 from synthscope.tables import spreadsheet_safe
 
 from .base import check_output_file, load_detector
@@ -114,7 +115,7 @@ def scan_folder(detector_dir: Path | str, folder: Path | str, out: Path | str, b
 
     out = check_output_file(out)  # before any work: a folder here would cost every score at the end
     if parts_folder(out).exists() and not parts_folder(out).is_dir():
-        raise ValueError(f"--out {out}: {parts_folder(out)} (where a scan keeps its rows as it goes) is a file")
+        raise UserError(f"--out {out}: {parts_folder(out)} (where a scan keeps its rows as it goes) is a file")
     shard = current_shard(device)
     detector_dir = Path(detector_dir)
     detector, config = load_detector(detector_dir, device=shard.device(device))

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from synthscope.errors import UserError
 from synthscope.runtime import ThreadGovernor, atomic_write_bytes, resolve_device, seed_everything
 
 from .base import Detector, check_output_folder
@@ -52,10 +53,10 @@ def load_corpus(path: Path | str, label: int, size: int = 32, channels: int | No
     name = Path(path).name
     corpus = read_corpus(path, source="real" if label == 0 else name)
     if len(corpus) == 0:
-        raise ValueError(f"{path}: the corpus holds no images")
+        raise UserError(f"{path}: the corpus holds no images")
     images = corpus.load_images(size=size, channels=channels, progress=progress)  # may drop unreadable rows, with a warning
     if len(images) == 0:
-        raise ValueError(f"{path}: none of the {len(corpus.manifest) + len(corpus.skipped)} images it lists "
+        raise UserError(f"{path}: none of the {len(corpus.manifest) + len(corpus.skipped)} images it lists "
                          f"could be read")
     sources = ["real"] * len(corpus) if label == 0 else fake_sources(corpus.manifest, name)
     return LabelledImages(images, np.full(len(corpus), label), sources, [str(f) for f in corpus.paths()])
@@ -89,12 +90,12 @@ def check_distinct_corpora(real: Path | str | None, fakes: Sequence[Path | str])
         for flag_b, path_b, b in resolved[i + 1:]:
             if a == b:
                 both = f"as {flag_a} and as {flag_b}" if flag_a != flag_b else f"twice as {flag_a}"
-                raise ValueError(f"{path_a} is given twice ({both}): a detector needs real and synthetic images "
+                raise UserError(f"{path_a} is given twice ({both}): a detector needs real and synthetic images "
                                  f"from different folders, each folder once")
             if a in b.parents or b in a.parents:
                 inner, outer = ((flag_a, path_a), (flag_b, path_b)) if b in a.parents else ((flag_b, path_b),
                                                                                             (flag_a, path_a))
-                raise ValueError(f"{inner[1]} ({inner[0]}) lies inside {outer[1]} ({outer[0]}): the same images "
+                raise UserError(f"{inner[1]} ({inner[0]}) lies inside {outer[1]} ({outer[0]}): the same images "
                                  f"could be read on both sides; give folders that do not contain each other")
 
 
@@ -108,7 +109,7 @@ def check_training_split(data: LabelledImages, train: LabelledImages, held_out: 
         for part, name in ((train, "training set"), (held_out, "held-out set that fixes the threshold")):
             if not (part.labels == label).any():
                 where = ", ".join(str(c) for c in corpora if c) or f"the {kind} corpora"
-                raise ValueError(f"the {name} holds no {kind} images: {where} gave {total} readable {kind} "
+                raise UserError(f"the {name} holds no {kind} images: {where} gave {total} readable {kind} "
                                  f"image{'s' if total != 1 else ''} in all (files that could not be read were "
                                  f"skipped, each with a warning), and a detector needs at least 2: one to train "
                                  f"on and one held out")
@@ -125,7 +126,7 @@ def load_labelled(real: Path | str | None, fakes: Sequence[Path | str], size: in
     parts = [] if real is None else [load_corpus(real, 0, size, channels, progress)]
     parts += [load_corpus(fake, 1, size, channels, progress) for fake in fakes]
     if not parts:
-        raise ValueError("give a real corpus, synthetic corpora, or both")
+        raise UserError("give a real corpus, synthetic corpora, or both")
     return concatenate(parts)
 
 
@@ -163,7 +164,7 @@ def train_detector(real: Path | str, fakes: Sequence[Path | str], out: Path | st
                    size: int = 32, **options: Any) -> DetectorRun:
     """Train a CNN detector on a real corpus against synthetic corpora (see :func:`fit_detector`)."""
     if not fakes:
-        raise ValueError("give at least one synthetic corpus (--fake)")
+        raise UserError("give at least one synthetic corpus (--fake)")
     check_distinct_corpora(real, fakes)
     check_output_folder(out)
     data = load_labelled(real, fakes, size=size, progress=options.get("progress", True))
@@ -186,7 +187,7 @@ def fit_detector(data: LabelledImages, out: Path | str, arch: str = "small", siz
     threshold for ``target_fpr``. ``record`` (e.g. the corpora used) is saved with the training settings.
     """
     if not (data.labels == 0).any() or not (data.labels == 1).any():
-        raise ValueError("training needs both real and synthetic images")
+        raise UserError("training needs both real and synthetic images")
     check_output_folder(out)
     seed_everything(seed)
     device = resolve_device(device)

@@ -24,6 +24,8 @@ from typing import Any, Protocol, Union, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from synthscope.errors import UserError
+
 __all__ = [
     "Text", "Metric", "Table", "Figure", "Gallery", "GalleryImage", "Section", "SectionProvider",
     "Report", "Block", "DEFAULT_CAVEATS", "to_png_bytes",
@@ -63,20 +65,20 @@ def _array_to_png(array: Any, what: str) -> bytes:
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)) or array.size == 0:
-        raise ValueError(f"{what}: expected an image array (H, W), (H, W, 3|4) or (C, H, W), "
+        raise UserError(f"{what}: expected an image array (H, W), (H, W, 3|4) or (C, H, W), "
                          f"got shape {array.shape}")
     if array.shape[0] * array.shape[1] > MAX_IMAGE_PIXELS:
-        raise ValueError(f"{what}: image of {array.shape[1]}x{array.shape[0]} pixels is too large to embed")
+        raise UserError(f"{what}: image of {array.shape[1]}x{array.shape[0]} pixels is too large to embed")
     if array.dtype == bool:
         array = array.astype(np.uint8) * 255
     elif np.issubdtype(array.dtype, np.floating):
         if not np.all(np.isfinite(array)):
-            raise ValueError(f"{what}: image array contains NaN or infinite values")
+            raise UserError(f"{what}: image array contains NaN or infinite values")
         array = np.round(np.clip(array, 0.0, 1.0) * 255).astype(np.uint8)
     elif np.issubdtype(array.dtype, np.integer):
         array = np.clip(array, 0, 255).astype(np.uint8)
     else:
-        raise ValueError(f"{what}: unsupported image dtype {array.dtype}")
+        raise UserError(f"{what}: unsupported image dtype {array.dtype}")
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -98,14 +100,14 @@ def to_png_bytes(source: ImageSource, what: str = "image") -> bytes:
         try:
             data = path.read_bytes()
         except OSError as error:
-            raise ValueError(f"{name}: cannot read the file ({error.strerror or error})") from None
+            raise UserError(f"{name}: cannot read the file ({error.strerror or error})") from None
     else:
         return _array_to_png(source, what)
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
             if width * height > MAX_IMAGE_PIXELS:
-                raise ValueError(f"{name}: image of {width}x{height} pixels is too large to embed")
+                raise UserError(f"{name}: image of {width}x{height} pixels is too large to embed")
             image.load()  # decodes fully: a truncated file fails here, not in the reader's browser
             if image.format == "PNG" and data.startswith(PNG_SIGNATURE):
                 return data
@@ -115,7 +117,7 @@ def to_png_bytes(source: ImageSource, what: str = "image") -> bytes:
             image.save(buffer, format="PNG")
             return buffer.getvalue()
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ValueError(f"{name}: not a readable image ({error})") from None
+        raise UserError(f"{name}: not a readable image ({error})") from None
 
 
 def png_size(data: bytes) -> tuple[int, int, float | None]:
@@ -159,7 +161,7 @@ class Text:
     def __post_init__(self) -> None:
         self.text = _text(self.text, "Text")
         if self.kind not in ("plain", "note"):
-            raise ValueError(f"Text kind must be 'plain' or 'note', got {self.kind!r}")
+            raise UserError(f"Text kind must be 'plain' or 'note', got {self.kind!r}")
 
 
 @dataclass
@@ -188,16 +190,16 @@ class Metric:
         self.unit = _text(self.unit, "Metric unit")
         self.note = _text(self.note, "Metric note")
         if (self.ci_low is None) != (self.ci_high is None):
-            raise ValueError(f"Metric {self.label!r}: give both ci_low and ci_high, or neither")
+            raise UserError(f"Metric {self.label!r}: give both ci_low and ci_high, or neither")
         if self.ci_low is not None and self.ci_high is not None and self.ci_low > self.ci_high:
-            raise ValueError(f"Metric {self.label!r}: ci_low {self.ci_low} is above ci_high {self.ci_high}")
+            raise UserError(f"Metric {self.label!r}: ci_low {self.ci_low} is above ci_high {self.ci_high}")
         if not 0 < float(self.ci_level) < 1:
-            raise ValueError(f"Metric {self.label!r}: ci_level must be in (0, 1), got {self.ci_level}")
+            raise UserError(f"Metric {self.label!r}: ci_level must be in (0, 1), got {self.ci_level}")
         if self.fmt is not None:
             try:
                 format(1.5, self.fmt)
             except (ValueError, TypeError):
-                raise ValueError(f"Metric {self.label!r}: invalid format spec {self.fmt!r}") from None
+                raise UserError(f"Metric {self.label!r}: invalid format spec {self.fmt!r}") from None
 
     @property
     def has_ci(self) -> bool:
@@ -244,18 +246,18 @@ class Table:
         frame.columns = [str(column) for column in frame.columns]
         duplicated = sorted(set(frame.columns[frame.columns.duplicated()]))
         if duplicated:
-            raise ValueError(f"Table {self.title!r}: duplicate column names {duplicated} "
+            raise UserError(f"Table {self.title!r}: duplicate column names {duplicated} "
                              "(the CSV could not be read back)")
         self.dataframe = frame
         self.formats = {str(key): spec for key, spec in dict(self.formats or {}).items()}
         unknown = sorted(set(self.formats) - set(frame.columns))
         if unknown:
-            raise ValueError(f"Table {self.title!r}: formats name unknown columns {unknown}")
+            raise UserError(f"Table {self.title!r}: formats name unknown columns {unknown}")
         for column, spec in self.formats.items():
             if not isinstance(spec, str):
                 raise TypeError(f"Table {self.title!r}: format for {column!r} must be a format spec string")
         if int(self.max_rows) < 1:
-            raise ValueError(f"Table {self.title!r}: max_rows must be at least 1")
+            raise UserError(f"Table {self.title!r}: max_rows must be at least 1")
         self.max_rows = int(self.max_rows)
 
 
@@ -327,7 +329,7 @@ class Gallery:
                 tiles.append(GalleryImage(item))
         self.images = tiles
         if not 8 <= int(self.display_size) <= 1024:
-            raise ValueError(f"Gallery {self.title!r}: display_size must be 8..1024 px, got {self.display_size}")
+            raise UserError(f"Gallery {self.title!r}: display_size must be 8..1024 px, got {self.display_size}")
         self.display_size = int(self.display_size)
 
 

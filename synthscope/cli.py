@@ -15,7 +15,8 @@ EXIT_USAGE = 2
 
 
 class UsageError(Exception):
-    """Bad input from the user: reported as one line, exit status 2."""
+    """Bad usage of the command line: reported as one line, exit status 2 (see also
+    :class:`synthscope.errors.UserError`, for bad input met while a command runs)."""
 
 
 def bounded(convert: type, low: float, high: float | None = None):
@@ -553,14 +554,17 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
+    from synthscope.errors import UserError
+
     if argv is None:  # a real command line (not a call from Python code or a test)
         warnings.showwarning = _show_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return run(args)
-    except (UsageError, ValueError, FileNotFoundError, NotADirectoryError, FileExistsError) as error:
-        # Anticipated problems with the user's input: one clear line, no traceback.
+    except (UsageError, UserError, FileNotFoundError, NotADirectoryError, FileExistsError, IsADirectoryError) as error:
+        # Problems with the user's input: one clear line, no traceback. Anything else (a ValueError
+        # from deep inside a library included) is a bug and keeps its traceback.
         message = str(error).strip() or error.__class__.__name__
         print(f"synthscope: error: {message}", file=sys.stderr)
         return EXIT_USAGE

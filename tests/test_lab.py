@@ -111,5 +111,7 @@ def test_lab_report_in_a_browser(lab_dir, tmp_path):
 def test_out_that_is_a_file_is_a_clear_error(tmp_path, capsys):
     target = tmp_path / "notes.txt"
     target.write_text("keep me")
-    assert main(["lab", "--quick", "--out", str(target), "--quiet"]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # bad usage, found by the argument parser
+        main(["lab", "--quick", "--out", str(target), "--quiet"])
+    assert exit_info.value.code == 2
     assert "is not a folder" in capsys.readouterr().err and target.read_text() == "keep me"
