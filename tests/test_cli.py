@@ -198,3 +198,23 @@ def test_an_output_of_the_wrong_kind_is_bad_usage_before_any_work(tmp_path, caps
             main(argv)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert file.read_text() == "x" and list(folder.iterdir()) == []
+
+
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkeypatch, capsys):
+    from synthscope.errors import UserError
+    from synthscope.generators import workflow
+
+    def user_problem(*args, **kwargs):
+        raise UserError("corpus/manifest.csv: line 3 lists ../x.png, which is outside the corpus folder")
+
+    monkeypatch.setattr(workflow, "export_builtin", user_problem)
+    assert main(["data", "export", "digits", "--out", str(tmp_path / "a")]) == 2
+    assert capsys.readouterr().err.strip() == ("synthscope: error: corpus/manifest.csv: line 3 lists ../x.png, "
+                                               "which is outside the corpus folder")
+
+    def bug(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together")  # as numpy would
+
+    monkeypatch.setattr(workflow, "export_builtin", bug)
+    with pytest.raises(ValueError, match="broadcast"):
+        main(["data", "export", "digits", "--out", str(tmp_path / "b")])
