@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     asheet.add_argument("--attributes", nargs="+", default=["gender", "skin_tone", "age"],
                         help="attributes to label (default: gender skin_tone age)")
     asheet.add_argument("--sample", type=positive_int, help="label a random sample of this many images")
-    asheet.add_argument("--seed", type=int, default=0, help="seed of the sample and the shuffled order")
+    asheet.add_argument("--seed", type=seed_value, default=0, help="seed of the sample and the shuffled order")
     asheet.add_argument("--force", action="store_true", help="overwrite a sheet that already holds labels")
     aimport = audit_commands.add_parser(
         "import-labels", help="read completed label sheets back",

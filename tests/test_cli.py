@@ -218,3 +218,16 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tmp_path, monkey
     monkeypatch.setattr(workflow, "export_builtin", bug)
     with pytest.raises(ValueError, match="broadcast"):
         main(["data", "export", "digits", "--out", str(tmp_path / "b")])
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate", "sample", "run", "--n", "4", "--out", "c", "--seed", "-1"],
+    ["generate", "train", "--model", "ae", "--out", "r", "--seed", str(2**80)],
+    ["audit", "label-sheet", "audit", "--out", "sheet", "--seed", "-1"],
+])
+def test_a_seed_out_of_range_is_bad_usage_naming_the_option(argv, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and "argument --seed: must be between 0 and" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing was created
