@@ -19,15 +19,10 @@ from typing import Any, ClassVar
 
 import torch
 from PIL import Image
-from synthscope.generators.base import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    Generator,
-    load_generator,
-)
-from synthscope.generators.corpus import package_versions
-
 from synthscope.errors import UserError
+from synthscope.generators.base import CONFIG_FILE, WEIGHTS_FILE, Generator
+from synthscope.generators.corpus import package_versions
+from synthscope.generators.registry import load_generator
 from synthscope.runtime import (
     evaluating,
     package_version,

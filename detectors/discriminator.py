@@ -61,7 +61,7 @@ def open_discriminator(gan_run: Path | str, device: str | torch.device = "cpu",
                        expected_sha256: str | None = None) -> tuple[DiscriminatorDetector, str]:
     """The discriminator of a GAN run folder and the SHA-256 of its weights; with ``expected_sha256``,
     a run that changed since (retrained, resumed) is a clear error rather than a silently other model."""
-    from synthscope.generators.base import load_generator
+    from synthscope.generators.registry import load_generator
 
     run_dir = Path(gan_run).expanduser().absolute()
     weights = _weights_path(run_dir)

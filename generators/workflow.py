@@ -13,10 +13,10 @@ from tqdm.auto import tqdm
 from synthscope.errors import UserError
 from synthscope.runtime import check_disk, check_memory, resolve_device, seed_everything, sha256_file
 
-from .base import CONFIG_FILE, WEIGHTS_FILE, Generator, load_generator
+from .base import CONFIG_FILE, WEIGHTS_FILE, Generator
 from .data import load_data
 from .imageset import ImageSet
-from .registry import GENERATORS
+from .registry import GENERATORS, load_generator
 from .training import STATE_FILE, snapshot_interval, train_generator
 
 # Default optimiser steps per model kind: each trains on digits (16 px) in about two minutes or
