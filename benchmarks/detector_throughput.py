@@ -66,7 +66,7 @@ def scan_and_eval(n: int, image_size: int, repeats: int, root: Path) -> None:
     from synthscope.detectors.base import load_detector
     from synthscope.detectors.cnn import CNNDetector
     from synthscope.detectors.scan import scan_folder
-    from synthscope.detectors.training import evaluate_detector
+    from synthscope.detectors.assessment import evaluate_detector
 
     size = 32
     detector = CNNDetector("small", channels=3, size=size)
@@ -93,7 +93,7 @@ def clip_cache(n: int, root: Path, model: str) -> None:
     from safetensors.torch import save_file
 
     from synthscope.detectors.clip import CACHE_ENV, train_clip_detector
-    from synthscope.detectors.training import evaluate_detector
+    from synthscope.detectors.assessment import evaluate_detector
     from synthscope.generators.corpus import CorpusWriter
     from synthscope.generators.data import load_digits
 

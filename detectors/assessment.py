@@ -203,3 +203,18 @@ def assess_detector(detector_dir: Path | str, data: LabelledImages | None = None
     format_check = (format_shortcut_check(detector, data, threshold, n_boot=min(n_boot, 200), seed=seed)
                     if shortcut and both else pd.DataFrame())
     return Assessment(report, scores, robustness, format_check, config, by_training, training)
+
+
+def evaluate_detector(detector_dir: Path | str, real: Path | str | None, fakes: Sequence[Path | str],
+                      n_boot: int = 1000, seed: int = 0, device: str = "auto",
+                      return_scores: bool = False,
+                      progress: bool = True) -> DetectionReport | tuple[DetectionReport, pd.DataFrame] | None:
+    """Score test corpora and report the deployment metrics at the detector's saved threshold: the
+    first part of :func:`assess_detector`, without the stress tests.
+
+    ``real`` or ``fakes`` may be left out: a real-only test set reports the false-positive rate."""
+    assessment = assess_detector(detector_dir, real=real, fakes=fakes, sweeps=(), shortcut=False, n_boot=n_boot,
+                                 seed=seed, device=device, progress=progress)
+    if assessment is None:  # another process of a multi-process run: the main one reports
+        return None
+    return (assessment.report, assessment.scores) if return_scores else assessment.report

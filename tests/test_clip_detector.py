@@ -19,8 +19,8 @@ from synthscope.detectors.clip import (
 )
 from synthscope.detectors.metrics import threshold_at_fpr
 from synthscope.detectors.scan import scan_folder
+from synthscope.detectors.assessment import evaluate_detector
 from synthscope.detectors.training import (
-    evaluate_detector,
     load_labelled,
     stratified_split,
 )

@@ -8,8 +8,8 @@ import pytest
 import torch
 from synthscope.detectors.cnn import CNNDetector
 from synthscope.detectors.metrics import threshold_at_fpr
+from synthscope.detectors.assessment import evaluate_detector
 from synthscope.detectors.training import (
-    evaluate_detector,
     load_labelled,
     stratified_split,
     train_detector,

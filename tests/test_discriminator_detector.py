@@ -13,8 +13,9 @@ from synthscope.detectors.discriminator import (
 )
 from synthscope.detectors.metrics import threshold_at_fpr
 from synthscope.detectors.scan import scan_folder
-from synthscope.detectors.training import evaluate_detector, load_labelled
-from synthscope.generators.base import load_generator
+from synthscope.detectors.assessment import evaluate_detector
+from synthscope.detectors.training import load_labelled
+from synthscope.generators.registry import load_generator
 from synthscope.generators.corpus import CorpusWriter
 from synthscope.generators.training import train_generator
 from synthscope.generators.workflow import new_generator
