@@ -35,12 +35,6 @@ class RunEvaluation:
     def __post_init__(self) -> None:
         self.name = self.name or Path(self.run_dir).name
 
-    def report_section(self):
-        """This run as a report section (see report_section.py)."""
-        from .report_section import run_subsection
-
-        return run_subsection(self)
-
     @classmethod
     def load(cls, run_dir: Path, name: str = "", title: str = "", description: str = "") -> "RunEvaluation":
         """Read back what evaluate_run wrote into a run folder."""
