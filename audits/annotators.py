@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from synthscope.errors import UserError
 from synthscope.runtime import atomic_write_bytes, atomic_write_json, sha256_file
 
-from .metrics import ABSTAIN, ANNOTATION_COLUMNS
+from .metrics import ABSTAIN, ANNOTATION_COLUMNS, confusion
 from .spec import (
     CLIP_DEFAULT_MODEL,
     CLIP_DEFAULT_PRETRAINED,
@@ -382,8 +382,6 @@ class ProbeAnnotator(Annotator):
         :data:`ABSTAIN` is a column); ``pd.DataFrame(row.confusion).T`` gives the matrix.
         """
         from synthscope.generators.portraits import generate_portraits
-
-        from .labels import confusion
 
         seed = self.seed + 1 if seed is None else int(seed)
         data = generate_portraits(n=int(n), seed=seed, size=self.size, distribution=world or self.world())

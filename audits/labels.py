@@ -36,7 +36,6 @@ import random
 import secrets
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import combinations
 from pathlib import Path
@@ -49,10 +48,9 @@ from jinja2 import Environment
 from synthscope.generators.corpus import CorpusError, read_corpus
 from synthscope.errors import UserError
 from synthscope.runtime import atomic_write_bytes, atomic_write_json, read_json, sha256_file
-from synthscope.stats import wilson_interval
 
 from .annotators import TABLE_COLUMNS, annotation_table, corpus_metadata, load_image
-from .metrics import ABSTAIN, HUMAN_PREFIX, MAJORITY_ANNOTATOR
+from .metrics import ABSTAIN, HUMAN_PREFIX, MAJORITY_ANNOTATOR, attribute_values, confusion
 from .spec import PROBE_ATTRIBUTES
 
 SHEET_CSV = "labels.csv"
@@ -65,13 +63,6 @@ LABELLER_COLUMNS = ("labeller", "labeler", "annotator")
 THUMBNAIL_PX = 160  # displayed size of each image on the sheet
 MAX_EMBED_PX = 256  # larger images are downscaled for the sheet (the corpus is untouched)
 MAX_ERRORS_SHOWN = 50
-
-
-def _default_choices() -> dict[str, tuple[str, ...]]:
-    from synthscope.generators.portraits import AGES, GENDERS, PROFESSIONS, SKIN_TONES
-
-    return {"gender": tuple(GENDERS), "skin_tone": tuple(SKIN_TONES), "age": tuple(AGES),
-            "profession": tuple(PROFESSIONS)}
 
 
 # The question each attribute asks the labeller; worded as perception, not identity.
@@ -98,7 +89,7 @@ def _check_choices(attributes: Sequence[str],
                    value_choices: Mapping[str, Sequence[str]] | None) -> dict[str, tuple[str, ...]]:
     """attribute -> allowed values (text, trimmed, unique case-insensitively, abstention label excluded)."""
     given = dict(value_choices) if value_choices is not None else {}
-    defaults = _default_choices()
+    defaults = attribute_values()
     out: dict[str, tuple[str, ...]] = {}
     if not attributes:
         raise UserError("give at least one attribute to label")
@@ -469,7 +460,7 @@ def import_labels(csv_paths: Path | str | Sequence[Path | str], sheet_dir: Path 
     if value_choices is None and sheet is not None:
         value_choices = sheet["value_choices"]
     wanted = list(attributes) if attributes is not None else (
-        list(value_choices) if value_choices is not None else list(_default_choices()))
+        list(value_choices) if value_choices is not None else list(attribute_values()))
     choices = _check_choices(wanted, value_choices)
     lookup = {a: {v.casefold(): v for v in (*values, ABSTAIN)} for a, values in choices.items()}
     attribute_names = {a.casefold(): a for a in choices}
@@ -812,55 +803,6 @@ def majority_labels(labels: pd.DataFrame, name: str = MAJORITY_ANNOTATOR) -> pd.
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Confusion:
-    """An annotator against known truth for one attribute.
-
-    ``matrix``: counts, rows = true values, columns = annotated values (:data:`ABSTAIN` always a column).
-    ``accuracy`` = correct / n (an abstention counts as not correct) with its Wilson interval
-    (``ci_low``, ``ci_high``); ``accuracy_of_determined`` = correct / (n - abstained) with its own.
-    """
-
-    attribute: str
-    annotator: str
-    matrix: pd.DataFrame
-    n: int
-    n_correct: int
-    n_abstained: int
-    accuracy: float
-    ci_low: float
-    ci_high: float
-    accuracy_of_determined: float
-    determined_ci_low: float
-    determined_ci_high: float
-    confidence: float = 0.95
-
-    @property
-    def abstention_rate(self) -> float:
-        """n_abstained / n."""
-        return self.n_abstained / self.n if self.n else math.nan
-
-    def summary(self) -> dict[str, Any]:
-        """The numbers as one flat dict (for a table row or JSON)."""
-        return {"annotator": self.annotator, "attribute": self.attribute, "n": self.n, "n_correct": self.n_correct,
-                "n_abstained": self.n_abstained, "abstention_rate": self.abstention_rate, "accuracy": self.accuracy,
-                "accuracy_ci_low": self.ci_low, "accuracy_ci_high": self.ci_high,
-                "accuracy_of_determined": self.accuracy_of_determined,
-                "accuracy_of_determined_ci_low": self.determined_ci_low,
-                "accuracy_of_determined_ci_high": self.determined_ci_high, "confidence_level": self.confidence}
-
-
-def _wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
-    low, high = wilson_interval(k, n, confidence)
-    return (math.nan, math.nan) if low is None else (low, high)
-
-
-def _value_order(values: set[str], attribute: str) -> list[str]:
-    canonical = _default_choices().get(attribute, ())
-    known = [v for v in canonical if v in values]
-    return known + sorted(values - set(known))
-
-
 def truth_from_corpus(corpus_dir: Path | str, attributes: Sequence[str] = PROBE_ATTRIBUTES) -> pd.DataFrame:
     """Known truth from a corpus manifest (e.g. real portraits exported with ``synthscope data export``):
     image_id and each of ``attributes`` the manifest has (empty cells are unknown)."""
@@ -872,54 +814,6 @@ def truth_from_corpus(corpus_dir: Path | str, attributes: Sequence[str] = PROBE_
     truth = corpus.manifest[present].reset_index(drop=True).astype(str)
     truth.insert(0, "image_id", meta["image_id"])
     return truth
-
-
-def confusion(annotations: pd.DataFrame, truth: pd.DataFrame, attribute: str, annotator: str | None = None,
-              confidence: float = 0.95) -> Confusion:
-    """Compare one annotator's labels of ``attribute`` with known truth.
-
-    ``truth``: image_id plus a column named ``attribute`` (wide, e.g. :func:`truth_from_corpus`), or the
-    tidy form (image_id, attribute, value). Images with an empty truth or no label are left out.
-    ``annotator`` picks one when the table holds several.
-    """
-    table = annotations[annotations["attribute"] == attribute]
-    names = list(dict.fromkeys(table["annotator"]))
-    if annotator is None:
-        if len(names) != 1:
-            raise UserError(f"the annotations hold {len(names)} annotators of {attribute!r} "
-                             f"({', '.join(map(str, names)) or 'none'}); pass annotator=")
-        annotator = names[0]
-    table = table[table["annotator"] == annotator]
-    if table["image_id"].duplicated().any():
-        raise UserError(f"annotator {annotator!r} labelled an image twice for {attribute!r}")
-    if attribute in truth.columns:
-        known = truth[["image_id", attribute]].rename(columns={attribute: "truth"})
-    elif {"attribute", "value"} <= set(truth.columns):
-        known = truth[truth["attribute"] == attribute][["image_id", "value"]].rename(columns={"value": "truth"})
-    else:
-        raise UserError(f"truth has no column {attribute!r} (nor attribute/value columns)")
-    known = known[known["truth"].notna()].assign(truth=lambda t: t["truth"].astype(str).str.strip())
-    known = known[known["truth"] != ""]
-    if known["image_id"].duplicated().any():
-        raise UserError(f"truth gives image {known['image_id'][known['image_id'].duplicated()].iloc[0]!r} twice")
-    pairs = table[["image_id", "value"]].merge(known, on="image_id", how="inner")
-    pairs["value"] = pairs["value"].fillna(ABSTAIN).astype(str)
-    rows = _value_order(set(pairs["truth"]), attribute)
-    extra = _value_order(set(pairs["value"]) - set(rows) - {ABSTAIN}, attribute)
-    columns = [*rows, *extra, ABSTAIN]
-    matrix = pd.crosstab(pairs["truth"], pairs["value"]).reindex(index=rows, columns=columns, fill_value=0)
-    matrix = matrix.astype(np.int64)
-    matrix.index.name, matrix.columns.name = "true", "annotated"
-    n = len(pairs)
-    correct = int((pairs["value"] == pairs["truth"]).sum())
-    abstained = int((pairs["value"] == ABSTAIN).sum())
-    determined = n - abstained
-    low, high = _wilson(correct, n, confidence)
-    d_low, d_high = _wilson(correct, determined, confidence)
-    return Confusion(attribute=attribute, annotator=str(annotator), matrix=matrix, n=n, n_correct=correct,
-                     n_abstained=abstained, accuracy=correct / n if n else math.nan, ci_low=low, ci_high=high,
-                     accuracy_of_determined=correct / determined if determined else math.nan,
-                     determined_ci_low=d_low, determined_ci_high=d_high, confidence=confidence)
 
 
 VALIDITY_COLUMNS = ("annotator", "attribute", "n", "n_correct", "n_abstained", "accuracy", "accuracy_ci_low",

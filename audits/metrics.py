@@ -41,12 +41,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
 from synthscope.errors import UserError
+from synthscope.stats import wilson_interval
 
 ANNOTATION_COLUMNS = ("image_id", "prompt", "template", "profession", "descriptor", "guidance", "annotator",
                       "attribute", "value")
@@ -588,3 +591,113 @@ def audit_metrics(annotations: pd.DataFrame, reference: pd.DataFrame | None = No
         tables["reference_gap"] = reference_gap(by_profession, reference)
         tables["amplification"] = amplification(by_profession, reference, n_boot=n_boot, seed=seed)
     return tables
+
+
+# --------------------------------------------------------------------------------------------
+# Validity against known truth
+# --------------------------------------------------------------------------------------------
+
+
+def attribute_values() -> dict[str, tuple[str, ...]]:
+    """The values of each attribute of the portraits world, in their natural order."""
+    from synthscope.generators.portraits import AGES, GENDERS, PROFESSIONS, SKIN_TONES
+
+    return {"gender": tuple(GENDERS), "skin_tone": tuple(SKIN_TONES), "age": tuple(AGES),
+            "profession": tuple(PROFESSIONS)}
+
+
+@dataclass
+class Confusion:
+    """An annotator against known truth for one attribute.
+
+    ``matrix``: counts, rows = true values, columns = annotated values (:data:`ABSTAIN` always a column).
+    ``accuracy`` = correct / n (an abstention counts as not correct) with its Wilson interval
+    (``ci_low``, ``ci_high``); ``accuracy_of_determined`` = correct / (n - abstained) with its own.
+    """
+
+    attribute: str
+    annotator: str
+    matrix: pd.DataFrame
+    n: int
+    n_correct: int
+    n_abstained: int
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    accuracy_of_determined: float
+    determined_ci_low: float
+    determined_ci_high: float
+    confidence: float = 0.95
+
+    @property
+    def abstention_rate(self) -> float:
+        """n_abstained / n."""
+        return self.n_abstained / self.n if self.n else math.nan
+
+    def summary(self) -> dict[str, Any]:
+        """The numbers as one flat dict (for a table row or JSON)."""
+        return {"annotator": self.annotator, "attribute": self.attribute, "n": self.n, "n_correct": self.n_correct,
+                "n_abstained": self.n_abstained, "abstention_rate": self.abstention_rate, "accuracy": self.accuracy,
+                "accuracy_ci_low": self.ci_low, "accuracy_ci_high": self.ci_high,
+                "accuracy_of_determined": self.accuracy_of_determined,
+                "accuracy_of_determined_ci_low": self.determined_ci_low,
+                "accuracy_of_determined_ci_high": self.determined_ci_high, "confidence_level": self.confidence}
+
+
+def _wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
+    low, high = wilson_interval(k, n, confidence)
+    return (math.nan, math.nan) if low is None else (low, high)
+
+
+def _value_order(values: set[str], attribute: str) -> list[str]:
+    canonical = attribute_values().get(attribute, ())
+    known = [v for v in canonical if v in values]
+    return known + sorted(values - set(known))
+
+
+def confusion(annotations: pd.DataFrame, truth: pd.DataFrame, attribute: str, annotator: str | None = None,
+              confidence: float = 0.95) -> Confusion:
+    """Compare one annotator's labels of ``attribute`` with known truth.
+
+    ``truth``: image_id plus a column named ``attribute`` (wide, e.g. :func:`truth_from_corpus`), or the
+    tidy form (image_id, attribute, value). Images with an empty truth or no label are left out.
+    ``annotator`` picks one when the table holds several.
+    """
+    table = annotations[annotations["attribute"] == attribute]
+    names = list(dict.fromkeys(table["annotator"]))
+    if annotator is None:
+        if len(names) != 1:
+            raise UserError(f"the annotations hold {len(names)} annotators of {attribute!r} "
+                             f"({', '.join(map(str, names)) or 'none'}); pass annotator=")
+        annotator = names[0]
+    table = table[table["annotator"] == annotator]
+    if table["image_id"].duplicated().any():
+        raise UserError(f"annotator {annotator!r} labelled an image twice for {attribute!r}")
+    if attribute in truth.columns:
+        known = truth[["image_id", attribute]].rename(columns={attribute: "truth"})
+    elif {"attribute", "value"} <= set(truth.columns):
+        known = truth[truth["attribute"] == attribute][["image_id", "value"]].rename(columns={"value": "truth"})
+    else:
+        raise UserError(f"truth has no column {attribute!r} (nor attribute/value columns)")
+    known = known[known["truth"].notna()].assign(truth=lambda t: t["truth"].astype(str).str.strip())
+    known = known[known["truth"] != ""]
+    if known["image_id"].duplicated().any():
+        raise UserError(f"truth gives image {known['image_id'][known['image_id'].duplicated()].iloc[0]!r} twice")
+    pairs = table[["image_id", "value"]].merge(known, on="image_id", how="inner")
+    pairs["value"] = pairs["value"].fillna(ABSTAIN).astype(str)
+    rows = _value_order(set(pairs["truth"]), attribute)
+    extra = _value_order(set(pairs["value"]) - set(rows) - {ABSTAIN}, attribute)
+    columns = [*rows, *extra, ABSTAIN]
+    matrix = pd.crosstab(pairs["truth"], pairs["value"]).reindex(index=rows, columns=columns, fill_value=0)
+    matrix = matrix.astype(np.int64)
+    matrix.index.name, matrix.columns.name = "true", "annotated"
+    n = len(pairs)
+    correct = int((pairs["value"] == pairs["truth"]).sum())
+    abstained = int((pairs["value"] == ABSTAIN).sum())
+    determined = n - abstained
+    low, high = _wilson(correct, n, confidence)
+    d_low, d_high = _wilson(correct, determined, confidence)
+    return Confusion(attribute=attribute, annotator=str(annotator), matrix=matrix, n=n, n_correct=correct,
+                     n_abstained=abstained, accuracy=correct / n if n else math.nan, ci_low=low, ci_high=high,
+                     accuracy_of_determined=correct / determined if determined else math.nan,
+                     determined_ci_low=d_low, determined_ci_high=d_high, confidence=confidence)

@@ -22,7 +22,8 @@ from synthscope.audits.annotators import (
     corpus_metadata,
     read_annotations,
 )
-from synthscope.audits.labels import confusion, truth_from_corpus
+from synthscope.audits.labels import truth_from_corpus
+from synthscope.audits.metrics import confusion
 from synthscope.audits.metrics import ABSTAIN, attribute_shares, prepare_annotations
 from synthscope.audits.spec import DEFAULT_CLIP_LABELS, ClipAnnotatorSpec, ProbeAnnotatorSpec
 from synthscope.generators.corpus import CorpusWriter, read_corpus

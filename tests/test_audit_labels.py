@@ -21,14 +21,13 @@ from synthscope.audits.labels import (
     SHEET_JSON,
     LabelImportError,
     agreement,
-    confusion,
     export_label_sheet,
     fleiss_kappa,
     import_labels,
     krippendorff_alpha_nominal,
     truth_from_corpus,
 )
-from synthscope.audits.metrics import ABSTAIN, prepare_annotations
+from synthscope.audits.metrics import ABSTAIN, confusion, prepare_annotations
 from synthscope.generators.corpus import CorpusWriter
 
 from synthscope.stats import wilson_interval
