@@ -114,15 +114,15 @@ def scan_folder(detector_dir: Path | str, folder: Path | str, out: Path | str, b
     )
 
     out = check_output_file(out)  # before any work: a folder here would cost every score at the end
-    if parts_folder(out).exists() and not parts_folder(out).is_dir():
-        raise UserError(f"--out {out}: {parts_folder(out)} (where a scan keeps its rows as it goes) is a file")
+    parts = parts_folder(out)
+    if parts.exists() and not parts.is_dir():
+        raise UserError(f"--out {out}: {parts} (where a scan keeps its rows as it goes) is a file")
     shard = current_shard(device)
     detector_dir = Path(detector_dir)
     detector, config = load_detector(detector_dir, device=shard.device(device))
     threshold = float(config["threshold"])
     identity = _detector_identity(detector_dir, config)
     folder = Path(folder)
-    parts = parts_folder(out)
     files = list_files(folder, exclude=(out, parts))  # its own output is not a file to scan
     earlier = _read_parts(parts, identity)
     if shard.is_main and len(earlier):  # held in the main part before another process rewrites its own

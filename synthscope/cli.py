@@ -539,13 +539,6 @@ def _train_detector(args: argparse.Namespace, progress: bool):
                                        seed=args.seed, device=args.device, progress=progress)
 
 
-def _write_detector_report(out: Path, section, command: str) -> None:
-    from synthscope.reports import Report, collect_provenance
-
-    Report(title="synthscope detectors", subtitle=command, sections=[section],
-           provenance=collect_provenance({"command": f"synthscope {command}"})).write(out)
-
-
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings for a person at a terminal: one line, no source location."""
     print(f"synthscope: warning: {message}", file=file or sys.stderr)
