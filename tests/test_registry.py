@@ -1,0 +1,30 @@
+"""The registry of kinds: names known without torch; every name resolves to its class."""
+
+import subprocess
+import sys
+
+import pytest
+
+from synthscope.errors import UserError
+from synthscope.registry import KINDS, kind_names, resolve
+
+
+@pytest.mark.parametrize("family", sorted(KINDS))
+def test_every_kind_resolves_to_a_class(family):
+    for kind in kind_names(family):
+        cls = resolve(family, kind)
+        assert isinstance(cls, type)
+        if family == "generator":
+            assert cls.kind == kind
+
+
+def test_unknown_kind_names_the_place_and_the_known_kinds():
+    with pytest.raises(UserError, match=r"run/config.json: unknown generator kind 'gann'; known: ae, vae, gan"):
+        resolve("generator", "gann", where="run/config.json")
+
+
+def test_kind_names_import_no_torch():
+    code = ("import sys; from synthscope.registry import kind_names; kind_names('detector'); "
+            "print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
