@@ -23,7 +23,7 @@ from PIL import Image
 from synthscope.distributed import Shard, current_shard
 from synthscope.generators.corpus import MANIFEST_NAME, read_corpus
 from synthscope.errors import UserError
-from synthscope.reports import Report, Section, Table, collect_provenance
+from synthscope.reports import Report, Section, Table, collect_provenance, write_report
 from synthscope.runtime import atomic_write_bytes, atomic_write_json
 from synthscope.tables import spreadsheet_safe
 
@@ -182,9 +182,9 @@ def run_audit(spec_path: Path | str, out: Path | str, force: bool = False, devic
         section.subsections.insert(0, training_check_section(check))
     provenance = collect_provenance({"audit": spec.to_dict(), "generation": describe_summary(summary),
                                      "images": read_corpus(out / IMAGES_DIR).provenance})
-    Report(title=f"Bias audit: {spec.name}", subtitle=spec.description, sections=[section],
-           summary=audit_summary(tables, summary, reference_name or "the reference"),
-           provenance=provenance).write(out)
+    write_report(Report(title=f"Bias audit: {spec.name}", subtitle=spec.description, sections=[section],
+                        summary=audit_summary(tables, summary, reference_name or "the reference"),
+                        provenance=provenance), out)
     return AuditResult(out, out / "index.html", summary, tables, section, next_steps=steps)
 
 

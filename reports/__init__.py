@@ -4,7 +4,7 @@ Build a :class:`Report` from :class:`Section` objects holding generic blocks (:c
 :class:`Metric`, :class:`Table`, :class:`Figure`, :class:`Gallery`); anything with a
 ``report_section()`` method (a :class:`SectionProvider`) can be added directly. Then::
 
-    report.write("runs/x/report")          # index.html + report.json + tables/*.csv + figures/*.png
+    write_report(report, "runs/x/report")  # index.html + report.json + tables/*.csv + figures/*.png
     rerender("runs/x/report")              # rebuild index.html from those files alone
 
 This package knows nothing of generators, detectors or audits: they hand it sections.
@@ -28,11 +28,12 @@ from .model import (
     to_png_bytes,
 )
 from .provenance import collect_provenance, file_sha256
-from .store import ReportFormatError, load_report, read_table, rerender
+from .render import render_report
+from .store import ReportFormatError, load_report, read_table, rerender, write_report
 
 __all__ = [
     "Report", "Section", "SectionProvider", "Text", "Metric", "Table", "Figure", "Gallery", "GalleryImage",
-    "DEFAULT_CAVEATS", "collect_provenance", "file_sha256", "rerender", "load_report", "read_table",
+    "DEFAULT_CAVEATS", "collect_provenance", "file_sha256", "rerender", "write_report", "load_report", "render_report", "read_table",
     "ReportFormatError", "format_metric", "format_number", "to_png_bytes", "demo_report",
 ]
 

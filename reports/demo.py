@@ -16,6 +16,7 @@ import pandas as pd
 from .model import Figure, Gallery, GalleryImage, Metric, Report, Section, Table, Text
 from .plots import interval_plot, line_plot
 from .provenance import collect_provenance
+from .store import write_report
 
 __all__ = ["demo_report", "build_demo_report"]
 
@@ -190,7 +191,7 @@ def build_demo_report(seed: int = 7) -> Report:
 
 def demo_report(out_dir: str | os.PathLike[str]) -> Path:
     """Write the demo report to ``out_dir``; returns the path of its ``index.html``."""
-    return build_demo_report().write(out_dir)
+    return write_report(build_demo_report(), out_dir)
 
 
 if __name__ == "__main__":  # pragma: no cover - convenience entry point

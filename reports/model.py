@@ -9,6 +9,9 @@ report sections (directly, or through anything with a ``report_section()`` metho
 Everything textual is data: it is escaped when rendered, never interpreted as markup. Images are kept
 as PNG bytes (paths and arrays are read and validated when the block is made, so a bad file fails
 early with its name in the message, and a report never depends on files that may move later).
+
+Rendering and storing are kept apart, in :mod:`.render` and :mod:`.store`, which read this model;
+this module imports neither (``write_report(report, out)``, ``load_report(folder)``).
 """
 
 from __future__ import annotations
@@ -205,11 +208,6 @@ class Metric:
     def has_ci(self) -> bool:
         return self.ci_low is not None and self.ci_high is not None
 
-    def text(self) -> str:
-        """The metric as plain text, e.g. ``0.87 [0.82, 0.91]`` or ``12.3 s [11.0, 13.1]``."""
-        from .formatting import format_metric
-
-        return format_metric(self)
 
 
 @dataclass
@@ -420,7 +418,7 @@ def _now_iso() -> str:
 
 @dataclass
 class Report:
-    """A whole report: what :meth:`write` turns into ``index.html`` plus JSON, CSV and PNG files.
+    """A whole report: what ``write_report`` turns into ``index.html`` plus JSON, CSV and PNG files.
 
     ``summary`` is a few sentences in plain words shown at the top; ``highlights`` are optional metric
     cards shown with them. ``sections`` take :class:`Section` objects or section providers.
@@ -490,33 +488,4 @@ class Report:
             for caveat in DEFAULT_CAVEATS:
                 add(caveat, "")
         return result
-
-    def to_html(self) -> str:
-        """The report page as a string (what :meth:`write` saves as ``index.html``)."""
-        from .render import render_report
-
-        return render_report(self).html
-
-    def write(self, out_dir: str | os.PathLike[str]) -> Path:
-        """Write ``index.html``, ``report.json``, ``tables/*.csv`` and ``figures/*.png`` to ``out_dir``.
-
-        Returns the path of ``index.html``. Files are written atomically; the page is written last,
-        so a page on disk always has its data beside it.
-        """
-        from .store import write_report
-
-        return write_report(self, out_dir)
-
-    @classmethod
-    def load(cls, report_dir: str | os.PathLike[str]) -> Report:
-        """Read a report back from the ``report.json``, CSV and PNG files that :meth:`write` saved."""
-        from .store import load_report
-
-        return load_report(report_dir)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON document (``report.json``) describing this report; tables and images by file name."""
-        from .render import render_report
-
-        return render_report(self).document
 

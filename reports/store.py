@@ -27,7 +27,9 @@ DOCUMENT = "report.json"
 
 
 def write_report(report: Report, out_dir: str | os.PathLike[str]) -> Path:
-    """Write ``report`` to ``out_dir`` (see :meth:`Report.write`); returns the path of ``index.html``."""
+    """Write ``index.html``, ``report.json``, ``tables/*.csv`` and ``figures/*.png`` to ``out_dir``;
+    returns the path of ``index.html``. Files are written atomically and the page last, so a page on
+    disk always has its data beside it."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UserError(f"report folder {str(out)!r} exists and is not a folder")

@@ -417,11 +417,11 @@ def run_detect(args: argparse.Namespace, progress: bool) -> None:
 
         check_output_folder(args.out)
 
-    def write_report(section, summary: list[str], command: str) -> None:
-        from synthscope.reports import Report, collect_provenance
+    def write_detectors_report(section, summary: list[str], command: str) -> None:
+        from synthscope.reports import Report, collect_provenance, write_report
 
-        Report(title="synthscope detectors", subtitle=command, summary=summary, sections=[section],
-               provenance=collect_provenance({"command": f"synthscope {command}"})).write(args.out)
+        write_report(Report(title="synthscope detectors", subtitle=command, summary=summary, sections=[section],
+                            provenance=collect_provenance({"command": f"synthscope {command}"})), args.out)
         print("\n".join(summary))
         print(f"results and report -> {args.out}")
 
@@ -445,7 +445,7 @@ def run_detect(args: argparse.Namespace, progress: bool) -> None:
         assessment.save(args.out)
         print(assessment.report.table()[["metric", "value", "ci_low", "ci_high"]].to_string(index=False))
         # the summary heads the report, so the section need not repeat it
-        write_report(detector_section(assessment, summary=False), assessment_summary(assessment),
+        write_detectors_report(detector_section(assessment, summary=False), assessment_summary(assessment),
                      f"detect eval {args.detector_dir}")
     elif args.action == "matrix":
         from synthscope.detectors.generalisation import cross_generator, split_corpora
@@ -456,7 +456,7 @@ def run_detect(args: argparse.Namespace, progress: bool) -> None:
         result = cross_generator(split, args.out, n_boot=args.bootstrap, seed=args.seed, device=args.device,
                                  progress=progress, size=args.size, **_training_options(args))
         print(result.pivot("ap").round(3).to_string())
-        write_report(detector_section(generalisation=result), generalisation_summary(result), "detect matrix")
+        write_detectors_report(detector_section(generalisation=result), generalisation_summary(result), "detect matrix")
     elif args.action == "scan":
         from synthscope.detectors.scan import scan_folder
 

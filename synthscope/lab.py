@@ -359,7 +359,7 @@ def write_lab_report(out: Path, evaluations, corpora: dict[str, Path], quick: bo
     from synthscope import __version__
     from synthscope.generators.corpus import read_corpus
     from synthscope.generators.report_section import generator_section
-    from synthscope.reports import Report, collect_provenance
+    from synthscope.reports import Report, collect_provenance, write_report
 
     corpus_rows = []
     for name, path in corpora.items():
@@ -399,8 +399,7 @@ def write_lab_report(out: Path, evaluations, corpora: dict[str, Path], quick: bo
         summary=summary, sections=sections, provenance=provenance,
         caveats=["--quick runs train for a tenth of the steps: expect poor samples."] if quick else [],
     )
-    report.write(out)
-    return out / "index.html"
+    return write_report(report, out)
 
 
 def _run_provenance(evaluation) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from synthscope.audits.metrics import ABSTAIN, ANNOTATION_COLUMNS, audit_metrics
 from synthscope.audits.report_section import audit_section, share_bar_segments, spec_table
-from synthscope.reports import Metric, Report, Section, Text
+from synthscope.reports import Metric, Report, Section, Text, write_report
 
 EVIL = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -84,7 +84,7 @@ def written(metrics, tmp_path_factory):
                            columns=["annotator", "attribute", "value", "prompt"])
     section = audit_section(metrics, SPEC, contact_sheets=sheets, validity=_validity(), annotator_prompts=prompts)
     out = tmp_path_factory.mktemp("audit-report")
-    index = Report("Audit", sections=[section]).write(out)
+    index = write_report(Report("Audit", sections=[section]), out)
     return section, index.read_text(encoding="utf-8"), out
 
 
@@ -227,5 +227,5 @@ def test_labeller_agreement_and_majority_headline(tmp_path):
     assert pair.value == pytest.approx(kappa["value"]) and "n = 40 images" in pair.note
     assert "n = 40 images" in metrics["Fleiss' kappa · gender"].note
     assert "n = 40 images" in metrics["Krippendorff's alpha · gender"].note
-    html = Report("Audit", sections=[section]).write(tmp_path).read_text(encoding="utf-8")
+    html = write_report(Report("Audit", sections=[section]), tmp_path).read_text(encoding="utf-8")
     assert "Agreement between labellers" in html and "Krippendorff" in html and "Fleiss" in html

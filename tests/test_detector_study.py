@@ -13,7 +13,7 @@ from synthscope.detectors.report_section import assessment_summary, describe_det
 from synthscope.detectors.robustness import format_shortcut_check, robustness_sweeps
 from synthscope.generators.corpus import CorpusWriter
 from synthscope.generators.data import load_digits
-from synthscope.reports import Report
+from synthscope.reports import Report, write_report
 
 # Ranges as tuples, as the command line passes them (saved as JSON lists: reuse must still match).
 TRAIN = {"epochs": 6, "batch_size": 32, "p_blur": 0.0, "p_jpeg": 0.0, "blur_sigma": (0.0, 1.0),
@@ -140,7 +140,7 @@ def test_assessment_round_trip_and_report_section(study, tmp_path):
         assessment.report.metrics["fake_accuracy"].ci_low)
     assert np.allclose(loaded.scores["score"], assessment.scores["score"])
     section = detector_section(loaded, result)
-    Report(title="detectors", sections=[section]).write(tmp_path / "report")
+    write_report(Report(title="detectors", sections=[section]), tmp_path / "report")
     html = (tmp_path / "report" / "index.html").read_text()
     for expected in ("Cross-generator matrix", "Robustness", "Calibration", "Most confident mistakes",
                      "Leave one generator out", "ROC and precision-recall", "A CNN detector (small, random start)"):

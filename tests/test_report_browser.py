@@ -21,7 +21,7 @@ from browser_harness import (
     Page,
     skip_reason,
 )
-from synthscope.reports import Metric, Section, Table, Text
+from synthscope.reports import Metric, Section, Table, Text, write_report
 from synthscope.reports.demo import build_demo_report
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=skip_reason() or "")
@@ -49,7 +49,7 @@ def report_page(browser: Chromium, tmp_path_factory: pytest.TempPathFactory):
     ])
     report.add(hostile)
     report.summary.append(f"Summary with markup {EVIL}")
-    index = report.write(tmp_path_factory.mktemp("report") / "out dir with spaces & 'quotes'")
+    index = write_report(report, tmp_path_factory.mktemp("report") / "out dir with spaces & 'quotes'")
     page = Page(browser, index.resolve().as_uri())
     yield page, index
     page.close()
