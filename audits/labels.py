@@ -48,6 +48,7 @@ from jinja2 import Environment
 from synthscope.generators.corpus import CorpusError, read_corpus
 from synthscope.errors import UserError
 from synthscope.runtime import atomic_write_bytes, atomic_write_json, read_json, sha256_file
+from synthscope.stats import cohen_kappa, fleiss_kappa_of_ratings, is_missing, krippendorff_alpha_nominal
 
 from .annotators import TABLE_COLUMNS, annotation_table, corpus_metadata, load_image
 from .metrics import ABSTAIN, HUMAN_PREFIX, MAJORITY_ANNOTATOR, attribute_values, confusion
@@ -632,74 +633,6 @@ def _read_saved_labels(path: Path, rows: list[tuple[int, list[str]]], lowered: l
 # --------------------------------------------------------------------------------------------
 
 
-def fleiss_kappa(counts: np.ndarray | Sequence[Sequence[int]]) -> float:
-    """Fleiss' kappa of an (N subjects x K categories) table of counts, every subject rated by the same
-    number n >= 2 of raters.
-
-    ``p_j = sum_i n_ij / (N n)``; ``P_i = (sum_j n_ij^2 - n) / (n (n - 1))``; ``P = mean_i P_i``;
-    ``P_e = sum_j p_j^2``; ``kappa = (P - P_e) / (1 - P_e)``. NaN when there are no subjects or when
-    chance agreement is 1 (every rating the same category).
-    """
-    table = np.asarray(counts, dtype=float)
-    if table.ndim != 2 or table.shape[0] == 0:
-        return math.nan
-    n_raters = table.sum(axis=1)
-    if not np.allclose(n_raters, n_raters[0]) or n_raters[0] < 2:
-        raise UserError("Fleiss' kappa needs every subject rated by the same number (>= 2) of raters")
-    n_subjects, n = table.shape[0], float(n_raters[0])
-    p_j = table.sum(axis=0) / (n_subjects * n)
-    p_i = ((table ** 2).sum(axis=1) - n) / (n * (n - 1))
-    p_bar, p_e = p_i.mean(), float((p_j ** 2).sum())
-    if math.isclose(p_e, 1.0):
-        return math.nan
-    return float((p_bar - p_e) / (1.0 - p_e))
-
-
-def krippendorff_alpha_nominal(units: Sequence[Sequence[Any]]) -> float:
-    """Krippendorff's alpha for nominal data: ``units`` is a list of the values each unit (image) got,
-    one per coder; None/NaN/"" are missing. Units with fewer than two values are not pairable and are
-    left out.
-
-    Coincidences: each unit u with m_u values adds, for every ordered pair of its values (c, k) from
-    different coders, 1 / (m_u - 1) to o_ck. With n_c = sum_k o_ck and n = sum_c n_c:
-    ``alpha = 1 - (n - 1) * sum_{c != k} o_ck / sum_{c != k} n_c n_k``. NaN when nothing is pairable or
-    all values are one category.
-    """
-    coincidences: dict[tuple[Any, Any], float] = {}
-    for unit in units:
-        values = [v for v in unit if not _missing(v)]
-        m = len(values)
-        if m < 2:
-            continue
-        for a in range(m):
-            for b in range(m):
-                if a != b:
-                    key = (values[a], values[b])
-                    coincidences[key] = coincidences.get(key, 0.0) + 1.0 / (m - 1)
-    if not coincidences:
-        return math.nan
-    totals: dict[Any, float] = {}
-    for (c, _), o in coincidences.items():
-        totals[c] = totals.get(c, 0.0) + o
-    n = sum(totals.values())
-    observed = sum(o for (c, k), o in coincidences.items() if c != k)
-    expected = sum(totals[c] * totals[k] for c in totals for k in totals if c != k)
-    if expected == 0:
-        return math.nan
-    return float(1.0 - (n - 1.0) * observed / expected)
-
-
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return value.strip() == ""
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
 AGREEMENT_COLUMNS = ("attribute", "measure", "annotator_a", "annotator_b", "n_annotators", "n_shared",
                      "observed_agreement", "value")
 
@@ -708,8 +641,8 @@ def agreement(annotations: pd.DataFrame, attribute: str, annotators: Sequence[st
               include_abstentions: bool = True) -> pd.DataFrame:
     """How far annotators agree on one attribute, on the images they share.
 
-    Rows (columns :data:`AGREEMENT_COLUMNS`): ``cohen_kappa`` for every pair of annotators
-    (:func:`sklearn.metrics.cohen_kappa_score` on the images both labelled), ``fleiss_kappa`` across all
+    Rows (columns :data:`AGREEMENT_COLUMNS`), each measure from :mod:`synthscope.stats`: ``cohen_kappa``
+    for every pair of annotators (on the images both labelled), ``fleiss_kappa`` across all
     annotators on the images every one of them labelled, and ``krippendorff_alpha`` (nominal) on every
     image at least two of them labelled (it allows missing labels). ``n_shared`` is the number of images
     the measure used; ``observed_agreement`` the share of those images (pairs, for Krippendorff's
@@ -718,8 +651,6 @@ def agreement(annotations: pd.DataFrame, attribute: str, annotators: Sequence[st
     ``include_abstentions=False``, which drops abstentions before comparing. Values are NaN where a
     measure is undefined (no shared images, or a single category throughout).
     """
-    from sklearn.metrics import cohen_kappa_score
-
     table = annotations[annotations["attribute"] == attribute]
     table = table[table["value"].notna()].assign(value=lambda t: t["value"].astype(str))
     if not include_abstentions:
@@ -738,20 +669,13 @@ def agreement(annotations: pd.DataFrame, attribute: str, annotators: Sequence[st
 
     for a, b in combinations(names, 2):
         pair = wide[[a, b]].dropna()
-        kappa = math.nan
         observed = float((pair[a] == pair[b]).mean()) if len(pair) else math.nan
-        if len(pair) and len(set(pair[a]) | set(pair[b])) > 1:
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
-                warnings.simplefilter("ignore")
-                kappa = float(cohen_kappa_score(pair[a], pair[b]))
-        rows.append(row("cohen_kappa", a, b, 2, len(pair), observed, kappa))
+        rows.append(row("cohen_kappa", a, b, 2, len(pair), observed, cohen_kappa(pair[a], pair[b])))
 
     full = wide.dropna()
-    categories = sorted(set(table["value"]))
     fleiss, observed = math.nan, math.nan
     if len(names) >= 2 and len(full):
-        counts = np.stack([(full.to_numpy() == c).sum(axis=1) for c in categories], axis=1)
-        fleiss = fleiss_kappa(counts)
+        fleiss = fleiss_kappa_of_ratings(full.to_numpy())
         observed = float((full.nunique(axis=1) == 1).mean())  # images on which everyone agrees
     rows.append(row("fleiss_kappa", "", "", len(names), len(full), observed, fleiss))
 
@@ -759,7 +683,7 @@ def agreement(annotations: pd.DataFrame, attribute: str, annotators: Sequence[st
     units = pairable.to_numpy(dtype=object).tolist()
     agree = total = 0.0
     for unit in units:
-        values = [v for v in unit if not _missing(v)]
+        values = [v for v in unit if not is_missing(v)]
         m = len(values)
         total += m * (m - 1)
         agree += sum(values.count(v) * (values.count(v) - 1) for v in set(values))

@@ -13,9 +13,9 @@ Conventions shared by every table:
 - Shares come two ways, named so: ``share_of_all`` (count / every image of the group, abstentions
   included) and ``share_of_determined`` (count / images with a value other than the abstention label).
   Distances to parity or to a reference use the determined shares; the abstention rate sits beside.
-- Intervals are Wilson score intervals (95 % unless ``confidence`` says otherwise), the interval of
-  :func:`synthscope.stats.wilson_interval` computed in closed form for whole columns
-  (:func:`wilson_bounds`); an empty group has no interval (NaN).
+- Intervals are Wilson score intervals (95 % unless ``confidence`` says otherwise), from
+  :mod:`synthscope.stats` (:func:`~synthscope.stats.wilson_bounds` for whole columns); an empty group
+  has no interval (NaN).
 - Every attribute value seen anywhere in the table (or declared via ``values``) appears in every
   group, with count 0 where it did not occur: "no women doctors in 200 images" is a result.
 - Prompts that name a descriptor ("a female doctor") measure adherence to the prompt, not the
@@ -46,10 +46,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
 from synthscope.errors import UserError
-from synthscope.stats import wilson_interval
+from synthscope.stats import wilson_bounds
 
 ANNOTATION_COLUMNS = ("image_id", "prompt", "template", "profession", "descriptor", "guidance", "annotator",
                       "attribute", "value")
@@ -172,28 +171,6 @@ def prepare_annotations(annotations: pd.DataFrame, abstain_label: str = ABSTAIN)
         raise UserError(f"image {row['image_id']!r} has two {row['attribute']} labels from annotator "
                          f"{row['annotator']!r}; give each labeller its own annotator name")
     return df
-
-
-def wilson_bounds(k: np.ndarray | pd.Series, n: np.ndarray | pd.Series,
-                  confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score bounds for arrays of (k successes, n trials); NaN where n is 0.
-
-    The closed form of :func:`synthscope.stats.wilson_interval` (no continuity correction), vectorised
-    because an audit has thousands of groups and scipy's ``binomtest`` also runs a p-value search per
-    call; the tests check that both agree.
-    """
-    k = np.asarray(pd.Series(k).fillna(0), dtype=float)
-    n = np.asarray(pd.Series(n).fillna(0), dtype=float)
-    z = float(norm.ppf(0.5 + confidence / 2.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = k / n
-        denominator = 1.0 + z * z / n
-        centre = (p + z * z / (2.0 * n)) / denominator
-        half = z * np.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denominator
-        low, high = np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
-    empty = n <= 0
-    low[empty], high[empty] = np.nan, np.nan
-    return low, high
 
 
 def _value_sets(df: pd.DataFrame, values: Mapping[str, Sequence[str]] | None,
@@ -644,11 +621,6 @@ class Confusion:
                 "accuracy_of_determined_ci_high": self.determined_ci_high, "confidence_level": self.confidence}
 
 
-def _wilson(k: int, n: int, confidence: float) -> tuple[float, float]:
-    low, high = wilson_interval(k, n, confidence)
-    return (math.nan, math.nan) if low is None else (low, high)
-
-
 def _value_order(values: set[str], attribute: str) -> list[str]:
     canonical = attribute_values().get(attribute, ())
     known = [v for v in canonical if v in values]
@@ -695,8 +667,9 @@ def confusion(annotations: pd.DataFrame, truth: pd.DataFrame, attribute: str, an
     correct = int((pairs["value"] == pairs["truth"]).sum())
     abstained = int((pairs["value"] == ABSTAIN).sum())
     determined = n - abstained
-    low, high = _wilson(correct, n, confidence)
-    d_low, d_high = _wilson(correct, determined, confidence)
+    # NaN bounds (not None) where nothing was compared: the fields are floats.
+    (low, d_low), (high, d_high) = (map(float, b) for b in wilson_bounds([correct, correct], [n, determined],
+                                                                          confidence))
     return Confusion(attribute=attribute, annotator=str(annotator), matrix=matrix, n=n, n_correct=correct,
                      n_abstained=abstained, accuracy=correct / n if n else math.nan, ci_low=low, ci_high=high,
                      accuracy_of_determined=correct / determined if determined else math.nan,

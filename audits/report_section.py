@@ -36,6 +36,7 @@ import pandas as pd
 from synthscope.errors import UserError
 from synthscope.reports import Figure, Gallery, Metric, Section, Table, Text
 from synthscope.reports.style import MARKERS, new_figure, palette, plain_text, use_style
+from synthscope.stats import wilson_bounds
 
 from .metrics import (
     ABSTAIN,
@@ -44,7 +45,6 @@ from .metrics import (
     MAJORITY_ANNOTATOR,
     MIN_EXPECTED,
     MIN_GROUP_N,
-    wilson_bounds,
 )
 
 __all__ = ["audit_section", "share_bar_segments", "share_bars_figure", "amplification_figure",

@@ -22,15 +22,13 @@ from synthscope.audits.labels import (
     LabelImportError,
     agreement,
     export_label_sheet,
-    fleiss_kappa,
     import_labels,
-    krippendorff_alpha_nominal,
     truth_from_corpus,
 )
 from synthscope.audits.metrics import ABSTAIN, confusion, prepare_annotations
 from synthscope.generators.corpus import CorpusWriter
 
-from synthscope.stats import wilson_interval
+from synthscope.stats import fleiss_kappa, krippendorff_alpha_nominal, wilson_interval
 
 AGES = ["young", "middle-aged", "older"]
 

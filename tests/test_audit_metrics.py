@@ -24,10 +24,9 @@ from synthscope.audits.metrics import (
     prompt_shares,
     reference_gap,
     template_spread,
-    wilson_bounds,
 )
 
-from synthscope.stats import wilson_interval
+from synthscope.stats import wilson_bounds, wilson_interval
 
 
 def rows(profession, labels, template=0, descriptor=None, guidance=7.5, attribute="gender", annotator="probe",
