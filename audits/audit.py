@@ -10,8 +10,6 @@ the builtin model first, merges the parts, and alone measures and writes the rep
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from PIL import Image
 from synthscope.distributed import Shard, current_shard
 from synthscope.generators.corpus import MANIFEST_NAME, read_corpus
 from synthscope.errors import UserError
+from synthscope.fingerprint import fingerprint
 from synthscope.reports import Report, Section, Table, collect_provenance, write_report
 from synthscope.runtime import atomic_write_bytes, atomic_write_json
 from synthscope.tables import spreadsheet_safe
@@ -279,7 +278,7 @@ def training_images_check(spec: AuditSpec, out: Path, annotators: list, size: in
     provenance = {"generator": "real", "data": "portraits training world", "world": world.to_dict(), "n": n,
                   "size": size, "seed": spec.prompts.seed}
     # One folder per world and sample: a spec whose world changed must not reuse the old images.
-    digest = hashlib.sha256(json.dumps(provenance, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    digest = fingerprint(provenance)[:12]
     corpus_dir = out / f"training_sample-{digest}"
     writer = CorpusWriter(corpus_dir, provenance)
     if len(writer) < n:

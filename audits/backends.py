@@ -10,8 +10,6 @@ produce the same images (up to the floating-point differences between devices an
 
 from __future__ import annotations
 
-import hashlib
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,8 @@ from typing import Any, ClassVar
 import torch
 from PIL import Image
 from synthscope.errors import UserError
+from synthscope.fingerprint import fingerprint
+from synthscope.jsondata import json_data
 from synthscope.generators.base import CONFIG_FILE, WEIGHTS_FILE, Generator
 from synthscope.generators.corpus import package_versions
 from synthscope.generators.registry import load_generator
@@ -159,7 +159,7 @@ class BuiltinBackend(TextToImageBackend):
         settings = {"kind": "diffusion", "conditional": True, "data": "portraits",
                     "distribution": distribution.to_dict(), "size": int(size), "n": int(n), "seed": int(seed),
                     "steps": steps, "options": dict(options or {})}
-        key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+        key = fingerprint(settings)
         run_dir = Path(run_dir) if run_dir is not None else Path(cache_dir) / f"portraits-diffusion-{key[:16]}"
         config_path = run_dir / CONFIG_FILE
         config = read_json(config_path) if config_path.is_file() else {}
@@ -210,8 +210,8 @@ def _check_same_world(run_dir: Path, config: dict[str, Any], settings: dict[str,
         return
     data = config.get("data", {})
     had = {"world": data.get("distribution"), "size": data.get("size"), "n": data.get("n"), "seed": config.get("seed")}
-    wanted = json.loads(json.dumps({"world": settings["distribution"], "size": settings["size"],
-                                    "n": settings["n"], "seed": settings["seed"]}))
+    wanted = json_data({"world": settings["distribution"], "size": settings["size"], "n": settings["n"],
+                        "seed": settings["seed"]})
     differ = [name for name in wanted if had[name] is not None and had[name] != wanted[name]]
     if differ:
         raise UserError(f"{run_dir}: holds a built-in model trained with another {', '.join(differ)}; "
@@ -264,7 +264,7 @@ def _folder_digest(root: Path) -> tuple[str, dict[str, str]]:
         if folder.is_dir():
             files.extend(sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")))
     hashes = {p.relative_to(root).as_posix(): sha256_file(p) for p in files}
-    combined = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
+    combined = fingerprint(hashes)
     return combined, hashes
 
 

@@ -6,8 +6,6 @@ process writes ``out`` when every file is scored and then removes the parts."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import time
@@ -19,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from synthscope.errors import UserError
+from synthscope.fingerprint import fingerprint
 from synthscope.runtime import atomic_write_bytes
 from synthscope.tables import spreadsheet_safe
 
@@ -74,8 +73,7 @@ def parts_folder(out: Path) -> Path:
 
 def _detector_identity(detector_dir: Path, config: dict) -> str:
     """What a part's scores depend on: the detector's saved config (threshold, weights hash, ...)."""
-    text = json.dumps(config, sort_keys=True, default=str)
-    return hashlib.sha256(f"{detector_dir.resolve()}\n{text}".encode()).hexdigest()[:16]
+    return fingerprint({"detector": detector_dir.resolve(), "config": config})[:16]
 
 
 def _read_parts(folder: Path, identity: str) -> pd.DataFrame:

@@ -53,6 +53,7 @@ from filelock import FileLock, Timeout
 from PIL import Image
 
 from synthscope.errors import UserError
+from synthscope.jsondata import json_data
 from synthscope.runtime import atomic_write_bytes, fsync_dir, package_version
 
 from .folder import (
@@ -106,23 +107,6 @@ def package_versions() -> dict[str, str | None]:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Path):
-        return value.as_posix()
-    if isinstance(value, (np.generic, torch.Tensor)) and getattr(value, "ndim", 0) == 0:
-        return value.item()
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=str)
-    if isinstance(value, (np.ndarray, torch.Tensor)):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _as_json(value: Any) -> Any:
-    """``value`` as it will read back from JSON (tuples become lists, Paths strings, ...)."""
-    return json.loads(json.dumps(value, default=_json_default))
 
 
 def _write_png(image: Image.Image, path: Path) -> None:
@@ -213,7 +197,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, Path):
         return value.as_posix()
     if isinstance(value, (list, tuple, dict, set, frozenset, np.ndarray, torch.Tensor)):
-        return json.dumps(value, default=_json_default)
+        return json.dumps(json_data(value))
     return str(value)
 
 
@@ -342,7 +326,7 @@ class CorpusWriter:
         clash = RESERVED_PROVENANCE_KEYS & new_provenance.keys()
         if clash:
             raise UserError(f"provenance keys {sorted(clash)} are set by the writer; rename them")
-        new_provenance = _as_json(new_provenance)  # fails early on values JSON cannot hold
+        new_provenance = json_data(new_provenance)  # fails early on values JSON cannot hold
 
         self.manifest_path = self.root / MANIFEST_NAME
         self.provenance_path = self.root / PROVENANCE_NAME
@@ -508,7 +492,7 @@ class CorpusWriter:
         atomic_write_bytes(self.manifest_path, manifest.to_csv(index=False, lineterminator="\n").encode())
 
     def _write_provenance(self) -> None:
-        text = json.dumps(self._provenance, indent=2, default=_json_default) + "\n"
+        text = json.dumps(json_data(self._provenance), indent=2) + "\n"
         atomic_write_bytes(self.provenance_path, text.encode())
 
     def append(self, images: Any, rows: Sequence[dict] | None = None) -> list[str]:

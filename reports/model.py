@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from synthscope.errors import UserError
+from synthscope.jsondata import json_data
 
 __all__ = [
     "Text", "Metric", "Table", "Figure", "Gallery", "GalleryImage", "Section", "SectionProvider",
@@ -390,28 +391,6 @@ class Section:
         return self
 
 
-def jsonable(value: Any) -> Any:
-    """``value`` as plain JSON data: dict keys as strings, paths/dates/numpy scalars unwrapped."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else value
-        return [jsonable(v) for v in items]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)  # JSON has no NaN/inf
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
-    return str(value)
-
-
 def _now_iso() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
@@ -448,7 +427,7 @@ class Report:
             raise TypeError(f"Report provenance must be a dict, got {type(self.provenance).__name__}")
         # Stored as JSON data from the start, so the page rendered now and the one re-rendered from
         # report.json show exactly the same values.
-        self.provenance = jsonable(self.provenance)
+        self.provenance = json_data(self.provenance, nonfinite="text", lenient=True)
         self.caveats = [_text(c, "Report caveat") for c in self.caveats]
         self.highlights = list(self.highlights)
         for metric in self.highlights:

@@ -6,12 +6,12 @@ resume by themselves, so an interrupted lab picks up where it stopped.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from synthscope.fingerprint import Reuse, fingerprint
 from synthscope.runtime import read_json, seed_everything
 
 RUNS_DIR = "runs"
@@ -60,6 +60,8 @@ abstain_below = 0.6
 source = "bls-2022"
 """
 REAL_CORPUS = "digits-real"
+STAGE_RECORD = "lab_stage.json"  # in a run folder: what the finished stage was made from
+STAGE_FORMAT = 1  # bumped when a stage's results change meaning, so that older ones are made again
 
 
 @dataclass
@@ -159,7 +161,8 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
         _say(progress, f"[lab] generator {number}/{len(stages)}: {stage.title} ({steps} steps)")
         stage_began = time.perf_counter()
         eval_samples = 200 if quick else 1000
-        if not force and _finished(run_dir, stage, steps, seed, eval_samples):
+        reuse, made_from = Reuse(run_dir, STAGE_RECORD), stage_fingerprint(stage, steps, seed, eval_samples)
+        if not force and reuse.matches(made_from):
             evaluation = RunEvaluation.load(run_dir)
             reused.append(stage.name)
         else:
@@ -169,6 +172,7 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
                                    judge_dir=out / JUDGES_DIR / stage.data,
                                    snapshots=4 if quick else 8,
                                    eval_samples=eval_samples, score=stage.score)
+            reuse.record(made_from, stage=stage.name, steps=steps, seed=seed)
         evaluation.name, evaluation.title, evaluation.description = stage.name, stage.title, stage.description
         evaluations.append(evaluation)
         if stage.corpus_size:
@@ -245,17 +249,12 @@ def audit_stage(out: Path, quick: bool, seed: int = 0, device: str = "auto", pro
                      annotator_options={"probe": {"n_train": 1000}} if quick else None)
 
 
-def _finished(run_dir: Path, stage: GeneratorStage, steps: int, seed: int, eval_samples: int) -> bool:
-    """A stage is reusable when its run was trained and evaluated exactly as asked now."""
-    try:
-        config = read_json(run_dir / "config.json")
-        evaluation = read_json(run_dir / "quality.json").get("evaluation", {})
-    except (FileNotFoundError, ValueError):
-        return False
-    options = {k: v for k, v in config["model"]["options"].items() if k in stage.options}
-    return (config.get("step") == steps and config.get("seed") == seed
-            and options == json.loads(json.dumps(stage.options))
-            and evaluation.get("seed") == seed and evaluation.get("n_samples") == eval_samples)
+def stage_fingerprint(stage: GeneratorStage, steps: int, seed: int, eval_samples: int) -> str:
+    """What a generator stage's run, evaluation and scores depend on; the stage is reused only when
+    its finished run recorded the same."""
+    return fingerprint({"format": STAGE_FORMAT, "kind": stage.kind, "data": stage.data,
+                        "conditional": stage.conditional, "options": stage.options, "steps": steps,
+                        "seed": seed, "eval_samples": eval_samples, "score": stage.score})
 
 
 def _say(progress: bool, text: str) -> None:

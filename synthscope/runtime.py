@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from synthscope.errors import UserError
+from synthscope.jsondata import json_data
 
 
 def seed_everything(seed: int) -> None:
@@ -342,7 +343,9 @@ def package_version(distribution: str) -> str | None:
 
 
 def atomic_write_json(path: Path, payload: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n").encode())
+    """``payload`` as indented JSON (through the one encoder, :func:`synthscope.jsondata.json_data`)."""
+    text = json.dumps(json_data(payload, lenient=True), indent=2, sort_keys=True)
+    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def read_json(path: Path) -> Any:
