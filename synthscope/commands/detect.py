@@ -1,0 +1,260 @@
+"""``synthscope detect train|eval|matrix|scan``: train real-vs-fake detectors, assess them, scan folders.
+
+``TRAINERS`` maps each detector kind of :mod:`synthscope.registry` to the function that trains it from
+the command's arguments (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from synthscope.commands.common import (Subcommands, UsageError, add_command, add_common, add_group, bounded,
+                                        is_main_process, positive_int, probability)
+from synthscope.registry import kind_names
+
+# The robustness sweeps of synthscope.detectors.perturbations.SWEEPS (named here so that --help
+# does not import torch; a test keeps the two in step).
+SWEEP_NAMES = ("jpeg", "blur", "downscale", "crop", "noise", "social")
+
+
+def register(commands: Subcommands) -> None:
+    actions = add_group(commands, "detect", help="train and test AI-image detectors",
+                        description="Train real-vs-fake detectors on corpora, evaluate them with "
+                                    "deployment metrics, and scan folders.")
+    train = add_command(
+        actions, "train", train_handler, workload=workload,
+        help="train a detector on a real corpus vs synthetic corpora",
+        description="Train a detector: a CNN (balanced batches, blur+JPEG augmentation), a probe on frozen "
+                    "CLIP features (UnivFD), or a trained GAN's own discriminator as a baseline. The decision "
+                    "threshold is fixed on held-out real images for --target-fpr, never on test labels.")
+    train.add_argument("--kind", choices=kind_names("detector"), default="cnn", help="detector kind (default: cnn)")
+    train.add_argument("--real", required=True, type=Path, help="corpus (or image folder) of real images")
+    train.add_argument("--fake", type=Path, nargs="+", default=[], help="one or more synthetic corpora (cnn, clip)")
+    train.add_argument("--out", required=True, type=Path, help="detector folder")
+    add_training_options(train)
+    clip = train.add_argument_group("clip detector (--kind clip)")
+    clip.add_argument("--clip-model", default="ViT-B-32", help="open_clip model name (default: ViT-B-32)")
+    clip.add_argument("--clip-pretrained", default="laion2b_s34b_b79k",
+                      help="open_clip pretrained tag, downloaded once (default: laion2b_s34b_b79k)")
+    clip.add_argument("--clip-checkpoint", type=Path, help="local open_clip weight file (instead of a tag)")
+    clip.add_argument("--probe", choices=["logistic", "knn"], default="logistic",
+                      help="logistic regression (C by cross-validation) or k nearest neighbours (default: logistic)")
+    clip.add_argument("--k", type=positive_int, default=10, help="neighbours for --probe knn (default: 10)")
+    clip.add_argument("--cache-dir", type=Path,
+                      help="feature cache, kept by the detector for eval and scan "
+                           "(default: $SYNTHSCOPE_CACHE/clip-features or ~/.cache/synthscope)")
+    clip.add_argument("--no-cache", action="store_true",
+                      help="do not read or write the feature cache (now, nor when evaluating or scanning)")
+    gan = train.add_argument_group("GAN discriminator baseline (--kind gan-discriminator)")
+    gan.add_argument("--gan-run", type=Path, help="a GAN run folder ('synthscope generate train --model gan')")
+    add_common(train)
+
+    evaluate = add_command(
+        actions, "eval", eval_handler, workload=workload, help="deployment metrics of a detector on test corpora",
+        description="AP, ROC-AUC, accuracy at the saved threshold, TPR at 1 %% and 0.1 %% FPR, EER, calibration, "
+                    "each with a 95 %% interval, a per-generator breakdown (each generator marked as seen or unseen in "
+                    "the detector's training, the two measured apart) and a format-shortcut check; with "
+                    "--robustness, perturbation sweeps too. Writes metrics.json, metrics.csv, per_source.csv, "
+                    "seen_unseen.csv, scores.csv, robustness.csv, format_shortcut.csv and an HTML report "
+                    "(index.html) into --out.")
+    evaluate.add_argument("detector_dir", type=Path)
+    evaluate.add_argument("--real", type=Path, help="real test corpus")
+    evaluate.add_argument("--fake", type=Path, nargs="*", default=[], help="synthetic test corpora")
+    evaluate.add_argument("--out", required=True, type=Path, help="results folder")
+    evaluate.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples (default: 1000)")
+    evaluate.add_argument("--robustness", nargs="*", metavar="SWEEP", choices=list(SWEEP_NAMES),
+                          help=f"perturbation sweeps to run, applied alike to reals and fakes "
+                               f"({', '.join(SWEEP_NAMES)}; no names: all of them)")
+    add_common(evaluate)
+
+    matrix = add_command(
+        actions, "matrix", matrix_handler, workload=workload,
+        help="cross-generator matrix and leave-one-generator-out",
+        description="Split every corpus once into training and test parts; train one detector per synthetic "
+                    "corpus, one on all of them and one per left-out corpus; test each on every corpus. "
+                    "Writes matrix.csv, leave_one_out.csv, the detectors and an HTML report into --out. "
+                    "Detectors trained before on the same images and settings are reused.")
+    matrix.add_argument("--real", required=True, type=Path, help="corpus (or image folder) of real images")
+    matrix.add_argument("--fake", required=True, type=Path, nargs="+", help="synthetic corpora, each named by its folder")
+    matrix.add_argument("--out", required=True, type=Path, help="results folder")
+    matrix.add_argument("--test-fraction", type=bounded(float, 0.05, 0.95), default=0.3,
+                        help="share of every corpus kept for testing (default: 0.3)")
+    matrix.add_argument("--bootstrap", type=positive_int, default=200, help="bootstrap resamples per cell (default: 200)")
+    add_training_options(matrix)
+    add_common(matrix)
+
+    scan = add_command(
+        actions, "scan", scan_handler, workload=workload, help="score every file of a folder (CSV)",
+        description="One CSV row per file of the folder, hidden ones included: path, P(fake), decision at the "
+                    "detector's threshold, or why the file could not be read (a symbolic link leading out of the "
+                    "folder is never read), and out_of_domain: why an image looks unlike the detector's training "
+                    "images (size, colour, pixel statistics). A corrupt, empty or non-image file never stops the "
+                    "scan.")
+    scan.add_argument("detector_dir", type=Path)
+    scan.add_argument("folder", type=Path)
+    scan.add_argument("--out", required=True, type=Path, help="CSV file to write (not a folder)")
+    add_common(scan, seed=False)
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """The CNN detector's training settings, shared by 'detect train' and 'detect matrix'."""
+    parser.add_argument("--arch", choices=["small", "resnet18", "resnet50"], default="small",
+                        help="network (default: small, trains in about a minute on a CPU)")
+    parser.add_argument("--pretrained", choices=["none", "imagenet"], default="none",
+                        help="start a ResNet from torchvision's ImageNet weights (needs them downloaded once)")
+    parser.add_argument("--size", type=positive_int, default=32, help="input size in px (default: 32)")
+    parser.add_argument("--epochs", type=positive_int, default=30, help="at most this many epochs (default: 30)")
+    parser.add_argument("--patience", type=positive_int, default=5,
+                        help="stop after this many epochs without a better validation loss (default: 5)")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--p-blur", type=probability, default=0.5,
+                        help="blur augmentation probability (default: 0.5; CNNDetection's other setting is 0.1)")
+    parser.add_argument("--p-jpeg", type=probability, default=0.5, help="JPEG augmentation probability (default: 0.5)")
+    parser.add_argument("--blur-sigma", type=float, nargs=2, default=(0.0, 3.0), metavar=("LOW", "HIGH"),
+                        help="blur sigma range in px (default: 0 3, made for 256 px images; scale it down "
+                             "for small ones)")
+    parser.add_argument("--jpeg-quality", type=int, nargs=2, default=(30, 100), metavar=("LOW", "HIGH"),
+                        help="JPEG quality range (default: 30 100)")
+    parser.add_argument("--target-fpr", type=probability, default=0.01,
+                        help="false-positive rate the threshold is set for, on held-out reals (default: 0.01)")
+
+
+def training_options(args: argparse.Namespace) -> dict:
+    """The CNN training settings of 'detect train' and 'detect matrix', as keyword arguments."""
+    from synthscope.detectors.perturbations import BlurJpegAugment
+
+    try:  # check the ranges before any image is read
+        BlurJpegAugment(args.p_blur, args.p_jpeg, sigma=args.blur_sigma, quality=args.jpeg_quality)
+    except ValueError as error:
+        raise UsageError(f"--blur-sigma/--jpeg-quality: {error}") from None
+    return {"arch": args.arch, "pretrained": None if args.pretrained == "none" else args.pretrained,
+            "epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
+            "p_blur": args.p_blur, "p_jpeg": args.p_jpeg, "blur_sigma": tuple(args.blur_sigma),
+            "jpeg_quality": tuple(args.jpeg_quality), "target_fpr": args.target_fpr}
+
+
+def workload(args: argparse.Namespace) -> str:
+    """LARGE for a CLIP detector or a ResNet (asked for, or the saved detector's kind for eval and scan),
+    TINY otherwise; judged without importing torch models."""
+    from synthscope.runtime import LARGE, TINY
+
+    if getattr(args, "kind", None) == "clip" or str(getattr(args, "arch", "small")).startswith("resnet"):
+        return LARGE
+    detector_dir = getattr(args, "detector_dir", None)
+    if detector_dir is not None:  # eval and scan: the saved detector's kind
+        try:
+            model = json.loads((Path(detector_dir) / "detector.json").read_text()).get("model", {})
+        except (OSError, ValueError, AttributeError):
+            return TINY  # the command itself reports a missing or broken detector
+        if isinstance(model, dict) and (model.get("kind") == "clip"
+                                        or str(model.get("arch", "")).startswith("resnet")):
+            return LARGE
+    return TINY
+
+
+def _check_output_folder(args: argparse.Namespace) -> None:
+    """Before any image is read or any detector trained."""
+    from synthscope.detectors.base import check_output_folder
+
+    check_output_folder(args.out)
+
+
+def _write_report(args: argparse.Namespace, section, summary: list[str], command: str) -> None:
+    from synthscope.reports import Report, collect_provenance
+
+    Report(title="synthscope detectors", subtitle=command, summary=summary, sections=[section],
+           provenance=collect_provenance({"command": f"synthscope {command}"})).write(args.out)
+    print("\n".join(summary))
+    print(f"results and report -> {args.out}")
+
+
+def _require_fakes(args: argparse.Namespace) -> None:
+    if not args.fake:
+        raise UsageError(f"--kind {args.kind} needs --fake: one or more synthetic corpora")
+
+
+def _train_cnn(args: argparse.Namespace, progress: bool):
+    _require_fakes(args)
+    from synthscope.detectors import training
+
+    return training.train_detector(args.real, args.fake, args.out, size=args.size, seed=args.seed,
+                                   device=args.device, progress=progress, **training_options(args))
+
+
+def _train_clip(args: argparse.Namespace, progress: bool):
+    _require_fakes(args)
+    from synthscope.detectors.clip import train_clip_detector
+
+    return train_clip_detector(
+        args.real, args.fake, args.out, model=args.clip_model,
+        pretrained=None if args.clip_checkpoint else args.clip_pretrained, checkpoint=args.clip_checkpoint,
+        probe=args.probe, k=args.k, size=args.size, target_fpr=args.target_fpr, seed=args.seed,
+        device=args.device, cache_dir=args.cache_dir, cache=not args.no_cache, progress=progress)
+
+
+def _train_discriminator(args: argparse.Namespace, progress: bool):
+    if args.gan_run is None:
+        raise UsageError("--kind gan-discriminator needs --gan-run RUN_DIR")
+    if args.fake:
+        raise UsageError("--kind gan-discriminator takes no --fake: only reals fix its threshold")
+    from synthscope.detectors.discriminator import make_discriminator_detector
+
+    return make_discriminator_detector(args.gan_run, args.real, args.out, target_fpr=args.target_fpr,
+                                       seed=args.seed, device=args.device, progress=progress)
+
+
+# How 'detect train' trains each detector kind; it returns the training run, or None on the other
+# processes of a multi-process run.
+TRAINERS = {"cnn": _train_cnn, "clip": _train_clip, "gan-discriminator": _train_discriminator}
+
+
+def train_handler(args: argparse.Namespace, progress: bool) -> None:
+    _check_output_folder(args)
+    run = TRAINERS[args.kind](args, progress)
+    if run is None:  # another process of a multi-process run: the main one reports
+        return
+    print(f"detector -> {args.out} (threshold {run.threshold:.4g} for {run.target_fpr:.1%} FPR on held-out "
+          f"reals; {run.seconds:.0f} s)")
+
+
+def eval_handler(args: argparse.Namespace, progress: bool) -> None:
+    _check_output_folder(args)
+    if args.real is None and not args.fake:
+        raise UsageError("give --real, --fake or both")
+    from synthscope.detectors.assessment import assess_detector
+    from synthscope.detectors.report_section import assessment_summary, detector_section
+
+    sweeps = [] if args.robustness is None else (args.robustness or list(SWEEP_NAMES))
+    assessment = assess_detector(args.detector_dir, real=args.real, fakes=args.fake, sweeps=sweeps,
+                                 n_boot=args.bootstrap, seed=args.seed, device=args.device, progress=progress)
+    if assessment is None:  # another process of a multi-process run: the main one assesses
+        return
+    assessment.save(args.out)
+    print(assessment.report.table()[["metric", "value", "ci_low", "ci_high"]].to_string(index=False))
+    # the summary heads the report, so the section need not repeat it
+    _write_report(args, detector_section(assessment, summary=False), assessment_summary(assessment),
+                  f"detect eval {args.detector_dir}")
+
+
+def matrix_handler(args: argparse.Namespace, progress: bool) -> None:
+    _check_output_folder(args)
+    from synthscope.detectors.generalisation import cross_generator, split_corpora
+    from synthscope.detectors.report_section import detector_section, generalisation_summary
+
+    split = split_corpora(args.real, args.fake, size=args.size, test_fraction=args.test_fraction,
+                          seed=args.seed, progress=progress)
+    result = cross_generator(split, args.out, n_boot=args.bootstrap, seed=args.seed, device=args.device,
+                             progress=progress, size=args.size, **training_options(args))
+    print(result.pivot("ap").round(3).to_string())
+    _write_report(args, detector_section(generalisation=result), generalisation_summary(result), "detect matrix")
+
+
+def scan_handler(args: argparse.Namespace, progress: bool) -> None:
+    from synthscope.detectors.scan import scan_folder
+
+    table = scan_folder(args.detector_dir, args.folder, args.out, device=args.device, progress=progress)
+    failed = int((table["error"] != "").sum())
+    if is_main_process():
+        print(f"{len(table)} files scored -> {args.out}" + (f" ({failed} could not be read)" if failed else ""))

@@ -1,0 +1,86 @@
+"""``synthscope generate train|sample``: train the built-in generators into run folders, sample corpora."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from synthscope.commands.common import (Subcommands, add_command, add_common, add_group, bounded, is_main_process,
+                                        output_folder, positive_int)
+from synthscope.registry import kind_names
+
+
+def register(commands: Subcommands) -> None:
+    actions = add_group(commands, "generate", help="train built-in generators and sample from them",
+                        description="Train the built-in generators (AE, VAE, GAN, diffusion) "
+                                    "and sample corpora from them.")
+
+    train = add_command(
+        actions, "train", train_handler, help="train a generator into a run folder (resumes an interrupted run)",
+        description="Train a generator. Re-running with the same --out resumes from the last checkpoint; "
+                    "a larger --steps trains further. The run folder gets weights (safetensors + JSON), "
+                    "the loss history, lecture visuals and quality scores.")
+    train.add_argument("--model", required=True, choices=sorted(kind_names("generator")), help="generator kind")
+    train.add_argument("--data", default="digits",
+                       help="digits, portraits, or a folder of your own images (default: digits)")
+    train.add_argument("--out", required=True, type=output_folder, help="run folder")
+    train.add_argument("--conditional", action="store_true",
+                       help="condition on labels/prompts (gan, diffusion; needs digits or portraits)")
+    train.add_argument("--steps", type=positive_int, help="optimiser steps in total (default: per model, ~2 min on CPU)")
+    train.add_argument("--size", type=positive_int, help="image size in px (default: 16 for digits, 32 otherwise)")
+    train.add_argument("--n", type=positive_int, help="use at most N images (portraits: how many to draw)")
+    train.add_argument("--set", dest="options", action="append", metavar="KEY=VALUE",
+                       help="model option, repeatable (e.g. --set latent_dim=2 --set mode=denoising)")
+    train.add_argument("--snapshot-every", type=positive_int, help="save a sample grid every N steps")
+    train.add_argument("--no-eval", action="store_true", help="skip lecture visuals and quality scores")
+    train.add_argument("--force", action="store_true", help="start over instead of resuming")
+    train.add_argument("--strict", action="store_true", help="a corrupt image in --data is an error")
+    add_common(train)
+
+    sample = add_command(
+        actions, "sample", sample_handler, help="sample a trained generator into a corpus",
+        description="Sample images from a trained run into a corpus folder (images/, manifest.csv, "
+                    "corpus.json). Re-running resumes and never duplicates images.")
+    sample.add_argument("run_dir", type=Path, help="run folder written by 'generate train'")
+    sample.add_argument("--n", type=positive_int, required=True, help="images (per prompt)")
+    sample.add_argument("--out", required=True, type=output_folder, help="corpus folder")
+    sample.add_argument("--prompt", action="append",
+                        help="prompt, repeatable (conditional models), e.g. 'a photo of a female doctor'")
+    sample.add_argument("--guidance", type=bounded(float, 0, 100),
+                        help="classifier-free guidance scale, 0 to 100 (diffusion)")
+    sample.add_argument("--sampler", choices=["ddim", "ddpm"], help="diffusion sampler (default: ddim)")
+    sample.add_argument("--sample-steps", type=positive_int, help="diffusion sampling steps (default: 50 ddim, 1000 ddpm)")
+    sample.add_argument("--batch-size", type=positive_int, default=64, help="images per batch (default: 64)")
+    sample.add_argument("--force", action="store_true",
+                        help="replace a corpus made differently (other run, seed or options) instead of refusing")
+    add_common(sample)
+
+
+def train_handler(args: argparse.Namespace, progress: bool) -> None:
+    from synthscope.generators import workflow
+
+    result = workflow.train_run(
+        args.model, args.data, args.out, conditional=args.conditional, steps=args.steps,
+        seed=args.seed, size=args.size, n=args.n, device=args.device,
+        options=workflow.parse_options(args.options), force=args.force,
+        snapshot_every=args.snapshot_every, evaluate=not args.no_eval, progress=progress,
+        strict=args.strict)
+    if args.no_eval:
+        print(f"trained {args.model} to step {result.step} in {result.seconds:.0f} s -> {args.out}")
+    else:
+        quality = result.quality
+        print(f"trained {args.model} to step {quality['step']} in {quality['train_seconds']:.0f} s -> {args.out}")
+        if "summary" in quality:
+            print(f"quality: {quality['summary']}")
+
+
+def sample_handler(args: argparse.Namespace, progress: bool) -> None:
+    from synthscope.generators import workflow
+
+    options = {k: v for k, v in {"guidance": args.guidance, "sampler": args.sampler,
+                                 "steps": args.sample_steps}.items() if v is not None}
+    out = workflow.sample_to_corpus(args.run_dir, args.out, n=args.n, prompts=args.prompt,
+                                    seed=args.seed, batch_size=args.batch_size, device=args.device,
+                                    progress=progress, force=args.force, **options)
+    if is_main_process():
+        print(f"corpus -> {out}")
