@@ -23,7 +23,7 @@ def register(commands: Subcommands) -> None:
     run = add_command(
         actions, "run", run_handler, workload=workload, help="run an audit from a spec",
         description="Generate every image the spec asks for (resumable: a re-run adds only what is missing), "
-                    "annotate them, compute shares with 95 %% intervals, compare with the reference and write "
+                    "annotate them, compute shares with 95 % intervals, compare with the reference and write "
                     "an HTML report (AUDIT_DIR/index.html) with the tables beside it.")
     run.add_argument("spec", type=Path, help="audit spec (TOML; 'synthscope audit init' writes an example)")
     run.add_argument("--out", required=True, type=output_folder, help="audit folder")

@@ -53,8 +53,8 @@ def register(commands: Subcommands) -> None:
 
     evaluate = add_command(
         actions, "eval", eval_handler, workload=workload, help="deployment metrics of a detector on test corpora",
-        description="AP, ROC-AUC, accuracy at the saved threshold, TPR at 1 %% and 0.1 %% FPR, EER, calibration, "
-                    "each with a 95 %% interval, a per-generator breakdown (each generator marked as seen or unseen in "
+        description="AP, ROC-AUC, accuracy at the saved threshold, TPR at 1 % and 0.1 % FPR, EER, calibration, "
+                    "each with a 95 % interval, a per-generator breakdown (each generator marked as seen or unseen in "
                     "the detector's training, the two measured apart) and a format-shortcut check; with "
                     "--robustness, perturbation sweeps too. Writes metrics.json, metrics.csv, per_source.csv, "
                     "seen_unseen.csv, scores.csv, robustness.csv, format_shortcut.csv and an HTML report "
