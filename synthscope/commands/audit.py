@@ -7,36 +7,27 @@ import argparse
 import re
 from pathlib import Path
 
-from synthscope.commands.common import (Subcommands, add_command, add_group, add_threads, output_file,
-                                        output_folder, positive_int, seed_value)
+from synthscope.commands.common import (Subcommands, add_command, add_common, add_group, output_file, output_folder,
+                                        positive_int, seed_value)
 
 
 def register(commands: Subcommands) -> None:
     actions = add_group(commands, "audit", help="bias audits of text-to-image models",
                         description="Prompt a text-to-image model across professions, read who gets "
                                     "depicted (perceived attributes), compare with a reference.")
-    init = add_command(actions, "init", init_handler, help="write a commented example spec",
-                       description="Write a commented example audit spec (TOML) to edit.")
+    init = add_command(actions, "init", init_handler, help="write a commented example spec")
     init.add_argument("--out", type=output_file, default=Path("audit.toml"), help="spec file (default: audit.toml)")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
 
-    run = add_command(
-        actions, "run", run_handler, workload=workload, help="run an audit from a spec",
-        description="Generate every image the spec asks for (resumable: a re-run adds only what is missing), "
-                    "annotate them, compute shares with 95 % intervals, compare with the reference and write "
-                    "an HTML report (AUDIT_DIR/index.html) with the tables beside it.")
+    run = add_command(actions, "run", run_handler, workload=workload, help="run an audit from a spec")
     run.add_argument("spec", type=Path, help="audit spec (TOML; 'synthscope audit init' writes an example)")
     run.add_argument("--out", required=True, type=output_folder, help="audit folder")
     run.add_argument("--force", action="store_true",
                      help="replace images made by another model or with other settings instead of refusing")
     run.add_argument("--device", help="override the spec's device (cpu, cuda, cuda:N, mps, auto)")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_threads(run)
+    add_common(run, device=False, seed=False)  # the spec sets both (--device above overrides its device)
 
-    sheet = add_command(
-        actions, "label-sheet", label_sheet_handler, help="export images for human labelling",
-        description="Write labels.csv and a self-contained sheet.html (image ids and allowed values, never the "
-                    "prompt) for people to label perceived attributes.")
+    sheet = add_command(actions, "label-sheet", label_sheet_handler, help="export images for human labelling")
     sheet.add_argument("audit_dir", type=Path, help="an audit folder (its images) or any corpus")
     sheet.add_argument("--out", required=True, type=output_folder, help="sheet folder")
     sheet.add_argument("--attributes", nargs="+", default=["gender", "skin_tone", "age"],
@@ -45,11 +36,7 @@ def register(commands: Subcommands) -> None:
     sheet.add_argument("--seed", type=seed_value, default=0, help="seed of the sample and the shuffled order")
     sheet.add_argument("--force", action="store_true", help="overwrite a sheet that already holds labels")
 
-    labels = add_command(
-        actions, "import-labels", import_labels_handler, help="read completed label sheets back",
-        description="Check completed sheets (one CSV per labeller, e.g. labels_alice.csv) and write them as "
-                    "annotations; every bad cell is reported as file:line: problem. Prints agreement between "
-                    "labellers (Cohen's and Fleiss' kappa, Krippendorff's alpha).")
+    labels = add_command(actions, "import-labels", import_labels_handler, help="read completed label sheets back")
     labels.add_argument("sheet_dir", type=Path, help="the folder 'audit label-sheet' wrote")
     labels.add_argument("csv", type=Path, nargs="+", help="completed sheets")
     labels.add_argument("--out", required=True, type=output_file, help="annotations CSV to write")
@@ -70,6 +57,7 @@ def workload(args: argparse.Namespace) -> str:
 
 
 def init_handler(args: argparse.Namespace, progress: bool) -> None:
+    """Write a commented example audit spec (TOML) to edit."""
     from synthscope.audits.spec import example_spec_text
 
     if args.out.exists() and not args.force:
@@ -79,6 +67,9 @@ def init_handler(args: argparse.Namespace, progress: bool) -> None:
 
 
 def run_handler(args: argparse.Namespace, progress: bool) -> None:
+    """Generate every image the spec asks for (resumable: a re-run adds only what is missing), annotate
+    them, compute shares with 95 % intervals, compare with the reference and write an HTML report
+    (AUDIT_DIR/index.html) with the tables beside it."""
     from synthscope.audits.audit import run_audit
 
     result = run_audit(args.spec, args.out, force=args.force, device=args.device, progress=progress)
@@ -91,6 +82,8 @@ def run_handler(args: argparse.Namespace, progress: bool) -> None:
 
 
 def label_sheet_handler(args: argparse.Namespace, progress: bool) -> None:
+    """Write labels.csv and a self-contained sheet.html (image ids and allowed values, never the prompt)
+    for people to label perceived attributes."""
     from synthscope.audits.audit import corpus_folder
     from synthscope.audits.labels import export_label_sheet
 
@@ -102,6 +95,9 @@ def label_sheet_handler(args: argparse.Namespace, progress: bool) -> None:
 
 
 def import_labels_handler(args: argparse.Namespace, progress: bool) -> None:
+    """Check completed sheets (one CSV per labeller, e.g. labels_alice.csv) and write them as annotations;
+    every bad cell is reported as file:line: problem. Prints agreement between labellers (Cohen's and
+    Fleiss' kappa, Krippendorff's alpha)."""
     from synthscope.audits.labels import agreement, import_labels, labeller_validity, read_label_sheet
     from synthscope.runtime import atomic_write_bytes
     from synthscope.tables import spreadsheet_safe

@@ -70,10 +70,11 @@ def add_group(commands: Subcommands, name: str, help: str, description: str) -> 
     return group.add_subparsers(dest="action", metavar="ACTION", required=True)
 
 
-def add_command(commands: Subcommands, name: str, handler: Handler, help: str, description: str,
+def add_command(commands: Subcommands, name: str, handler: Handler, help: str,
                 workload: Workload | None = None) -> argparse.ArgumentParser:
-    """A runnable command: its parser, which remembers the handler (and workload) that serve it."""
-    parser = commands.add_parser(name, help=help, description=description)
+    """A runnable command: its parser, which remembers the handler (and workload) that serve it. The
+    handler's docstring is the command's description in --help (argparse folds its line breaks)."""
+    parser = commands.add_parser(name, help=help, description=handler.__doc__)
     parser.set_defaults(handler=handler)
     if workload is not None:
         parser.set_defaults(workload=workload)
@@ -88,10 +89,6 @@ def add_common(parser: argparse.ArgumentParser, device: bool = True, seed: bool 
         parser.add_argument("--device", default="auto",
                             help="cpu, cuda, cuda:N, mps or auto (default: auto = best available)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_threads(parser)
-
-
-def add_threads(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int,
                         help="CPU threads for torch (default: 1 for the built-in models and small CNNs, which "
                              "run fastest that way; the usable CPUs for CLIP, ResNets and diffusers pipelines)")

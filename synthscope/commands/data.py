@@ -11,9 +11,7 @@ from synthscope.commands.common import (Subcommands, add_command, add_common, ad
 def register(commands: Subcommands) -> None:
     actions = add_group(commands, "data", help="built-in data sets",
                         description="Work with the built-in data sets (no downloads).")
-    export = add_command(actions, "export", export_handler, help="write built-in real images as a corpus",
-                         description="Write digits or portraits as a corpus: the 'real' side "
-                                     "for detectors and audits.")
+    export = add_command(actions, "export", export_handler, help="write built-in real images as a corpus")
     export.add_argument("dataset", choices=["digits", "portraits"])
     export.add_argument("--n", type=positive_int, help="number of images (digits: at most 1797; default: all / 4000)")
     export.add_argument("--size", type=positive_int, help="image size in px")
@@ -23,6 +21,7 @@ def register(commands: Subcommands) -> None:
 
 
 def export_handler(args: argparse.Namespace, progress: bool) -> None:
+    """Write digits or portraits as a corpus: the 'real' side for detectors and audits."""
     from synthscope.generators import workflow
 
     out = workflow.export_builtin(args.dataset, args.out, n=args.n, seed=args.seed, size=args.size,

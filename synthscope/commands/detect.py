@@ -25,10 +25,7 @@ def register(commands: Subcommands) -> None:
                                     "deployment metrics, and scan folders.")
     train = add_command(
         actions, "train", train_handler, workload=workload,
-        help="train a detector on a real corpus vs synthetic corpora",
-        description="Train a detector: a CNN (balanced batches, blur+JPEG augmentation), a probe on frozen "
-                    "CLIP features (UnivFD), or a trained GAN's own discriminator as a baseline. The decision "
-                    "threshold is fixed on held-out real images for --target-fpr, never on test labels.")
+        help="train a detector on a real corpus vs synthetic corpora")
     train.add_argument("--kind", choices=kind_names("detector"), default="cnn", help="detector kind (default: cnn)")
     train.add_argument("--real", required=True, type=Path, help="corpus (or image folder) of real images")
     train.add_argument("--fake", type=Path, nargs="+", default=[], help="one or more synthetic corpora (cnn, clip)")
@@ -52,13 +49,7 @@ def register(commands: Subcommands) -> None:
     add_common(train)
 
     evaluate = add_command(
-        actions, "eval", eval_handler, workload=workload, help="deployment metrics of a detector on test corpora",
-        description="AP, ROC-AUC, accuracy at the saved threshold, TPR at 1 % and 0.1 % FPR, EER, calibration, "
-                    "each with a 95 % interval, a per-generator breakdown (each generator marked as seen or unseen in "
-                    "the detector's training, the two measured apart) and a format-shortcut check; with "
-                    "--robustness, perturbation sweeps too. Writes metrics.json, metrics.csv, per_source.csv, "
-                    "seen_unseen.csv, scores.csv, robustness.csv, format_shortcut.csv and an HTML report "
-                    "(index.html) into --out.")
+        actions, "eval", eval_handler, workload=workload, help="deployment metrics of a detector on test corpora")
     evaluate.add_argument("detector_dir", type=Path)
     evaluate.add_argument("--real", type=Path, help="real test corpus")
     evaluate.add_argument("--fake", type=Path, nargs="*", default=[], help="synthetic test corpora")
@@ -71,27 +62,19 @@ def register(commands: Subcommands) -> None:
 
     matrix = add_command(
         actions, "matrix", matrix_handler, workload=workload,
-        help="cross-generator matrix and leave-one-generator-out",
-        description="Split every corpus once into training and test parts; train one detector per synthetic "
-                    "corpus, one on all of them and one per left-out corpus; test each on every corpus. "
-                    "Writes matrix.csv, leave_one_out.csv, the detectors and an HTML report into --out. "
-                    "Detectors trained before on the same images and settings are reused.")
+        help="cross-generator matrix and leave-one-generator-out")
     matrix.add_argument("--real", required=True, type=Path, help="corpus (or image folder) of real images")
-    matrix.add_argument("--fake", required=True, type=Path, nargs="+", help="synthetic corpora, each named by its folder")
+    matrix.add_argument("--fake", required=True, type=Path, nargs="+",
+                        help="synthetic corpora, each named by its folder")
     matrix.add_argument("--out", required=True, type=Path, help="results folder")
     matrix.add_argument("--test-fraction", type=bounded(float, 0.05, 0.95), default=0.3,
                         help="share of every corpus kept for testing (default: 0.3)")
-    matrix.add_argument("--bootstrap", type=positive_int, default=200, help="bootstrap resamples per cell (default: 200)")
+    matrix.add_argument("--bootstrap", type=positive_int, default=200,
+                        help="bootstrap resamples per cell (default: 200)")
     add_training_options(matrix)
     add_common(matrix)
 
-    scan = add_command(
-        actions, "scan", scan_handler, workload=workload, help="score every file of a folder (CSV)",
-        description="One CSV row per file of the folder, hidden ones included: path, P(fake), decision at the "
-                    "detector's threshold, or why the file could not be read (a symbolic link leading out of the "
-                    "folder is never read), and out_of_domain: why an image looks unlike the detector's training "
-                    "images (size, colour, pixel statistics). A corrupt, empty or non-image file never stops the "
-                    "scan.")
+    scan = add_command(actions, "scan", scan_handler, workload=workload, help="score every file of a folder (CSV)")
     scan.add_argument("detector_dir", type=Path)
     scan.add_argument("folder", type=Path)
     scan.add_argument("--out", required=True, type=Path, help="CSV file to write (not a folder)")
@@ -211,6 +194,9 @@ TRAINERS = {"cnn": _train_cnn, "clip": _train_clip, "gan-discriminator": _train_
 
 
 def train_handler(args: argparse.Namespace, progress: bool) -> None:
+    """Train a detector: a CNN (balanced batches, blur+JPEG augmentation), a probe on frozen CLIP features
+    (UnivFD), or a trained GAN's own discriminator as a baseline. The decision threshold is fixed on
+    held-out real images for --target-fpr, never on test labels."""
     _check_output_folder(args)
     run = TRAINERS[args.kind](args, progress)
     if run is None:  # another process of a multi-process run: the main one reports
@@ -220,6 +206,11 @@ def train_handler(args: argparse.Namespace, progress: bool) -> None:
 
 
 def eval_handler(args: argparse.Namespace, progress: bool) -> None:
+    """AP, ROC-AUC, accuracy at the saved threshold, TPR at 1 % and 0.1 % FPR, EER, calibration, each with
+    a 95 % interval, a per-generator breakdown (each generator marked as seen or unseen in the detector's
+    training, the two measured apart) and a format-shortcut check; with --robustness, perturbation sweeps
+    too. Writes metrics.json, metrics.csv, per_source.csv, seen_unseen.csv, scores.csv, robustness.csv,
+    format_shortcut.csv and an HTML report (index.html) into --out."""
     _check_output_folder(args)
     if args.real is None and not args.fake:
         raise UsageError("give --real, --fake or both")
@@ -239,6 +230,10 @@ def eval_handler(args: argparse.Namespace, progress: bool) -> None:
 
 
 def matrix_handler(args: argparse.Namespace, progress: bool) -> None:
+    """Split every corpus once into training and test parts; train one detector per synthetic corpus, one
+    on all of them and one per left-out corpus; test each on every corpus. Writes matrix.csv,
+    leave_one_out.csv, the detectors and an HTML report into --out. Detectors trained before on the same
+    images and settings are reused."""
     _check_output_folder(args)
     from synthscope.detectors.generalisation import cross_generator, split_corpora
     from synthscope.detectors.report_section import detector_section, generalisation_summary
@@ -252,6 +247,10 @@ def matrix_handler(args: argparse.Namespace, progress: bool) -> None:
 
 
 def scan_handler(args: argparse.Namespace, progress: bool) -> None:
+    """One CSV row per file of the folder, hidden ones included: path, P(fake), decision at the detector's
+    threshold, or why the file could not be read (a symbolic link leading out of the folder is never
+    read), and out_of_domain: why an image looks unlike the detector's training images (size, colour,
+    pixel statistics). A corrupt, empty or non-image file never stops the scan."""
     from synthscope.detectors.scan import scan_folder
 
     table = scan_folder(args.detector_dir, args.folder, args.out, device=args.device, progress=progress)

@@ -16,10 +16,7 @@ def register(commands: Subcommands) -> None:
                                     "and sample corpora from them.")
 
     train = add_command(
-        actions, "train", train_handler, help="train a generator into a run folder (resumes an interrupted run)",
-        description="Train a generator. Re-running with the same --out resumes from the last checkpoint; "
-                    "a larger --steps trains further. The run folder gets weights (safetensors + JSON), "
-                    "the loss history, lecture visuals and quality scores.")
+        actions, "train", train_handler, help="train a generator into a run folder (resumes an interrupted run)")
     train.add_argument("--model", required=True, choices=sorted(kind_names("generator")), help="generator kind")
     train.add_argument("--data", default="digits",
                        help="digits, portraits, or a folder of your own images (default: digits)")
@@ -37,10 +34,7 @@ def register(commands: Subcommands) -> None:
     train.add_argument("--strict", action="store_true", help="a corrupt image in --data is an error")
     add_common(train)
 
-    sample = add_command(
-        actions, "sample", sample_handler, help="sample a trained generator into a corpus",
-        description="Sample images from a trained run into a corpus folder (images/, manifest.csv, "
-                    "corpus.json). Re-running resumes and never duplicates images.")
+    sample = add_command(actions, "sample", sample_handler, help="sample a trained generator into a corpus")
     sample.add_argument("run_dir", type=Path, help="run folder written by 'generate train'")
     sample.add_argument("--n", type=positive_int, required=True, help="images (per prompt)")
     sample.add_argument("--out", required=True, type=output_folder, help="corpus folder")
@@ -57,6 +51,9 @@ def register(commands: Subcommands) -> None:
 
 
 def train_handler(args: argparse.Namespace, progress: bool) -> None:
+    """Train a generator. Re-running with the same --out resumes from the last checkpoint; a larger
+    --steps trains further. The run folder gets weights (safetensors + JSON), the loss history, lecture
+    visuals and quality scores."""
     from synthscope.generators import workflow
 
     result = workflow.train_run(
@@ -75,6 +72,8 @@ def train_handler(args: argparse.Namespace, progress: bool) -> None:
 
 
 def sample_handler(args: argparse.Namespace, progress: bool) -> None:
+    """Sample images from a trained run into a corpus folder (images/, manifest.csv, corpus.json).
+    Re-running resumes and never duplicates images."""
     from synthscope.generators import workflow
 
     options = {k: v for k, v in {"guidance": args.guidance, "sampler": args.sampler,

@@ -9,11 +9,7 @@ from synthscope.commands.common import Subcommands, add_command, add_common, out
 
 
 def register(commands: Subcommands) -> None:
-    lab = add_command(
-        commands, "lab", handler, help="the main job: every stage on built-in data, then an HTML report",
-        description="Train the built-in generators on built-in data (offline), write their corpora and "
-                    "one self-contained HTML report (DIR/index.html). Re-running into the same DIR reuses "
-                    "finished stages; --force redoes them.")
+    lab = add_command(commands, "lab", handler, help="the main job: every stage on built-in data, then an HTML report")
     lab.add_argument("--out", type=output_folder, default=Path("lab-report"), help="output folder (default: lab-report)")
     lab.add_argument("--quick", action="store_true", help="a tenth of the training, same stages (about a minute)")
     lab.add_argument("--force", action="store_true", help="redo finished stages")
@@ -21,6 +17,9 @@ def register(commands: Subcommands) -> None:
 
 
 def handler(args: argparse.Namespace, progress: bool) -> None:
+    """Train the built-in generators on built-in data (offline), write their corpora and one
+    self-contained HTML report (DIR/index.html). Re-running into the same DIR reuses finished stages;
+    --force redoes them."""
     from synthscope.lab import run_lab
 
     result = run_lab(args.out, quick=args.quick, force=args.force, seed=args.seed, device=args.device,

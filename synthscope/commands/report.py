@@ -10,13 +10,12 @@ from synthscope.commands.common import Subcommands, add_command
 
 def register(commands: Subcommands) -> None:
     report = add_command(commands, "report", handler,
-                         help="re-render a report folder's index.html from its saved data",
-                         description="Rebuild DIR/index.html from DIR/report.json and the CSV/PNG "
-                                     "files beside it.")
+                         help="re-render a report folder's index.html from its saved data")
     report.add_argument("dir", type=Path, help="a folder written by lab (or another command with a report)")
 
 
 def handler(args: argparse.Namespace, progress: bool) -> None:
+    """Rebuild DIR/index.html from DIR/report.json and the CSV/PNG files beside it."""
     from synthscope.reports import rerender
 
     print(f"report -> {rerender(args.dir)}")
