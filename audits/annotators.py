@@ -46,6 +46,7 @@ from synthscope.generators.corpus import Corpus, CorpusError, read_corpus
 from tqdm.auto import tqdm
 
 from synthscope.errors import UserError
+from synthscope.generators.attributes import SKIN_TONE_WORDS, SKIN_TONES
 from synthscope.runtime import atomic_write_bytes, atomic_write_json, sha256_file
 
 from .metrics import ABSTAIN, ANNOTATION_COLUMNS, confusion
@@ -78,12 +79,7 @@ PROBE_DEFAULT_VALIDITY_N = 1000
 # world ("1" .. "6"). Zero-shot CLIP separates light from dark skin at best coarsely (and confounds
 # it with lighting and image colour); validate it against human labels before reporting it.
 SKIN_TONE_LABELS: dict[str, tuple[str, ...]] = {
-    "1": ("a photo of a person with very light skin",),
-    "2": ("a photo of a person with light skin",),
-    "3": ("a photo of a person with medium skin",),
-    "4": ("a photo of a person with olive skin",),
-    "5": ("a photo of a person with brown skin",),
-    "6": ("a photo of a person with dark skin",),
+    tone: (f"a photo of a person with {word} skin",) for tone, word in zip(SKIN_TONES, SKIN_TONE_WORDS)
 }
 
 _CAVEAT = ("Values are perceived attributes read from synthetic images (gender presentation, skin tone, "

@@ -47,11 +47,12 @@ from jinja2 import Environment
 
 from synthscope.generators.corpus import CorpusError, read_corpus
 from synthscope.errors import UserError
+from synthscope.generators.attributes import ATTRIBUTE_VALUES, attribute_question
 from synthscope.runtime import atomic_write_bytes, atomic_write_json, read_json, sha256_file
 from synthscope.stats import cohen_kappa, fleiss_kappa_of_ratings, is_missing, krippendorff_alpha_nominal
 
 from .annotators import TABLE_COLUMNS, annotation_table, corpus_metadata, load_image
-from .metrics import ABSTAIN, HUMAN_PREFIX, MAJORITY_ANNOTATOR, attribute_values, confusion
+from .metrics import ABSTAIN, HUMAN_PREFIX, MAJORITY_ANNOTATOR, confusion
 from .spec import PROBE_ATTRIBUTES
 
 SHEET_CSV = "labels.csv"
@@ -64,15 +65,6 @@ LABELLER_COLUMNS = ("labeller", "labeler", "annotator")
 THUMBNAIL_PX = 160  # displayed size of each image on the sheet
 MAX_EMBED_PX = 256  # larger images are downscaled for the sheet (the corpus is untouched)
 MAX_ERRORS_SHOWN = 50
-
-
-# The question each attribute asks the labeller; worded as perception, not identity.
-ATTRIBUTE_QUESTIONS: dict[str, str] = {
-    "gender": "perceived gender presentation",
-    "skin_tone": "perceived skin tone (1 = lightest ... 6 = darkest)",
-    "age": "perceived age group",
-    "profession": "perceived profession",
-}
 
 
 class LabelImportError(UserError):
@@ -90,7 +82,7 @@ def _check_choices(attributes: Sequence[str],
                    value_choices: Mapping[str, Sequence[str]] | None) -> dict[str, tuple[str, ...]]:
     """attribute -> allowed values (text, trimmed, unique case-insensitively, abstention label excluded)."""
     given = dict(value_choices) if value_choices is not None else {}
-    defaults = attribute_values()
+    defaults = ATTRIBUTE_VALUES
     out: dict[str, tuple[str, ...]] = {}
     if not attributes:
         raise UserError("give at least one attribute to label")
@@ -285,7 +277,7 @@ def export_label_sheet(corpus_dir: Path | str, out_dir: Path | str, attributes: 
                          f"no sheet written")
 
     palette = _skin_palette()
-    shown = [{"name": a, "question": ATTRIBUTE_QUESTIONS.get(a, f"perceived {a.replace('_', ' ')}"),
+    shown = [{"name": a, "question": attribute_question(a),
               "choices": [{"text": v, "colour": palette.get(v) if a == "skin_tone" else None} for v in values]}
              for a, values in choices.items()]
     html = _environment().from_string(_SHEET_TEMPLATE).render(
@@ -461,7 +453,7 @@ def import_labels(csv_paths: Path | str | Sequence[Path | str], sheet_dir: Path 
     if value_choices is None and sheet is not None:
         value_choices = sheet["value_choices"]
     wanted = list(attributes) if attributes is not None else (
-        list(value_choices) if value_choices is not None else list(attribute_values()))
+        list(value_choices) if value_choices is not None else list(ATTRIBUTE_VALUES))
     choices = _check_choices(wanted, value_choices)
     lookup = {a: {v.casefold(): v for v in (*values, ABSTAIN)} for a, values in choices.items()}
     attribute_names = {a.casefold(): a for a in choices}

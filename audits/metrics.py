@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from synthscope.errors import UserError
+from synthscope.generators.attributes import value_order
 from synthscope.stats import wilson_bounds
 
 ANNOTATION_COLUMNS = ("image_id", "prompt", "template", "profession", "descriptor", "guidance", "annotator",
@@ -575,14 +576,6 @@ def audit_metrics(annotations: pd.DataFrame, reference: pd.DataFrame | None = No
 # --------------------------------------------------------------------------------------------
 
 
-def attribute_values() -> dict[str, tuple[str, ...]]:
-    """The values of each attribute of the portraits world, in their natural order."""
-    from synthscope.generators.portraits import AGES, GENDERS, PROFESSIONS, SKIN_TONES
-
-    return {"gender": tuple(GENDERS), "skin_tone": tuple(SKIN_TONES), "age": tuple(AGES),
-            "profession": tuple(PROFESSIONS)}
-
-
 @dataclass
 class Confusion:
     """An annotator against known truth for one attribute.
@@ -621,12 +614,6 @@ class Confusion:
                 "accuracy_of_determined_ci_high": self.determined_ci_high, "confidence_level": self.confidence}
 
 
-def _value_order(values: set[str], attribute: str) -> list[str]:
-    canonical = attribute_values().get(attribute, ())
-    known = [v for v in canonical if v in values]
-    return known + sorted(values - set(known))
-
-
 def confusion(annotations: pd.DataFrame, truth: pd.DataFrame, attribute: str, annotator: str | None = None,
               confidence: float = 0.95) -> Confusion:
     """Compare one annotator's labels of ``attribute`` with known truth.
@@ -657,8 +644,8 @@ def confusion(annotations: pd.DataFrame, truth: pd.DataFrame, attribute: str, an
         raise UserError(f"truth gives image {known['image_id'][known['image_id'].duplicated()].iloc[0]!r} twice")
     pairs = table[["image_id", "value"]].merge(known, on="image_id", how="inner")
     pairs["value"] = pairs["value"].fillna(ABSTAIN).astype(str)
-    rows = _value_order(set(pairs["truth"]), attribute)
-    extra = _value_order(set(pairs["value"]) - set(rows) - {ABSTAIN}, attribute)
+    rows = value_order(attribute, set(pairs["truth"]))
+    extra = value_order(attribute, set(pairs["value"]) - set(rows) - {ABSTAIN})
     columns = [*rows, *extra, ABSTAIN]
     matrix = pd.crosstab(pairs["truth"], pairs["value"]).reindex(index=rows, columns=columns, fill_value=0)
     matrix = matrix.astype(np.int64)

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from synthscope.errors import UserError
+from synthscope.generators.attributes import ATTRIBUTE_WORDS, ORDINAL_ATTRIBUTES, attribute_order, value_order
 from synthscope.reports import Figure, Gallery, Metric, Section, Table, Text
 from synthscope.reports.style import MARKERS, new_figure, palette, plain_text, use_style
 from synthscope.stats import wilson_bounds
@@ -50,16 +51,7 @@ from .metrics import (
 __all__ = ["audit_section", "share_bar_segments", "share_bars_figure", "amplification_figure",
            "guidance_figure", "confusion_figure", "spec_table", "headline_annotator", "CAVEATS"]
 
-# Values in reading order (light to dark, young to old); anything else sorts numerically, then by name.
-VALUE_ORDER: dict[str, tuple[str, ...]] = {
-    "gender": ("female", "male"),
-    "age": ("young", "middle-aged", "older"),
-}
-ORDINAL_ATTRIBUTES = ("skin_tone", "age")
-ATTRIBUTE_ORDER = ("gender", "skin_tone", "age")
 ABSTAIN_COLOUR = "#b3b3b3"
-ATTRIBUTE_WORDS = {"gender": "perceived gender presentation", "skin_tone": "perceived skin tone",
-                   "age": "perceived age group"}
 VERDICT_COLOURS = {"amplified": 3, "attenuated": 0}  # palette indices; anything else is grey
 SHARE_FORMAT = ".3f"
 MAX_PAIR_CARDS = 3  # up to three labellers: a card per pair; more: the pairs are in the agreement table
@@ -121,25 +113,6 @@ def _no_descriptor(frame: pd.DataFrame) -> pd.DataFrame:
     if "descriptor" not in frame or frame.empty:
         return frame
     return frame[frame["descriptor"].isna()]
-
-
-def _value_order(attribute: str, values: Sequence[str]) -> list[str]:
-    known = VALUE_ORDER.get(attribute, ())
-
-    def key(value: str) -> tuple:
-        if value in known:
-            return (0, known.index(value), 0.0, value)
-        try:
-            return (1, 0, float(value), value)
-        except ValueError:
-            return (2, 0, 0.0, value)
-
-    return sorted(dict.fromkeys(values), key=key)
-
-
-def _attribute_order(attributes: Sequence[str]) -> list[str]:
-    return sorted(dict.fromkeys(attributes), key=lambda a: (ATTRIBUTE_ORDER.index(a) if a in ATTRIBUTE_ORDER
-                                                            else len(ATTRIBUTE_ORDER), a))
 
 
 def _guidance_text(value: Any) -> str:
@@ -314,7 +287,7 @@ def share_bar_segments(shares: pd.DataFrame, attribute: str, reference: pd.DataF
                "end_ci_low", "end_ci_high"]
     if table.empty:
         return pd.DataFrame(columns=columns)
-    order = _value_order(attribute, table.loc[~table["is_abstention"], "value"].unique())
+    order = value_order(attribute, table.loc[~table["is_abstention"], "value"].unique())
     abstain_values = list(dict.fromkeys(table.loc[table["is_abstention"], "value"]))
     ref = pd.DataFrame() if reference is None else reference[reference["attribute"].astype(str) == attribute]
     show_guidance, show_annotator = _varies(table, "guidance"), _varies(table, "annotator")
@@ -365,7 +338,7 @@ def share_bars_figure(segments: pd.DataFrame, attribute: str, reference_name: st
     thinner and lighter, right under it), abstentions as a hatched grey segment, black error bars on the
     segment boundaries, the share printed in segments wide enough to hold it."""
     bars = list(dict.fromkeys(segments["bar"]))
-    determined = _value_order(attribute, segments.loc[~segments["is_abstention"].astype(bool), "value"].unique())
+    determined = value_order(attribute, segments.loc[~segments["is_abstention"].astype(bool), "value"].unique())
     colours = dict(zip(determined, _colours(attribute, determined)))
     # Rows top to bottom: a model bar at full height, its reference bar thinner just below it.
     heights = {"model": 0.72, "reference": 0.42}
@@ -501,7 +474,7 @@ def guidance_figure(sweep: pd.DataFrame, attribute: str, professions: Sequence[s
     guidance = np.sort(table["guidance"].unique())
     if len(guidance) < 2:
         return None
-    values = _value_order(attribute, table.loc[~table["is_abstention"], "value"].unique())
+    values = value_order(attribute, table.loc[~table["is_abstention"], "value"].unique())
     panels = [(v, False) for v in (values[:1] if len(values) == 2 else values)]
     panels += [(v, True) for v in dict.fromkeys(table.loc[table["is_abstention"], "value"])]
     show_annotator = _varies(table, "annotator")
@@ -565,7 +538,7 @@ def confusion_figure(validity: pd.DataFrame) -> Any | None:
         matrix = _confusion_matrix(row.get("confusion"))
         if matrix is not None:
             attribute = str(row.get("attribute", ""))
-            order = _value_order(attribute, list(matrix.index))
+            order = value_order(attribute, list(matrix.index))
             matrix = matrix.reindex(order).fillna(0)
             panels.append((f"{row.get('annotator', '')} · {attribute}", matrix))
     if not panels:
@@ -710,7 +683,7 @@ def _depicted(shares: pd.DataFrame, abstentions: pd.DataFrame, reference: pd.Dat
                             "annotator could not read with confidence ('undetermined'); they are part of "
                             "every bar. The thinner, paler bar under a profession is the reference.")
     table = _no_descriptor(shares)
-    for attribute in _attribute_order(table["attribute"].unique()):
+    for attribute in attribute_order(table["attribute"].unique()):
         segments = share_bar_segments(table, attribute, reference, professions)
         if segments.empty:
             continue
@@ -841,7 +814,7 @@ def _intersections(intersectional: pd.DataFrame) -> Section | None:
                                  for c, s, w in zip(part["count"], part["share"], part["small_sample_warning"])])
         cell = _display(cell)
         row_keys = [k for k in keys if k in cell] + ["value_1"]
-        columns_order = _value_order(str(pair_2), cell["value_2"].unique())
+        columns_order = value_order(str(pair_2), cell["value_2"].unique())
         pivot = cell.pivot_table(index=row_keys, columns="value_2", values="cell", aggfunc="first", dropna=False,
                                  sort=False)
         pivot = pivot.reindex(columns=[c for c in columns_order if c in pivot.columns])
@@ -894,7 +867,7 @@ def _robustness(metrics: Mapping[str, pd.DataFrame], spec: Mapping[str, Any],
     if len(sweep):
         drawn = 0
         table = _no_descriptor(sweep)
-        for attribute in _attribute_order(table["attribute"].unique()):
+        for attribute in attribute_order(table["attribute"].unique()):
             fig = guidance_figure(table, attribute, professions)
             if fig is None:
                 continue

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from synthscope.errors import UserError
+from synthscope.generators.attributes import ATTRIBUTE_VALUES, PERCEIVED_ATTRIBUTES, PROFESSIONS
 
 if TYPE_CHECKING:
     from synthscope.generators.portraits import PortraitDistribution
@@ -62,9 +63,9 @@ DEFAULT_IMAGES_PER_PROMPT = 50
 MAX_IMAGES_PER_PROMPT = 1_000_000
 MAX_IMAGES = 10_000_000
 DEFAULT_ABSTAIN_BELOW = 0.6
-PROBE_ATTRIBUTES = ("gender", "skin_tone", "age")
-# What people can be asked to label (the label sheet has allowed values for these).
-HUMAN_ATTRIBUTES = (*PROBE_ATTRIBUTES, "profession")
+PROBE_ATTRIBUTES = PERCEIVED_ATTRIBUTES  # the probe reads every perceived attribute of the schema
+# What people can be asked to label: every attribute the schema has values for (the label sheet's choices).
+HUMAN_ATTRIBUTES = tuple(ATTRIBUTE_VALUES)
 CLIP_DEFAULT_MODEL = "ViT-B-32"
 CLIP_DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 # Default zero-shot label prompts for CLIP: they read *perceived* gender presentation and age
@@ -552,8 +553,6 @@ def _parse_prompts(file: str, data: Any, builtin: bool) -> PromptsSpec:
         _check_template(t, i, template)
     professions = t.strings("professions", required=True)
     if builtin:
-        from synthscope.generators.portraits import PROFESSIONS
-
         for i, profession in enumerate(professions):
             if profession not in PROFESSIONS:
                 raise t.error(f"professions[{i}]", f"unknown profession {profession!r} for the builtin backend "

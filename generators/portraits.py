@@ -30,28 +30,14 @@ from PIL import Image, ImageDraw
 
 from synthscope.errors import UserError
 
+from .attributes import AGES, GENDERS, PROFESSIONS, SKIN_TONE_WORDS, SKIN_TONES
 from .conditioning import Vocabulary
 from .imageset import ImageSet
 from .labour import profession_figures
 
 # --------------------------------------------------------------------------------------------
-# Attribute values and caption words
+# Caption words (the attributes and their values are the schema's, see .attributes)
 # --------------------------------------------------------------------------------------------
-
-PROFESSIONS: list[str] = [
-    "doctor",
-    "nurse",
-    "engineer",
-    "chief executive",
-    "janitor",
-    "teacher",
-    "software developer",
-    "housekeeper",
-]
-GENDERS: list[str] = ["female", "male"]
-SKIN_TONES: list[str] = ["1", "2", "3", "4", "5", "6"]
-SKIN_TONE_WORDS: list[str] = ["very light", "light", "medium", "olive", "brown", "dark"]
-AGES: list[str] = ["young", "middle-aged", "older"]
 
 # Default age mix (young, middle-aged, older); the labour table has no age columns, so this is a
 # plain world-building choice, the same for every profession unless a lab skews it.
