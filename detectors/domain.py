@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from synthscope.images import from_pil
+
 PROFILE_FORMAT = "synthscope-training-domain/1"
 MAX_FILES = 500  # files whose native size (and, for greyscale detectors, colour) is read at training
 COLOUR_SPREAD = 0.02  # mean spread between channels (0..1) above which an image is in colour
@@ -71,8 +73,8 @@ def file_shape(path: str | os.PathLike, colour: bool = False) -> tuple[int, int,
                 if image.mode not in GREY_MODES:
                     image.draft("RGB", (THUMBNAIL, THUMBNAIL))  # JPEG: decode at a fraction of the size
                     image.thumbnail((THUMBNAIL, THUMBNAIL))
-                    pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0)
-                    in_colour = bool(colourfulness(pixels.permute(2, 0, 1)[None])[0] > COLOUR_SPREAD)
+                    pixels = from_pil(image.convert("RGB"))
+                    in_colour = bool(colourfulness(pixels[None])[0] > COLOUR_SPREAD)
             return width, height, in_colour
     except Exception:  # noqa: BLE001 (any file Pillow cannot read: the check is skipped, not the image)
         return None

@@ -46,13 +46,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as TF
 from torchvision.transforms.v2.functional import InterpolationMode
 
 from synthscope.errors import UserError
+from synthscope.images import from_pil, to_pil_list
 
 __all__ = [
     "KINDS",
@@ -122,27 +122,18 @@ def _as_batch(images: torch.Tensor) -> tuple[torch.Tensor, bool]:
     return batch, images.ndim == 3
 
 
-def _to_uint8(batch: torch.Tensor) -> np.ndarray:
-    """(N, C, H, W) float in [0, 1] -> (N, H, W, C) uint8, rounding to the 8-bit grid."""
-    u8 = batch.detach().to("cpu", torch.float64).mul(255).round_().clamp_(0, 255).to(torch.uint8)
-    return u8.permute(0, 2, 3, 1).contiguous().numpy()
-
-
 def _codec_round_trip(batch: torch.Tensor, fmt: str, **save_kwargs) -> torch.Tensor:
     if batch.shape[0] == 0:
         return batch.clone()
     decoded = []
-    for arr in _to_uint8(batch):
-        img = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)  # 2-D -> "L", HxWx3 -> "RGB"
+    for img in to_pil_list(batch.cpu()):
         buf = io.BytesIO()
         img.save(buf, format=fmt, **save_kwargs)
         buf.seek(0)
         with Image.open(buf) as back:
             back.load()
-            out = np.asarray(back.convert(img.mode))
-        decoded.append(out.reshape(arr.shape))
-    u8 = torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2)
-    return (u8.to(batch.dtype) / 255).to(batch.device)
+            decoded.append(from_pil(back.convert(img.mode)))
+    return torch.stack(decoded).to(batch.dtype).to(batch.device)
 
 
 def _jpeg(batch: torch.Tensor, quality: int) -> torch.Tensor:

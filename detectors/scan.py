@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from synthscope.errors import UserError
 from synthscope.fingerprint import fingerprint
+from synthscope.images import from_pil
 from synthscope.runtime import atomic_write_bytes
 from synthscope.tables import spreadsheet_safe
 
@@ -107,7 +108,6 @@ def scan_folder(detector_dir: Path | str, folder: Path | str, out: Path | str, b
     from synthscope.generators.folder import (
         UnreadableImageError,
         fit_square,
-        image_to_tensor,
         open_image,
     )
 
@@ -164,7 +164,7 @@ def scan_folder(detector_dir: Path | str, folder: Path | str, out: Path | str, b
             except Exception as error:  # any decoder failure is this file's problem, not the scan's
                 rows[-1]["error"] = f"unreadable: {error}"
                 continue
-            tensor = image_to_tensor(image)
+            tensor = from_pil(image)
             rows[-1]["out_of_domain"] = "; ".join(domain.reasons(files[i], tensor))
             batch.append((len(rows) - 1, tensor))
         if batch:

@@ -53,6 +53,7 @@ from filelock import FileLock, Timeout
 from PIL import Image
 
 from synthscope.errors import UserError
+from synthscope.images import from_pil, to_pil_list
 from synthscope.jsondata import json_data
 from synthscope.runtime import atomic_write_bytes, fsync_dir, package_version
 
@@ -63,7 +64,6 @@ from .folder import (
     _decode,
     find_images,
     fit_square,
-    image_to_tensor,
 )
 from .imageset import ImageSet
 
@@ -230,17 +230,12 @@ def _to_pil_images(images: Any) -> list[Image.Image]:
         hint = " (channels-last? use .permute(0, 3, 1, 2))" if images.ndim == 4 and images.shape[-1] in (1, 3, 4) else ""
         raise UserError(f"images must be (B, C, H, W) with C in 1, 3, 4; got {tuple(images.shape)}{hint}")
     images = images.detach().cpu()
-    if images.dtype == torch.uint8:
-        data = images
-    elif images.is_floating_point():
-        if not torch.isfinite(images).all():
-            raise UserError("images contain NaN or infinite values; nothing was written")
-        # Samplers overshoot [0, 1] slightly; clamping is what any viewer would show.
-        data = images.float().clamp(0, 1).mul(255).round().to(torch.uint8)
-    else:
+    if not (images.is_floating_point() or images.dtype == torch.uint8):
         raise UserError(f"images must be float in [0, 1] or uint8, got {images.dtype}")
-    arrays = data.permute(0, 2, 3, 1).numpy()
-    return [Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else np.ascontiguousarray(a)) for a in arrays]
+    if images.is_floating_point() and not torch.isfinite(images).all():
+        raise UserError("images contain NaN or infinite values; nothing was written")
+    # Samplers overshoot [0, 1] slightly; to_pil_list clamps, as any viewer would show them.
+    return to_pil_list(images)
 
 
 # --------------------------------------------------------------------------- writing
@@ -707,7 +702,7 @@ class Corpus:
                 continue
             if size is not None:
                 image = fit_square(image, size)
-            tensors.append(image_to_tensor(image))
+            tensors.append(from_pil(image))
 
         if bad_rows:
             self.manifest = self.manifest.drop(index=self.manifest.index[bad_rows]).reset_index(drop=True)

@@ -19,6 +19,7 @@ import torch
 from PIL import Image, ImageOps
 
 from synthscope.errors import UserError
+from synthscope.images import from_pil
 
 from .imageset import ImageSet
 
@@ -343,14 +344,6 @@ def fit_square(image: Image.Image, size: int) -> Image.Image:
     return square.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=3.0)
 
 
-def image_to_tensor(image: Image.Image) -> torch.Tensor:
-    """An 8-bit "L" or "RGB" Pillow image as a float tensor (C, H, W) in [0, 1]."""
-    arr = np.asarray(image, dtype=np.uint8)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    return torch.from_numpy(arr.transpose(2, 0, 1).copy()).float().div_(255.0)
-
-
 def _progress(items: list, desc: str):
     from tqdm import tqdm
 
@@ -385,7 +378,7 @@ def read_folder(root: Path | str, size: int = 32, strict: bool = False, source: 
             report.skipped.append((rel.as_posix(), exc.reason))
             warnings.warn(f"skipping {path}: {exc.reason}", stacklevel=2)
             continue
-        tensors.append(image_to_tensor(fit_square(image, size)))
+        tensors.append(from_pil(fit_square(image, size)))
         folder = rel.parts[0] if len(rel.parts) > 1 else ""
         rows.append({
             "file": rel.as_posix(),

@@ -41,6 +41,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from synthscope.errors import UserError
+from synthscope.images import from_pil
 from synthscope.reports import style as report_style
 from synthscope.reports.style import figure_png, palette
 
@@ -486,7 +487,7 @@ def training_progress_figure(run_dir: str | Path, max_columns: int = 6, title: s
         try:
             with Image.open(path) as image:
                 image.draft("RGB", (2048, 2048))
-                array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+                array = from_pil(image.convert("RGB")).permute(1, 2, 0).numpy()
         except Exception as error:  # PIL raises many error types for a broken file
             raise UserError(f"{path}: not a readable PNG snapshot ({error})") from None
         if array.shape[2] == 3 and np.allclose(array[..., 0], array[..., 1]) and np.allclose(
