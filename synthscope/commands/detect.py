@@ -145,10 +145,10 @@ def _check_output_folder(args: argparse.Namespace) -> None:
 
 
 def _write_report(args: argparse.Namespace, section, summary: list[str], command: str) -> None:
-    from synthscope.reports import Report, collect_provenance
+    from synthscope.reports import Report, collect_provenance, write_report
 
-    Report(title="synthscope detectors", subtitle=command, summary=summary, sections=[section],
-           provenance=collect_provenance({"command": f"synthscope {command}"})).write(args.out)
+    write_report(Report(title="synthscope detectors", subtitle=command, summary=summary, sections=[section],
+                        provenance=collect_provenance({"command": f"synthscope {command}"})), args.out)
     print("\n".join(summary))
     print(f"results and report -> {args.out}")
 
