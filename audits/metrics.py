@@ -49,6 +49,7 @@ import pandas as pd
 
 from synthscope.errors import UserError
 from synthscope.generators.attributes import value_order
+from synthscope.grouped import GroupedShares
 from synthscope.stats import wilson_bounds
 
 ANNOTATION_COLUMNS = ("image_id", "prompt", "template", "profession", "descriptor", "guidance", "annotator",
@@ -230,25 +231,7 @@ def attribute_shares(annotations: pd.DataFrame, by: Sequence[str] = PROFESSION_K
     full = full.merge(counts, on=[*keys, "value"], how="left")
     full["count"] = full["count"].fillna(0).astype(np.int64)
     full["is_abstention"] = full["value"] == abstain_label
-    grouped = full.groupby(keys, sort=False)
-    full["n_images"] = grouped["count"].transform("sum").astype(np.int64)
-    full["n_abstained"] = (full["count"] * full["is_abstention"]).groupby([full[k] for k in keys], sort=False) \
-        .transform("sum").astype(np.int64)
-    full["n_determined"] = full["n_images"] - full["n_abstained"]
-    full["share_of_all"] = full["count"] / full["n_images"].where(full["n_images"] > 0)
-    full["share_of_all_ci_low"], full["share_of_all_ci_high"] = wilson_bounds(full["count"], full["n_images"],
-                                                                                confidence)
-    det_n = full["n_determined"].where(~full["is_abstention"], 0)
-    full["share_of_determined"] = (full["count"] / det_n.where(det_n > 0)).where(~full["is_abstention"])
-    low, high = wilson_bounds(full["count"], det_n, confidence)
-    full["share_of_determined_ci_low"], full["share_of_determined_ci_high"] = low, high
-    full = _restore_keys(full)
-    order = [*keys, "is_abstention", "value"]
-    full = full.sort_values(order, na_position="first", kind="stable").reset_index(drop=True)
-    columns = [*keys, "value", "is_abstention", "count", "n_images", "n_abstained", "n_determined",
-               "share_of_all", "share_of_all_ci_low", "share_of_all_ci_high", "share_of_determined",
-               "share_of_determined_ci_low", "share_of_determined_ci_high"]
-    return full[columns]
+    return GroupedShares(_restore_keys(full), keys, confidence).by_group
 
 
 def prompt_shares(annotations: pd.DataFrame, **options) -> pd.DataFrame:

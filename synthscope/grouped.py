@@ -1,0 +1,212 @@
+"""Grouped results: counts of categories per group, the shares they make with their intervals, by
+group and overall, the differences between groups, and a declared schema for CSV.
+
+Learnt from Fairlearn's ``MetricFrame``: one object holds a result per group (``by_group``), the
+same result pooled over groups (``overall``) and how far groups lie apart (``difference``), so
+every table of shares is laid out, pooled and compared the same way. What it keeps from synthscope:
+abstentions are a category of their own (counted, never dropped), with shares over all and over
+determined items side by side, and intervals are Wilson intervals from :mod:`synthscope.stats`.
+
+Group keys may be missing (a prompt without a descriptor, a run without a guidance value): groups
+are formed with missing keys as keys of their own (pandas' ``dropna=False``), never replaced by
+placeholder values. The columns and their types are declared (:data:`SHARES_SCHEMA`, key columns
+declared by the caller), so a table read back from CSV has the types of the one written.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from synthscope.stats import wilson_bounds
+
+COLUMN_KINDS = ("text", "optional_text", "int", "float", "number", "bool")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One declared column: its name, its kind (:data:`COLUMN_KINDS`) and what it means.
+
+    ``optional_text`` is text that may be missing (empty in CSV, NaN in the frame); ``number`` is
+    integer or float as the values allow (a template index, missing for people's labels)."""
+
+    name: str
+    kind: str
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in COLUMN_KINDS:
+            raise ValueError(f"column {self.name!r}: kind {self.kind!r} is not one of {', '.join(COLUMN_KINDS)}")
+
+    def coerce(self, series: pd.Series) -> pd.Series:
+        """``series`` as this column's type, whether fresh or read back from CSV text."""
+        if self.kind == "text":
+            return series.astype(str)
+        if self.kind == "optional_text":
+            values = series.astype(object)
+            blank = values.isna() | (values.astype(str).str.strip() == "")
+            return values.where(~blank, np.nan).astype(object)
+        if self.kind == "int":
+            return pd.to_numeric(series, errors="raise").astype(np.int64)
+        if self.kind == "float":
+            return pd.to_numeric(series, errors="coerce").astype(float)
+        if self.kind == "number":
+            return pd.to_numeric(series, errors="coerce")
+        if pd.api.types.is_bool_dtype(series.dtype):
+            return series.astype(bool)
+        return series.map(lambda v: str(v).strip().lower() in ("true", "1", "yes")).astype(bool)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The declared columns of a table, in order."""
+
+    columns: tuple[Column, ...]
+
+    @property
+    def names(self) -> list[str]:
+        """The column names, in order."""
+        return [c.name for c in self.columns]
+
+    def __add__(self, other: Schema) -> Schema:
+        return Schema((*self.columns, *other.columns))
+
+    def coerce(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame``'s declared columns, in order, each as its declared type; a missing column is an error
+        that names it."""
+        missing = [c.name for c in self.columns if c.name not in frame.columns]
+        if missing:
+            raise ValueError(f"the table lacks column(s) {', '.join(missing)}; expected {', '.join(self.names)}")
+        return pd.DataFrame({c.name: c.coerce(frame[c.name]) for c in self.columns}, index=frame.index)
+
+    def to_csv(self, frame: pd.DataFrame) -> str:
+        """The table as CSV text: the declared columns in order, no index."""
+        return frame[self.names].to_csv(index=False)
+
+    def read_csv(self, source: str | Path | io.StringIO) -> pd.DataFrame:
+        """A table written by :meth:`to_csv` (a path, or a text buffer), with the declared types."""
+        frame = pd.read_csv(source, dtype=str, keep_default_na=False, na_values=[""])
+        return self.coerce(frame)
+
+
+def share_columns(name: str, doc: str) -> tuple[Column, Column, Column]:
+    """A share and its Wilson interval: ``name``, ``name_ci_low``, ``name_ci_high``."""
+    return (Column(name, "float", doc), Column(f"{name}_ci_low", "float", f"lower Wilson bound of {name}"),
+            Column(f"{name}_ci_high", "float", f"upper Wilson bound of {name}"))
+
+
+# The per-group columns a shares table adds after its keys (the keys are declared by the caller).
+SHARES_SCHEMA = Schema((
+    Column("value", "text", "the category counted, or the abstention label"),
+    Column("is_abstention", "bool", "the row counts items the reader was not sure about"),
+    Column("count", "int", "items in the category"),
+    Column("n_images", "int", "items in the group (every one, abstentions included)"),
+    Column("n_abstained", "int", "items abstained on"),
+    Column("n_determined", "int", "items with a category other than the abstention label"),
+    *share_columns("share_of_all", "count / n_images"),
+    *share_columns("share_of_determined", "count / n_determined (NaN on the abstention row)"),
+))
+
+
+class GroupedShares:
+    """Counts of categories per group and their shares, with Wilson intervals.
+
+    ``counts``: one row per group and category, complete (a category a group never showed has a row
+    with count 0), with the ``keys``, ``value``, ``is_abstention`` and ``count`` columns. Key columns
+    are declared in ``key_schema`` (their kinds); by default text, with ``descriptor`` optional text and
+    ``guidance``/``template`` numbers, as the audit's keys are.
+    """
+
+    def __init__(self, counts: pd.DataFrame, keys: Sequence[str], confidence: float = 0.95,
+                 key_schema: Schema | None = None) -> None:
+        self.keys = list(keys)
+        self.confidence = float(confidence)
+        self.key_schema = key_schema or default_key_schema(self.keys)
+        self.schema = self.key_schema + SHARES_SCHEMA
+        self.by_group = self._shares(counts)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, keys: Sequence[str], confidence: float = 0.95,
+                   key_schema: Schema | None = None) -> GroupedShares:
+        """A shares table already computed (e.g. read back from CSV) as a :class:`GroupedShares`."""
+        return cls(frame, keys, confidence, key_schema)
+
+    @classmethod
+    def read_csv(cls, source: str | Path | io.StringIO, keys: Sequence[str], confidence: float = 0.95,
+                 key_schema: Schema | None = None) -> GroupedShares:
+        """A shares table written by :meth:`to_csv`; the counts are read and the shares recomputed (they
+        are the same numbers: the CSV holds them to full precision)."""
+        key_schema = key_schema or default_key_schema(keys)
+        return cls((key_schema + SHARES_SCHEMA).read_csv(source), keys, confidence, key_schema)
+
+    def _shares(self, counts: pd.DataFrame) -> pd.DataFrame:
+        keys = self.keys
+        full = counts[[*keys, "value", "is_abstention", "count"]].copy()
+        full["count"] = full["count"].fillna(0).astype(np.int64)
+        full["is_abstention"] = full["is_abstention"].astype(bool)
+        # Missing keys are groups of their own (a prompt without a descriptor), not dropped.
+        grouped = full.groupby(keys, sort=False, dropna=False)
+        full["n_images"] = grouped["count"].transform("sum").astype(np.int64)
+        abstained = full["count"] * full["is_abstention"]
+        full["n_abstained"] = abstained.groupby([full[k] for k in keys], sort=False, dropna=False) \
+            .transform("sum").astype(np.int64)
+        full["n_determined"] = full["n_images"] - full["n_abstained"]
+        full["share_of_all"] = full["count"] / full["n_images"].where(full["n_images"] > 0)
+        full["share_of_all_ci_low"], full["share_of_all_ci_high"] = wilson_bounds(full["count"], full["n_images"],
+                                                                                    self.confidence)
+        det_n = full["n_determined"].where(~full["is_abstention"], 0)
+        full["share_of_determined"] = (full["count"] / det_n.where(det_n > 0)).where(~full["is_abstention"])
+        low, high = wilson_bounds(full["count"], det_n, self.confidence)
+        full["share_of_determined_ci_low"], full["share_of_determined_ci_high"] = low, high
+        order = [*keys, "is_abstention", "value"]
+        full = full.sort_values(order, na_position="first", kind="stable").reset_index(drop=True)
+        return self.schema.coerce(full)
+
+    def overall(self, over: Sequence[str]) -> GroupedShares:
+        """The same shares with the groups of the keys ``over`` pooled (their counts added), e.g. every
+        profession together: a :class:`GroupedShares` keyed by the remaining keys."""
+        rest = [k for k in self.keys if k not in over]
+        if len(rest) == len(self.keys):
+            raise ValueError(f"none of {', '.join(over)} is a key of this table ({', '.join(self.keys)})")
+        if rest:
+            pooled = self.by_group.groupby([*rest, "value", "is_abstention"], sort=False, dropna=False)["count"] \
+                .sum().reset_index()
+        else:
+            pooled = self.by_group.groupby(["value", "is_abstention"], sort=False)["count"].sum().reset_index()
+        schema = Schema(tuple(c for c in self.key_schema.columns if c.name in rest))
+        return GroupedShares(pooled, rest, self.confidence, schema)
+
+    def difference(self, over: str, column: str = "share_of_determined") -> pd.DataFrame:
+        """How far the groups of key ``over`` lie apart: per remaining keys and value, the largest minus
+        the smallest ``column`` among them (Fairlearn's "between_groups"), with the groups giving the
+        minimum and the maximum. Groups where the column is NaN (no data) do not count."""
+        if over not in self.keys:
+            raise ValueError(f"{over!r} is not a key of this table ({', '.join(self.keys)})")
+        rest = [k for k in self.keys if k != over]
+        table = self.by_group[self.by_group[column].notna()]
+        by = [*rest, "value", "is_abstention"]
+        grouped = table.groupby(by, sort=False, dropna=False)[column]
+        out = grouped.agg(n_groups="count", minimum="min", maximum="max")
+        out["difference"] = out["maximum"] - out["minimum"]
+        out[f"{over}_of_min"] = table.loc[grouped.idxmin(), over].to_numpy()
+        out[f"{over}_of_max"] = table.loc[grouped.idxmax(), over].to_numpy()
+        return out.reset_index()
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """The table as CSV text (declared columns in order, no index); written to ``path`` when given."""
+        text = self.schema.to_csv(self.by_group)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+
+def default_key_schema(keys: Sequence[str], kinds: Mapping[str, str] | None = None) -> Schema:
+    """Key columns as the audit declares them: ``descriptor`` optional text, ``guidance`` float,
+    ``template`` a number, anything else text; ``kinds`` overrides any of them."""
+    known = {"descriptor": "optional_text", "guidance": "float", "template": "number", **dict(kinds or {})}
+    return Schema(tuple(Column(k, known.get(k, "text")) for k in keys))
