@@ -22,7 +22,7 @@ from synthscope.fingerprint import fingerprint
 from synthscope.jsondata import json_data
 from synthscope.generators.base import CONFIG_FILE, WEIGHTS_FILE, Generator
 from synthscope.generators.corpus import package_versions
-from synthscope.generators.registry import load_generator
+from synthscope.registry import load_generator
 from synthscope.runtime import (
     evaluating,
     package_version,

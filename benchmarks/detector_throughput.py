@@ -63,7 +63,7 @@ def best_of(repeats: int, function) -> float:
 
 
 def scan_and_eval(n: int, image_size: int, repeats: int, root: Path) -> None:
-    from synthscope.detectors.base import load_detector
+    from synthscope.registry import load_detector
     from synthscope.detectors.cnn import CNNDetector
     from synthscope.detectors.scan import scan_folder
     from synthscope.detectors.assessment import evaluate_detector

@@ -12,10 +12,10 @@ from typing import Any
 import pandas as pd
 
 from synthscope.distributed import current_shard
+from synthscope.registry import load_detector
 from synthscope.runtime import atomic_write_bytes, atomic_write_json, read_json
 from synthscope.tables import spreadsheet_safe, undo_spreadsheet_safe
 
-from .base import load_detector
 from .metrics import DetectionReport, MetricValue, evaluate_scores
 from .robustness import DEFAULT_SWEEPS, format_shortcut_check, robustness_sweeps
 from .training import LabelledImages, corpus_fake_sources, load_labelled, score_labelled

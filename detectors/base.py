@@ -1,20 +1,21 @@
-"""What every detector kind shares: a folder with ``detector.json`` naming its kind, and an object
-that scores image tensors. ``load_detector`` opens any kind, so evaluation and scans need not care."""
+"""What every detector kind shares: an object that scores image tensors, and a folder with
+``detector.json`` naming its kind (:class:`SavedDetector`, the detectors' layout of the one save/load
+protocol, with the check of every field the code reads). ``synthscope.registry.load_detector`` opens
+any kind, so evaluation and scans need not care."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
 
 from synthscope.errors import UserError
-from synthscope.runtime import read_json
+from synthscope.persistence import Persistent, SavedConfig
 
 CONFIG_FILE = "detector.json"
 
@@ -29,38 +30,25 @@ class Detector(Protocol):
     def score(self, images: torch.Tensor, batch_size: int = 256) -> np.ndarray: ...
 
 
-# kind -> the module that opens it (imported only when needed: CLIP pulls in open_clip).
-# Each module has ``load_saved(directory, config, device) -> Detector``.
-KIND_MODULES = {"cnn": "cnn", "clip": "clip", "gan-discriminator": "discriminator"}
-
-
 class DetectorConfigError(UserError):
     """A ``detector.json`` that is not what ``synthscope detect train`` writes: one line naming the file
     and the field."""
 
 
-_NUMBER = "a number"
-_WHOLE = "a whole number"
-_TEXT = "text"
-_OBJECT = "an object"
+NUMBER = "a number"
+WHOLE = "a whole number"
+TEXT = "text"
+OBJECT = "an object"
+# A field of ``detector.json`` the code reads: its dotted name, what it must hold (one of the kinds
+# above, or a tuple of the allowed values) and whether it may be missing (None is allowed where the
+# value is optional).
+Field = tuple[str, Any, bool]
 
-# The fields of ``detector.json`` the code reads, per detector kind, each with what it must hold and
-# whether it may be missing (None is allowed where the value is optional).
-_COMMON_FIELDS = [("threshold", _NUMBER, True), ("target_fpr", _NUMBER, False),
-                  ("threshold_source", _TEXT, False), ("training", _OBJECT, False),
-                  ("training_domain", _OBJECT, False), ("model.size", _WHOLE, True),
-                  ("model.channels", (1, 3), True)]
-_KIND_FIELDS = {
-    "cnn": [("model.arch", ("small", "resnet18", "resnet50"), True), ("weights_sha256", _TEXT, False)],
-    "clip": [("model.model", _TEXT, True), ("model.pretrained", _TEXT, False),
-             ("model.checkpoint", _TEXT, False), ("model.checkpoint_sha256", _TEXT, False),
-             ("model.model_id", _TEXT, False), ("model.feature_dim", _WHOLE, True),
-             ("model.probe", ("logistic", "knn"), True), ("model.probe_options", _OBJECT, False),
-             ("model.feature_cache", _TEXT, False), ("probe_sha256", _TEXT, False)],
-    "gan-discriminator": [("model.gan_run", _TEXT, True), ("model.gan_weights_sha256", _TEXT, False)],
-}
-_KNN_FIELDS = [("model.probe_options.n", _WHOLE, True), ("model.probe_options.k", _WHOLE, True),
-               ("model.probe_options.weights", ("uniform", "distance"), False)]
+# The fields every kind has; each kind declares its own (``SavedDetector.config_fields``).
+_COMMON_FIELDS: list[Field] = [("threshold", NUMBER, True), ("target_fpr", NUMBER, False),
+                               ("threshold_source", TEXT, False), ("training", OBJECT, False),
+                               ("training_domain", OBJECT, False), ("model.size", WHOLE, True),
+                               ("model.channels", (1, 3), True), ("model.kind", TEXT, True)]
 
 
 def _field_problem(config: dict[str, Any], name: str, expected: Any, required: bool) -> str | None:
@@ -72,56 +60,78 @@ def _field_problem(config: dict[str, Any], name: str, expected: Any, required: b
         value = value[part]
     if value is None and not required:
         return None
-    if expected == _NUMBER:
+    if expected == NUMBER:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    elif expected == _WHOLE:
+    elif expected == WHOLE:
         ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
-    elif expected == _TEXT:
+    elif expected == TEXT:
         ok = isinstance(value, str)
-    elif expected == _OBJECT:
+    elif expected == OBJECT:
         ok = isinstance(value, dict)
     else:
         return None if value in expected else (f"{name!r} must be one of {', '.join(map(str, expected))}, "
                                                f"not {value!r}")
-    what = "a positive whole number" if expected == _WHOLE else expected
+    what = "a positive whole number" if expected == WHOLE else expected
     return None if ok else f"{name!r} must be {what}, not {json.dumps(value)[:40]}"
 
 
-def check_detector_config(config: Any, path: Path | str) -> dict[str, Any]:
-    """``config`` if it holds every field the code reads, of the right type, else one
-    :class:`DetectorConfigError` naming ``path`` and the first field that is wrong."""
-    def fail(problem: str) -> DetectorConfigError:
-        return DetectorConfigError(f"{path}: {problem}; it is not a detector config as 'synthscope detect train' "
-                                   f"writes it (train the detector again, or restore the file)")
+def _config_error(path: Path | str, problem: str) -> DetectorConfigError:
+    return DetectorConfigError(f"{path}: {problem}; it is not a detector config as 'synthscope detect train' "
+                               f"writes it (train the detector again, or restore the file)")
 
-    if not isinstance(config, dict):
-        kind = "a JSON array" if isinstance(config, list) else f"a JSON {type(config).__name__}"
-        raise fail(f"holds {kind}, not an object")
-    if "model" not in config:
-        raise fail("'model' is missing")
-    if not isinstance(config["model"], dict):
-        raise fail("'model' must be an object")
-    kind = config["model"].get("kind")
-    if kind not in KIND_MODULES:
-        raise fail(f"'model.kind' is {kind!r}; known kinds: {', '.join(KIND_MODULES)}")
-    fields = _COMMON_FIELDS + _KIND_FIELDS[kind]
-    if kind == "clip" and config["model"].get("probe") == "knn":
-        fields = fields + [("model.probe_options", _OBJECT, True), *_KNN_FIELDS]
+
+def check_fields(config: dict[str, Any], fields: list[Field], path: Path | str) -> None:
+    """One :class:`DetectorConfigError` naming ``path`` and the first of ``fields`` that is wrong."""
     for name, expected, required in fields:
         problem = _field_problem(config, name, expected, required)
         if problem:
-            raise fail(problem)
+            raise _config_error(path, problem)
+
+
+def check_detector_config(config: Any, path: Path | str) -> dict[str, Any]:
+    """``config`` if it holds every field all detector kinds have, of the right type, else one
+    :class:`DetectorConfigError` naming ``path`` and the first field that is wrong (the fields of its
+    kind are checked by the kind, :meth:`SavedDetector.check_saved`)."""
+    if not isinstance(config, dict):
+        kind = "a JSON array" if isinstance(config, list) else f"a JSON {type(config).__name__}"
+        raise _config_error(path, f"holds {kind}, not an object")
+    if "model" not in config:
+        raise _config_error(path, "'model' is missing")
+    if not isinstance(config["model"], dict):
+        raise _config_error(path, "'model' must be an object")
+    check_fields(config, _COMMON_FIELDS, path)
     return config
 
 
+class SavedDetector(Persistent):
+    """The detectors' folder layout: ``detector.json`` (decision settings and training record beside
+    the ``model`` section) and, for kinds with weights of their own, a safetensors file. Each kind
+    declares the ``detector.json`` fields its loader reads (``config_fields``), checked before loading."""
+
+    config_file: ClassVar[str] = CONFIG_FILE
+    weights_file: ClassVar[str | None] = None
+    folder_noun: ClassVar[str] = "detector folder"
+    remedy: ClassVar[str] = "make one with 'synthscope detect train'"
+    config_fields: ClassVar[list[Field]] = []
+
+    @classmethod
+    def check_config(cls, config: Any, path: Path) -> dict[str, Any]:
+        return check_detector_config(config, path)
+
+    @classmethod
+    def fields_for(cls, model_config: dict[str, Any]) -> list[Field]:
+        """The fields of a saved config of this kind that its loader reads."""
+        return cls.config_fields
+
+    @classmethod
+    def check_saved(cls, saved: SavedConfig) -> None:
+        check_fields(saved.file, cls.fields_for(saved.model), saved.path)
+
+
 def read_detector_config(directory: Path | str) -> dict[str, Any]:
-    """The saved ``detector.json`` of a detector folder, checked field by field: a missing file, or
-    one without a field the code reads, is one clear error naming it."""
-    directory = Path(directory)
-    if not (directory / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{directory}: not a detector folder (no {CONFIG_FILE}); "
-                                f"make one with 'synthscope detect train'")
-    return check_detector_config(read_json(directory / CONFIG_FILE), directory / CONFIG_FILE)
+    """The saved ``detector.json`` of a detector folder, checked: a missing file, or one without a field
+    every detector has, is one clear error naming it."""
+    return SavedDetector.read_saved(directory).file
 
 
 def _writable_folder(path: Path, what: str) -> None:
@@ -151,12 +161,3 @@ def check_output_file(out: Path | str, flag: str = "--out") -> Path:
         raise UserError(f"{flag} {out}: is a folder; give the file to write, e.g. {out / 'scores.csv'}")
     _writable_folder(out.parent, f"{flag} {out}")
     return out
-
-
-def load_detector(directory: Path | str, device: str | torch.device = "cpu") -> tuple[Detector, dict[str, Any]]:
-    """Any saved detector and its config (threshold, training record…), whatever its kind."""
-    directory = Path(directory)
-    config = read_detector_config(directory)  # checked: a known kind and every field its loader reads
-    kind = config["model"]["kind"]
-    module = importlib.import_module(f"{__package__}.{KIND_MODULES[kind]}")
-    return module.load_saved(directory, config, device), config

@@ -19,7 +19,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -33,13 +33,11 @@ from synthscope.errors import UserError
 from synthscope.runtime import (
     atomic_write_bytes,
     atomic_write_json,
-    load_weights,
-    save_weights,
     seed_everything,
     sha256_file,
 )
 
-from .base import CONFIG_FILE, check_output_folder
+from .base import OBJECT, TEXT, WHOLE, Field, SavedDetector, check_output_folder
 from .domain import training_profile
 from .metrics import threshold_at_fpr
 from .training import (
@@ -398,9 +396,22 @@ def _new_probe(model_config: dict[str, Any]) -> LogisticProbe | KNNProbe:
 # --------------------------------------------------------------------------- detector
 
 
-class ClipDetector:
+class ClipDetector(SavedDetector):
     """Frozen CLIP features + a probe. Images in [0, 1] at ``size`` px in, P(fake) out; features come
-    from the on-disk cache when the same pixels were seen before by the same encoder."""
+    from the on-disk cache when the same pixels were seen before by the same encoder. Saved as
+    ``detector.json``, the probe as ``probe.safetensors`` and the encoder's architecture beside them."""
+
+    kind: ClassVar[str] = "clip"
+    weights_file: ClassVar[str] = PROBE_FILE
+    weights_key: ClassVar[str] = "probe_sha256"
+    config_fields: ClassVar[list[Field]] = [
+        ("model.model", TEXT, True), ("model.pretrained", TEXT, False), ("model.checkpoint", TEXT, False),
+        ("model.checkpoint_sha256", TEXT, False), ("model.model_id", TEXT, False), ("model.feature_dim", WHOLE, True),
+        ("model.probe", PROBES, True), ("model.probe_options", OBJECT, False), ("model.feature_cache", TEXT, False),
+        ("probe_sha256", TEXT, False)]
+    _KNN_FIELDS: ClassVar[list[Field]] = [
+        ("model.probe_options", OBJECT, True), ("model.probe_options.n", WHOLE, True),
+        ("model.probe_options.k", WHOLE, True), ("model.probe_options.weights", KNN_WEIGHTS, False)]
 
     def __init__(self, encoder: ClipEncoder, probe: LogisticProbe | KNNProbe | None, size: int, channels: int,
                  cache: FeatureCache | None = None, progress: bool = False):
@@ -463,60 +474,53 @@ class ClipDetector:
             return np.empty(0)
         return self.probe.predict(self.features(images, batch_size))
 
+    @classmethod
+    def fields_for(cls, model_config: dict[str, Any]) -> list[Field]:
+        return cls.config_fields + (cls._KNN_FIELDS if model_config.get("probe") == "knn" else [])
+
     def config(self) -> dict[str, Any]:
         """The ``model`` section of ``detector.json``."""
-        return {"kind": "clip", **self.encoder.spec(), "probe": self.probe.kind,
+        return {"kind": self.kind, **self.encoder.spec(), "probe": self.probe.kind,
                 "probe_options": dict(self.probe.options), "size": self.size, "channels": self.channels,
                 # where evaluation and scans look for features again (None: no cache)
                 "feature_cache": None if self.cache is None else str(self.cache.folder.parent)}
 
-    def save(self, directory: Path | str, extra: dict[str, Any] | None = None) -> None:
-        """The probe as safetensors, the encoder's architecture and a ``detector.json``."""
-        directory = Path(directory)
-        digest = save_weights(self.probe, directory / PROBE_FILE)
+    def weights_module(self) -> nn.Module:
+        return self.probe
+
+    def save_files(self, directory: Path) -> None:
+        """The encoder's architecture, so that a custom one reopens in a new process."""
         atomic_write_json(directory / ENCODER_CONFIG_DIR / f"{self.encoder.model}.json", self.encoder.architecture)
-        atomic_write_json(directory / CONFIG_FILE, {**(extra or {}), "model": self.config(), "probe_sha256": digest})
 
     @classmethod
-    def load(cls, directory: Path | str, config: dict[str, Any], device: str | torch.device = "cpu",
-             cache_dir: Path | str | None = None, cache: bool | None = None) -> ClipDetector:
-        """Reopen a saved detector: the encoder from its tag or (unchanged) checkpoint, the probe from
-        safetensors (hash-checked; nothing unpickled). Features are cached where training cached them
-        (``--cache-dir``, ``--no-cache``) unless ``cache_dir``/``cache`` say otherwise; a recorded cache
-        folder that no longer exists (e.g. on another machine) gives way to the default one."""
+    def from_config(cls, config: dict[str, Any], *, where: str = "the config", directory: Path | str | None = None,
+                    device: str | torch.device = "cpu", cache_dir: Path | str | None = None,
+                    cache: bool | None = None, **options: Any) -> ClipDetector:
+        """Reopen the encoder of a saved detector from its tag or (unchanged) checkpoint, with an empty probe
+        for the saved one. Features are cached where training cached them (``--cache-dir``, ``--no-cache``)
+        unless ``cache_dir``/``cache`` say otherwise; a recorded cache folder that no longer exists (e.g. on
+        another machine) gives way to the default one."""
         import open_clip
 
-        directory = Path(directory)
-        spec = config.get("model", {})
-        if spec.get("kind") != "clip":
-            raise UserError(f"{directory / CONFIG_FILE}: not a CLIP detector")
-        name = spec["model"]
-        saved_architecture = directory / ENCODER_CONFIG_DIR / f"{name}.json"
-        if open_clip.get_model_config(name) is None and saved_architecture.is_file():
+        name = config["model"]
+        saved_architecture = None if directory is None else Path(directory) / ENCODER_CONFIG_DIR / f"{name}.json"
+        if open_clip.get_model_config(name) is None and saved_architecture is not None and saved_architecture.is_file():
             open_clip.add_model_config(saved_architecture)  # a custom architecture, not shipped with open_clip
-        encoder = ClipEncoder(name, spec.get("pretrained"), spec.get("checkpoint"), device,
-                              expected_checkpoint_sha256=spec.get("checkpoint_sha256"))
-        if encoder.feature_dim != int(spec["feature_dim"]):
-            raise UserError(f"{directory / CONFIG_FILE}: the probe expects {spec['feature_dim']}-d features but "
+        encoder = ClipEncoder(name, config.get("pretrained"), config.get("checkpoint"), device,
+                              expected_checkpoint_sha256=config.get("checkpoint_sha256"))
+        if encoder.feature_dim != int(config["feature_dim"]):
+            raise UserError(f"{where}: the probe expects {config['feature_dim']}-d features but "
                              f"{name} gives {encoder.feature_dim}-d ones")
-        if encoder.model_id != spec.get("model_id"):
-            warnings.warn(f"{directory}: CLIP preprocessing differs from training ({spec.get('model_id')} vs "
-                          f"{encoder.model_id}), e.g. after an open_clip upgrade; scores may shift", stacklevel=2)
-        probe = _new_probe(spec)
-        load_weights(probe, directory / PROBE_FILE, expected_sha256=config.get("probe_sha256"))
-        recorded = spec.get("feature_cache", str(default_cache_dir()))
+        if encoder.model_id != config.get("model_id"):
+            warnings.warn(f"{directory or where}: CLIP preprocessing differs from training ({config.get('model_id')} "
+                          f"vs {encoder.model_id}), e.g. after an open_clip upgrade; scores may shift", stacklevel=2)
+        recorded = config.get("feature_cache", str(default_cache_dir()))
         if cache is None:
             cache = recorded is not None
         if cache_dir is None:
             cache_dir = recorded if recorded is not None and Path(recorded).is_dir() else default_cache_dir()
         feature_cache = FeatureCache(cache_dir, encoder.model_id) if cache else None
-        return cls(encoder, probe, int(spec["size"]), int(spec["channels"]), feature_cache)
-
-
-def load_saved(directory: Path, config: dict[str, Any], device: str | torch.device) -> ClipDetector:
-    """Open a saved CLIP detector (the hook ``base.load_detector`` calls for kind "clip"), with the
-    feature cache it was trained with."""
-    return ClipDetector.load(directory, config, device)
+        return cls(encoder, _new_probe(config), int(config["size"]), int(config["channels"]), feature_cache)
 
 
 def train_clip_detector(real: Path | str, fakes: Sequence[Path | str], out: Path | str, model: str = DEFAULT_MODEL,

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from synthscope.errors import UserError
-from synthscope.runtime import atomic_write_json, evaluating, load_weights, save_weights
+from synthscope.runtime import evaluating
 
-from .base import CONFIG_FILE, read_detector_config
+from .base import TEXT, Field, SavedDetector
 
 ARCHS = ("small", "resnet18", "resnet50")
 WEIGHTS_FILE = "detector.safetensors"
@@ -51,8 +51,13 @@ def resnet(arch: str, pretrained: str | None) -> nn.Module:
     return network
 
 
-class CNNDetector(nn.Module):
-    """Real-vs-fake image classifier; ``forward`` gives the logit of "fake" for images in [0, 1]."""
+class CNNDetector(nn.Module, SavedDetector):
+    """Real-vs-fake image classifier; ``forward`` gives the logit of "fake" for images in [0, 1].
+    Saved as ``detector.json`` and ``detector.safetensors``."""
+
+    kind: ClassVar[str] = "cnn"
+    weights_file: ClassVar[str] = WEIGHTS_FILE
+    config_fields: ClassVar[list[Field]] = [("model.arch", ARCHS, True), ("weights_sha256", TEXT, False)]
 
     def __init__(self, arch: str = "small", channels: int = 3, size: int = 32, pretrained: str | None = None):
         super().__init__()
@@ -80,29 +85,13 @@ class CNNDetector(nn.Module):
         return torch.cat(parts).numpy().astype(np.float64) if parts else np.empty(0)
 
     def config(self) -> dict[str, Any]:
-        return {"kind": "cnn", "arch": self.arch, "channels": self.channels, "size": self.size,
+        """The ``model`` section of ``detector.json``."""
+        return {"kind": self.kind, "arch": self.arch, "channels": self.channels, "size": self.size,
                 "pretrained": self.pretrained}
 
-    def save(self, directory: Path, extra: dict[str, Any] | None = None) -> None:
-        """Weights as safetensors plus a JSON config (threshold, training record…)."""
-        directory = Path(directory)
-        digest = save_weights(self, directory / WEIGHTS_FILE)
-        atomic_write_json(directory / CONFIG_FILE, {**(extra or {}), "model": self.config(), "weights_sha256": digest})
-
     @classmethod
-    def load(cls, directory: Path, device: str | torch.device = "cpu") -> tuple["CNNDetector", dict[str, Any]]:
-        """The detector and its saved config (safetensors only: no pickled code runs)."""
-        directory = Path(directory)
-        config = read_detector_config(directory)
-        model_config = config.get("model", {})
-        if model_config.get("kind") != "cnn":
-            raise UserError(f"{directory / CONFIG_FILE}: not a CNN detector")
-        # The saved weights replace any pretrained ones, so nothing is downloaded here.
-        detector = cls(model_config["arch"], int(model_config["channels"]), int(model_config["size"]), None)
-        load_weights(detector, directory / WEIGHTS_FILE, expected_sha256=config.get("weights_sha256"))
-        return detector.to(device).eval(), config
-
-
-def load_saved(directory: Path, config: dict[str, Any], device: str | torch.device) -> CNNDetector:
-    """Open a saved CNN detector (the hook ``base.load_detector`` calls for kind "cnn")."""
-    return CNNDetector.load(directory, device)[0]
+    def from_config(cls, config: dict[str, Any], *, where: str = "the config", directory: Path | None = None,
+                    device: str | torch.device = "cpu", **options: Any) -> CNNDetector:
+        """An untrained detector of the saved architecture. The saved weights replace any pretrained ones,
+        so nothing is downloaded here."""
+        return cls(config["arch"], int(config["channels"]), int(config["size"]), None)

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import torch
 
 from synthscope.errors import UserError
-from synthscope.runtime import (
-    atomic_write_json,
-    resolve_device,
-    sha256_file,
-)
+from synthscope.generators.base import Generator
+from synthscope.generators.gan import GAN
+from synthscope.runtime import resolve_device, sha256_file
 
-from .base import CONFIG_FILE, check_output_folder
+from .base import TEXT, Field, SavedDetector, check_output_folder
 from .domain import training_profile
 from .metrics import threshold_at_fpr
 from .training import DetectorRun, load_labelled, stratified_split
@@ -31,15 +29,36 @@ from .training import DetectorRun, load_labelled, stratified_split
 KIND = "gan-discriminator"
 
 
-class DiscriminatorDetector:
-    """Scores images with a GAN's discriminator; ``size`` and ``channels`` are the GAN's."""
+def _no_discriminator(run_dir: Path | str, kind: Any) -> UserError:
+    return UserError(f"{run_dir}: a {kind} run has no discriminator; "
+                     f"give a run made with 'synthscope generate train --model gan'")
 
-    def __init__(self, gan: Any, run_dir: Path):
-        if getattr(gan, "kind", None) != "gan":
-            raise UserError(f"{run_dir}: a {getattr(gan, 'kind', '?')} run has no discriminator; "
-                             f"give a run made with 'synthscope generate train --model gan'")
+
+class DiscriminatorDetector(SavedDetector):
+    """Scores images with a GAN's discriminator; ``size`` and ``channels`` are the GAN's. Saved as a
+    ``detector.json`` alone, pointing at the GAN's run folder and the SHA-256 of its weights."""
+
+    kind: ClassVar[str] = KIND
+    config_fields: ClassVar[list[Field]] = [("model.gan_run", TEXT, True), ("model.gan_weights_sha256", TEXT, False)]
+
+    def __init__(self, gan: Any, run_dir: Path, gan_weights_sha256: str | None = None):
+        if getattr(gan, "kind", None) != GAN.kind:
+            raise _no_discriminator(run_dir, getattr(gan, "kind", "?"))
         self.gan, self.run_dir = gan, Path(run_dir)
         self.size, self.channels = int(gan.size), int(gan.channels)
+        self.gan_weights_sha256 = gan_weights_sha256
+
+    def config(self) -> dict[str, Any]:
+        """The ``model`` section of ``detector.json``: where the GAN is, and which weights it had."""
+        return {"kind": KIND, "gan_run": str(self.run_dir), "gan_weights_sha256": self.gan_weights_sha256,
+                "size": self.size, "channels": self.channels, "conditional": bool(self.gan.conditional),
+                "scoring": "P(fake) = sigmoid(-D(x)); conditional GANs scored with the unspecified condition"}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], *, where: str = "the config", directory: Path | None = None,
+                    device: str | torch.device = "cpu", **options: Any) -> DiscriminatorDetector:
+        """Open the GAN run the detector points at; it must still hold the weights it was calibrated with."""
+        return open_discriminator(config["gan_run"], device, expected_sha256=config.get("gan_weights_sha256"))[0]
 
     def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """The discriminator's "real" logit D(x) per image (unconditional for a conditional GAN)."""
@@ -52,17 +71,13 @@ class DiscriminatorDetector:
 
 
 def _weights_path(run_dir: Path) -> Path:
-    from synthscope.generators.base import WEIGHTS_FILE
-
-    return run_dir / WEIGHTS_FILE
+    return run_dir / Generator.weights_file
 
 
 def open_discriminator(gan_run: Path | str, device: str | torch.device = "cpu",
                        expected_sha256: str | None = None) -> tuple[DiscriminatorDetector, str]:
     """The discriminator of a GAN run folder and the SHA-256 of its weights; with ``expected_sha256``,
     a run that changed since (retrained, resumed) is a clear error rather than a silently other model."""
-    from synthscope.generators.registry import load_generator
-
     run_dir = Path(gan_run).expanduser().absolute()
     weights = _weights_path(run_dir)
     if not weights.is_file():
@@ -72,7 +87,10 @@ def open_discriminator(gan_run: Path | str, device: str | torch.device = "cpu",
     if expected_sha256 and digest != expected_sha256:
         raise UserError(f"{weights}: the GAN run has changed since this detector was calibrated (sha256 "
                          f"differs); recalibrate the detector on the run as it is now, or restore the run")
-    return DiscriminatorDetector(load_generator(run_dir, device=device), run_dir), digest
+    saved = Generator.read_saved(run_dir)
+    if Generator.saved_kind(saved.model) != GAN.kind:
+        raise _no_discriminator(run_dir, Generator.saved_kind(saved.model))
+    return DiscriminatorDetector(GAN.from_saved(saved, device), run_dir, digest), digest
 
 
 def make_discriminator_detector(gan_run: Path | str, real_corpus: Path | str, out: Path | str,
@@ -96,13 +114,7 @@ def make_discriminator_detector(gan_run: Path | str, real_corpus: Path | str, ou
     scores = detector.score(reals.images, batch_size)
     threshold = threshold_at_fpr(scores, target_fpr)
     seconds = time.perf_counter() - began
-    gan_config = detector.gan.config()
-    out = Path(out)
-    atomic_write_json(out / CONFIG_FILE, {
-        "model": {"kind": KIND, "gan_run": str(detector.run_dir), "gan_weights_sha256": digest,
-                  "size": detector.size, "channels": detector.channels,
-                  "conditional": bool(gan_config["conditional"]),
-                  "scoring": "P(fake) = sigmoid(-D(x)); conditional GANs scored with the unspecified condition"},
+    detector.save(out, extra={
         "threshold": threshold, "target_fpr": target_fpr,
         "threshold_source": f"{len(reals)} held-out real images (no test labels)",
         # the GAN's own training images are not at hand: the reals that fixed the threshold stand for them
@@ -116,12 +128,3 @@ def make_discriminator_detector(gan_run: Path | str, real_corpus: Path | str, ou
     history = pd.DataFrame({"n_val_reals": [len(reals)], "mean_real_score": [float(scores.mean())],
                             "threshold": [threshold]})
     return DetectorRun(detector, threshold, target_fpr, history, out, seconds)
-
-
-def load_saved(directory: Path, config: dict[str, Any], device: str | torch.device) -> DiscriminatorDetector:
-    """Open a saved discriminator detector (the hook ``base.load_detector`` calls for its kind); the GAN
-    run must still hold the weights it was calibrated with."""
-    spec = config.get("model", {})
-    if spec.get("kind") != KIND:
-        raise UserError(f"{Path(directory) / CONFIG_FILE}: not a {KIND} detector")
-    return open_discriminator(spec["gan_run"], device, expected_sha256=spec.get("gan_weights_sha256"))[0]

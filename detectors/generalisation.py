@@ -20,7 +20,9 @@ import pandas as pd
 from synthscope.errors import UserError
 from synthscope.runtime import atomic_write_bytes, resolve_device
 
-from .base import Detector, check_output_folder, load_detector, read_detector_config
+from synthscope.registry import load_detector
+
+from .base import Detector, check_output_folder, read_detector_config
 from .robustness import metric_row
 from .training import (
     LabelledImages,

@@ -19,10 +19,11 @@ from tqdm.auto import tqdm
 from synthscope.errors import UserError
 from synthscope.fingerprint import fingerprint
 from synthscope.images import from_pil
+from synthscope.registry import load_detector
 from synthscope.runtime import atomic_write_bytes
 from synthscope.tables import spreadsheet_safe
 
-from .base import check_output_file, load_detector
+from .base import check_output_file
 from .domain import DomainCheck, kind_of_reason
 
 # out_of_domain: why an image looks unlike the detector's training images (domain.DomainCheck), or ""

@@ -1,4 +1,6 @@
-"""What every built-in generator shares: config, conditioning, save/load and the sampling API."""
+"""What every built-in generator shares: config, conditioning, the sampling API, and the run folder's
+layout (``config.json`` with a ``model`` section, ``model.safetensors``) through which generators are
+saved and opened (:class:`~synthscope.persistence.Persistent`)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import torch
 from torch import nn
 
 from synthscope.errors import UserError
-from synthscope.runtime import atomic_write_json, evaluating, save_weights
+from synthscope.persistence import Persistent
+from synthscope.runtime import evaluating
 
 from .conditioning import Vocabulary
 
@@ -52,11 +55,13 @@ class ConditionEmbedding(nn.Module):
         return torch.where(drop_attr | drop_all, null, ids)
 
 
-class Generator(nn.Module):
+class Generator(nn.Module, Persistent):
     """Base class of the built-in generators.
 
     Subclasses define ``kind``, ``default_config``, ``build`` (the networks), ``make_optimizers``,
-    ``training_step`` and ``sample``; images cross the API as float tensors in [0, 1].
+    ``training_step`` and ``sample``; images cross the API as float tensors in [0, 1]. An option
+    added after models were saved goes into ``added_config`` as ``{"options": {name: value}}``, the
+    value that reproduces a model saved before it existed.
     """
 
     kind: ClassVar[str] = ""
@@ -64,8 +69,11 @@ class Generator(nn.Module):
     # The allowed range of each numeric option (inclusive); checked with the option's type before
     # anything is built, so that a bad --set is one clear error, not a traceback mid-training.
     option_ranges: ClassVar[dict[str, tuple[float, float]]] = {}
-    # Options added after models were first saved, with the value that reproduces such a model.
-    legacy_options: ClassVar[dict[str, Any]] = {}
+    config_file: ClassVar[str] = CONFIG_FILE
+    weights_file: ClassVar[str] = WEIGHTS_FILE
+    folder_noun: ClassVar[str] = "run folder"
+    remedy: ClassVar[str] = ("train it with 'synthscope generate train' (a run stopped before its first "
+                             "checkpoint has no model yet)")
 
     def __init__(self, channels: int, size: int, vocabulary: Vocabulary | None = None,
                  conditional: bool = False, **options: Any):
@@ -146,6 +154,7 @@ class Generator(nn.Module):
         return next(self.parameters()).device
 
     def config(self) -> dict[str, Any]:
+        """The ``model`` section of the run's ``config.json``."""
         return {
             "kind": self.kind,
             "channels": self.channels,
@@ -184,10 +193,24 @@ class Generator(nn.Module):
                 chunks.append(self.generate(stop - start, part, generator, **kwargs).clamp(0, 1).cpu())
         return torch.cat(chunks) if chunks else torch.empty(0, self.channels, self.size, self.size)
 
-    def save(self, directory: Path, extra: dict[str, Any] | None = None) -> str:
-        """Weights as safetensors plus a JSON config; returns the weights' SHA-256."""
-        directory = Path(directory)
-        digest = save_weights(self, directory / WEIGHTS_FILE)
-        atomic_write_json(directory / CONFIG_FILE, {**(extra or {}), "model": self.config(),
-                                                   "weights_sha256": digest})
-        return digest
+    @classmethod
+    def from_config(cls, config: dict[str, Any], *, where: str = "the model config", directory: Path | None = None,
+                    device: str | torch.device = "cpu", **options: Any) -> Generator:
+        """An untrained generator from the ``model`` section of a run's config. A section read back from
+        disk is checked first: a missing key or a wrong type is one error naming ``where``."""
+        for key in ("channels", "size"):
+            value = config.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UserError(f"{where}: model.{key} must be a positive whole number, found {value!r}")
+        saved_options, vocabulary = config.get("options", {}), config.get("vocabulary")
+        if not isinstance(saved_options, dict):
+            raise UserError(f"{where}: model.options must be a JSON object, found {type(saved_options).__name__}")
+        try:
+            vocabulary = Vocabulary.from_dict(vocabulary) if vocabulary else None
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise UserError(f"{where}: model.vocabulary is malformed ({error!r})") from None
+        try:
+            return cls(channels=config["channels"], size=config["size"], vocabulary=vocabulary,
+                       conditional=bool(config.get("conditional", False)), **saved_options)
+        except ValueError as error:
+            raise UserError(f"{where}: {error}") from None

@@ -31,7 +31,7 @@ class Diffusion(Generator):
     background, clothes and layout are settled - drift away from the prompt (portraits at 16 px,
     6000 steps: the prompted profession in 76 % of the samples with eps, 99 % with v and the guidance
     safeguards of ``guided_noise``). Models saved before these options existed load as they were
-    trained (``legacy_options``).
+    trained (``added_config``).
     """
 
     kind = "diffusion"
@@ -48,9 +48,9 @@ class Diffusion(Generator):
         "p_drop_all": (0, 1), "sample_steps": (1, 100_000), "guidance": (0, 100), "ema_decay": (0, 0.99999),
         "guidance_interval": (0, 1), "guidance_rescale": (0, 1),
     }
-    # Values of options added later, for configs saved before they existed.
-    legacy_options: ClassVar[dict[str, Any]] = {"prediction_type": "epsilon", "guidance_interval": 1.0,
-                                                "guidance_rescale": 0.0}
+    # Options added later, with the values that reproduce a model saved before they existed.
+    added_config: ClassVar[dict[str, Any]] = {"options": {"prediction_type": "epsilon", "guidance_interval": 1.0,
+                                                          "guidance_rescale": 0.0}}
 
     def build(self) -> None:
         channels = [int(c) for c in self.options["block_out_channels"]]

@@ -51,7 +51,9 @@ class RunEvaluation:
 def judge_for(folder: Path, train: ImageSet, seed: int = 0):
     """The feature classifier that judges generators of ``train``'s kind, trained once on the real
     training images and kept in ``folder`` (reused only if it was trained on the same pixels)."""
-    from .quality import FeatureClassifier, train_feature_classifier
+    from synthscope.registry import load_judge
+
+    from .quality import train_feature_classifier
     from .training import data_fingerprint
 
     folder = Path(folder)
@@ -59,7 +61,7 @@ def judge_for(folder: Path, train: ImageSet, seed: int = 0):
     if (folder / "config.json").exists() and (folder / "data_sha256").exists():
         try:
             if (folder / "data_sha256").read_text().strip() == fingerprint:
-                return FeatureClassifier.load(folder)
+                return load_judge(folder)
         except (ValueError, OSError):
             pass  # an unreadable cache is rebuilt, not trusted
     (folder / "data_sha256").unlink(missing_ok=True)  # no stale hash beside a judge being replaced

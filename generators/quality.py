@@ -16,12 +16,12 @@ so a number like "FD 22" can be read without knowing the feature space.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from scipy import linalg
 
 from synthscope.errors import UserError
-from synthscope.runtime import atomic_write_json, evaluating, load_weights, save_weights
+from synthscope.persistence import Persistent
+from synthscope.runtime import evaluating
 from synthscope.stats import wilson_interval
 
 from .conditioning import Vocabulary
@@ -39,7 +40,6 @@ from .imageset import ImageSet
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-FORMAT_VERSION = 1
 IGNORE = -100  # label of a missing attribute value: no loss, not counted in accuracy
 
 
@@ -48,7 +48,7 @@ IGNORE = -100  # label of a missing attribute value: no loss, not counted in acc
 # --------------------------------------------------------------------------------------------------
 
 
-class FeatureClassifier(nn.Module):
+class FeatureClassifier(nn.Module, Persistent):
     """A small multi-head CNN whose penultimate layer is the feature space for quality metrics.
 
     Two conv blocks (conv-BN-ReLU-maxpool), adaptive pooling to 4x4 (so the same architecture works
@@ -59,7 +59,17 @@ class FeatureClassifier(nn.Module):
     After training, ``heldout_accuracy`` maps attribute -> accuracy on the held-out split and
     ``heldout_recall`` maps attribute -> value -> recall of that value (how often the judge
     recognises it), both measured on images the classifier never trained on.
+
+    Saved as ``config.json`` (the whole file is its config) and ``model.safetensors``.
     """
+
+    kind: ClassVar[str] = "feature-classifier"
+    renamed_kinds: ClassVar[dict[str, str]] = {"synthscope.FeatureClassifier": "feature-classifier"}
+    section: ClassVar[str | None] = None
+    config_file: ClassVar[str] = CONFIG_NAME
+    weights_file: ClassVar[str] = WEIGHTS_NAME
+    folder_noun: ClassVar[str] = "judge folder"
+    remedy: ClassVar[str] = "expected a folder written by FeatureClassifier.save; delete it to train the judge again"
 
     def __init__(
         self,
@@ -159,9 +169,9 @@ class FeatureClassifier(nn.Module):
     # -- persistence -------------------------------------------------------------------------------
 
     def config(self) -> dict:
+        """The whole ``config.json``: the architecture and what was measured on held-out images."""
         return {
-            "format_version": FORMAT_VERSION,
-            "kind": "synthscope.FeatureClassifier",
+            "kind": self.kind,
             "vocabulary": self.vocabulary.to_dict(),
             "channels": self.channels,
             "size": self.size,
@@ -172,39 +182,20 @@ class FeatureClassifier(nn.Module):
             "train_info": self.train_info,
         }
 
-    def save(self, directory: str | Path) -> Path:
-        """Write ``model.safetensors`` and ``config.json`` into ``directory``; returns the folder."""
-        directory = Path(directory)
-        save_weights(self, directory / WEIGHTS_NAME)
-        atomic_write_json(directory / CONFIG_NAME, self.config())
-        return directory
-
     @classmethod
-    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> "FeatureClassifier":
-        """Load a classifier saved by ``save`` (safetensors only: no pickle is ever executed)."""
-        directory = Path(directory)
-        config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: missing; expected a folder written by FeatureClassifier.save")
+    def from_config(cls, config: dict, *, where: str = "the config", directory: Path | None = None,
+                    device: str | torch.device = "cpu", **options) -> FeatureClassifier:
+        """An untrained classifier shaped as ``config`` says, with its held-out measurements."""
         try:
-            config = json.loads(config_path.read_text())
-        except json.JSONDecodeError as error:
-            raise UserError(f"{config_path}: not valid JSON ({error})") from error
-        if config.get("kind") != "synthscope.FeatureClassifier":
-            raise UserError(f"{config_path}: not a synthscope feature-classifier config")
-        model = cls(
-            Vocabulary.from_dict(config["vocabulary"]),
-            channels=config["channels"],
-            size=config["size"],
-            feature_dim=config["feature_dim"],
-            widths=tuple(config["widths"]),
-        )
-        load_weights(model, weights_path)
+            model = cls(Vocabulary.from_dict(config["vocabulary"]), channels=config["channels"], size=config["size"],
+                        feature_dim=config["feature_dim"], widths=tuple(config["widths"]))
+        except (KeyError, TypeError, AttributeError) as error:
+            raise UserError(f"{where}: not a feature-classifier config ({error!r} is missing or malformed); "
+                            f"{cls.remedy}") from None
         model.heldout_accuracy = {k: float(v) for k, v in config.get("heldout_accuracy", {}).items()}
         model.heldout_recall = config.get("heldout_recall", {})
         model.train_info = config.get("train_info", {})
-        return model.to(device).eval()
+        return model
 
 
 def _is_missing(value) -> bool:

@@ -11,12 +11,12 @@ import torch
 from tqdm.auto import tqdm
 
 from synthscope.errors import UserError
+from synthscope.registry import load_generator, resolve
 from synthscope.runtime import check_disk, check_memory, resolve_device, seed_everything, sha256_file
 
 from .base import CONFIG_FILE, WEIGHTS_FILE, Generator
 from .data import load_data
 from .imageset import ImageSet
-from .registry import GENERATORS, load_generator
 from .training import STATE_FILE, snapshot_interval, train_generator
 
 # Default optimiser steps per model kind: each trains on digits (16 px) in about two minutes or
@@ -43,10 +43,9 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
 
 def new_generator(kind: str, data: ImageSet, conditional: bool = False, **options: Any) -> Generator:
     """An untrained generator of ``kind`` shaped for ``data``."""
-    if kind not in GENERATORS:
-        raise UserError(f"unknown model {kind!r}; choose from {', '.join(GENERATORS)}")
-    return GENERATORS[kind](channels=data.channels, size=data.size, vocabulary=data.vocabulary,
-                            conditional=conditional, **options)
+    return resolve("generator", kind, where="--model")(channels=data.channels, size=data.size,
+                                                      vocabulary=data.vocabulary, conditional=conditional,
+                                                      **options)
 
 
 def train_run(kind: str, data_spec: str = "digits", out: Path | str = "run", conditional: bool = False,

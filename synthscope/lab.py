@@ -133,7 +133,7 @@ class LabResult:
 def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int = 0,
             device: str = "auto", progress: bool = True) -> LabResult:
     """Run every lab stage into ``out`` and write ``out/index.html``."""
-    from synthscope.generators.registry import load_generator
+    from synthscope.registry import load_generator
     from synthscope.generators.evaluation import RunEvaluation
     from synthscope.generators.workflow import (
         export_builtin,
@@ -327,7 +327,7 @@ def audit_summary_line(audit: Any) -> str:
 def compression_section(runs: Path, seed: int = 0):
     """The lecture comparison: the same digits through a 2-D and a 5-D bottleneck."""
     from synthscope.generators import visuals
-    from synthscope.generators.registry import load_generator
+    from synthscope.registry import load_generator
     from synthscope.generators.data import load_data
     from synthscope.reports import Figure, Section
 

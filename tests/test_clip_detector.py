@@ -9,7 +9,7 @@ import open_clip
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from synthscope.detectors.base import load_detector
+from synthscope.registry import load_detector
 from synthscope.detectors.clip import (
     ClipDetector,
     ClipEncoder,
@@ -218,7 +218,7 @@ def test_a_changed_checkpoint_or_unknown_architecture_is_handled(logistic, check
     config = json.loads((logistic.out / "detector.json").read_text())
     config["model"]["checkpoint"] = str(moved)
     with pytest.raises(ValueError, match="has changed since the detector was trained"):
-        ClipDetector.load(logistic.out, config)
+        ClipDetector.from_config(config["model"], directory=logistic.out)
 
 
 def test_cli_trains_a_clip_detector_from_a_local_checkpoint(checkpoint, corpora, tmp_path):

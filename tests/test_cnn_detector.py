@@ -15,6 +15,7 @@ from synthscope.detectors.training import (
     train_detector,
 )
 from synthscope.generators.corpus import CorpusWriter
+from synthscope.registry import load_detector
 from synthscope.generators.data import load_digits
 
 
@@ -68,7 +69,7 @@ def test_detector_separates_and_reports_at_the_fixed_threshold(corpora, trained)
 
 def test_save_load_round_trip_gives_identical_scores(corpora, trained):
     run, out = trained
-    again, config = CNNDetector.load(out)
+    again, config = load_detector(out)
     images = torch.rand(8, 3, 16, 16)
     assert np.array_equal(run.detector.score(images), again.score(images))
     assert config["model"]["arch"] == "small"
@@ -219,7 +220,7 @@ def test_a_broken_detector_json_is_one_line_naming_the_file_and_the_field(traine
     import shutil
 
     from synthscope.cli import main
-    from synthscope.detectors.base import load_detector
+    from synthscope.registry import load_detector
 
     _, out = trained
     broken = tmp_path / "det"

@@ -7,7 +7,7 @@ import pytest
 import torch
 from synthscope.detectors import generalisation as generalisation_module
 from synthscope.detectors.assessment import Assessment, assess_detector
-from synthscope.detectors.base import load_detector
+from synthscope.registry import load_detector
 from synthscope.detectors.generalisation import ALL, Generalisation, cross_generator, split_corpora
 from synthscope.detectors.report_section import assessment_summary, describe_detector, detector_section
 from synthscope.detectors.robustness import format_shortcut_check, robustness_sweeps

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from synthscope.detectors.base import load_detector
+from synthscope.registry import load_detector
 from synthscope.detectors.discriminator import (
     DiscriminatorDetector,
     make_discriminator_detector,
@@ -15,7 +15,7 @@ from synthscope.detectors.metrics import threshold_at_fpr
 from synthscope.detectors.scan import scan_folder
 from synthscope.detectors.assessment import evaluate_detector
 from synthscope.detectors.training import load_labelled
-from synthscope.generators.registry import load_generator
+from synthscope.registry import load_generator
 from synthscope.generators.corpus import CorpusWriter
 from synthscope.generators.training import train_generator
 from synthscope.generators.workflow import new_generator

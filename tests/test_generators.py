@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from synthscope.generators.registry import load_generator
+from synthscope.registry import load_generator
 from synthscope.generators.conditioning import PromptError
 from synthscope.generators.training import STATE_FILE, train_generator
 from synthscope.generators.workflow import new_generator

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import torch
 
-from synthscope.detectors.base import load_detector
 from synthscope.detectors.clip import ClipDetector, ClipEncoder, LogisticProbe
 from synthscope.detectors.cnn import CNNDetector
 from synthscope.detectors.discriminator import make_discriminator_detector
@@ -17,7 +16,7 @@ from synthscope.generators.conditioning import Vocabulary
 from synthscope.generators.corpus import CorpusWriter
 from synthscope.generators.gan import GAN
 from synthscope.generators.quality import FeatureClassifier
-from synthscope.generators.registry import load_generator
+from synthscope.registry import load_detector, load_generator, load_judge
 from tiny_clip import TINY, make_tiny_clip
 
 # Keys a later version may add beside those pinned here (an old folder lacks them and still loads).
@@ -71,7 +70,7 @@ def test_a_judge_folder(tmp_path):
                                              "feature_dim", "widths", "heldout_accuracy", "heldout_recall",
                                              "train_info"}, ADDED_KEYS)
     assert saved["widths"] == [4, 4] and saved["format_version"] == 1
-    again = FeatureClassifier.load(tmp_path)
+    again = load_judge(tmp_path)
     images = torch.rand(4, 1, 8, 8)
     np.testing.assert_array_equal(again.features(images), judge.features(images))
     assert again.heldout_accuracy == {"digit": 0.5}
