@@ -1,4 +1,5 @@
-"""The registry of kinds: names known without torch; every name resolves to its class."""
+"""The registry of kinds: names known without torch; every name resolves to its class, which saves and
+opens through its family's layout."""
 
 import subprocess
 import sys
@@ -6,16 +7,17 @@ import sys
 import pytest
 
 from synthscope.errors import UserError
-from synthscope.registry import KINDS, kind_names, resolve
+from synthscope.registry import FAMILY_BASES, KINDS, _import, kind_names, resolve
 
 
 @pytest.mark.parametrize("family", sorted(KINDS))
-def test_every_kind_resolves_to_a_class(family):
+def test_every_kind_resolves_to_a_class_of_its_family(family):
+    assert set(FAMILY_BASES) == set(KINDS)
+    base = _import(FAMILY_BASES[family])
     for kind in kind_names(family):
         cls = resolve(family, kind)
-        assert isinstance(cls, type)
-        if family == "generator":
-            assert cls.kind == kind
+        assert issubclass(cls, base) and cls.kind == kind
+        assert (cls.config_file, cls.section) == (base.config_file, base.section)
 
 
 def test_unknown_kind_names_the_place_and_the_known_kinds():
