@@ -43,7 +43,8 @@ import pandas as pd
 import torch
 from scipy.stats import binom
 from synthscope.audits.annotators import PROBE_DEFAULT_N_TRAIN, ProbeAnnotator, annotate
-from synthscope.audits.metrics import ABSTAIN, attribute_shares, wilson_bounds
+from synthscope.audits.metrics import ABSTAIN, attribute_shares
+from synthscope.stats import wilson_bounds
 from synthscope.audits.spec import DEFAULT_ABSTAIN_BELOW, parse_spec
 from synthscope.generators.corpus import CorpusWriter
 from synthscope.generators.portraits import PortraitDistribution, generate_portraits

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from synthscope.stats import wilson_bounds
+
 from .model import Figure, Gallery, GalleryImage, Metric, Report, Section, Table, Text
 from .plots import interval_plot, line_plot
 from .provenance import collect_provenance
@@ -127,9 +129,9 @@ def build_demo_report(seed: int = 7) -> Report:
     share = np.array([0.91, 0.17, 0.22, 0.80, 0.02])
     reference = np.array([0.87, 0.22, 0.30, 0.73, 0.04])
     n = 200
-    half = 1.96 * np.sqrt(share * (1 - share) / n)
+    low, high = wilson_bounds(np.round(share * n), np.full(len(share), n))
     audit_plot = interval_plot(
-        professions, share, np.clip(share - half, 0, 1), np.clip(share + half, 0, 1),
+        professions, share, low, high,
         xlabel="Share of images depicting women (0–1)", reference=reference,
         reference_label="US labour statistics (BLS CPS table 11)", xlim=(0, 1),
     )
