@@ -24,7 +24,6 @@ import pandas as pd
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (
     auc,
-    average_precision_score,
     brier_score_loss,
     roc_auc_score,
     roc_curve,
@@ -165,12 +164,22 @@ def _eer_from_curve(fpr: np.ndarray, tpr: np.ndarray, thr: np.ndarray) -> tuple[
 
 def _ap_from_curve(fpr: np.ndarray, tpr: np.ndarray, n_pos: int, n_neg: int) -> float:
     # Same step-wise AP as sklearn.average_precision_score, computed from the ROC points so a
-    # bootstrap resample needs one curve, not two.
-    tps = tpr * n_pos
-    fps = fpr * n_neg
+    # bootstrap resample needs one curve, not two. Recall steps are summed as whole counts and
+    # divided once, so a perfect ranking is exactly 1.0 (a sum of float recall steps can land one
+    # ulp either side of it, and then outside its own bootstrap interval).
+    tps = np.rint(tpr * n_pos)
+    fps = np.rint(fpr * n_neg)
     denom = tps + fps
     precision = np.divide(tps, denom, out=np.ones_like(tps), where=denom > 0)
-    return float(np.sum(np.diff(tpr) * precision[1:]))
+    return float(np.sum(np.diff(tps) * precision[1:]) / n_pos)
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision (sklearn's step-wise definition), exactly as every bootstrap resample
+    computes it; labels must hold both classes."""
+    f, t, _ = _roc(labels, scores)
+    n_pos = int(np.sum(labels == 1))
+    return _ap_from_curve(f, t, n_pos, len(labels) - n_pos)
 
 
 def tpr_at_fpr(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray, fpr: float) -> float:
@@ -473,7 +482,7 @@ def _per_source(
             row["tpr_at_threshold"] = k / n
             if real.any():  # this generator's fakes vs all reals
                 sel = m | real
-                row["ap"] = float(average_precision_score(y[sel], s[sel]))
+                row["ap"] = average_precision(y[sel], s[sel])
                 row["roc_auc"] = float(roc_auc_score(y[sel], s[sel]))
         else:
             row["fpr_at_threshold"] = k / n
@@ -569,7 +578,7 @@ def evaluate_scores(
     if both:
         f, t, th = _roc(y, s)
         point = {
-            "ap": float(average_precision_score(y, s)),
+            "ap": _ap_from_curve(f, t, n_fake, n_real),  # as in every resample below
             "roc_auc": float(roc_auc_score(y, s)),
             **{k: _tpr_at_fpr_from_curve(f, t, v) for k, v in _CURVE_FPRS.items()},
             "eer": _eer_from_curve(f, t, th)[0],

@@ -318,3 +318,15 @@ def test_spreadsheet_safe_neutralises_formula_text_and_keeps_numbers():
     # a text column that mixes numbers: only its text cells change
     mixed = spreadsheet_safe(pd.DataFrame({"cell": [-3, "-3", 2.5]}))
     assert list(mixed["cell"]) == [-3, "'-3", 2.5]
+
+
+def test_a_perfect_ranking_reads_exactly_one_inside_its_interval():
+    # Summed as float recall steps, AP lands one ulp off 1.0 for some sizes (sklearn: 1.0000000000000002
+    # with 9 fakes), and a resample can then read above its point estimate.
+    assert average_precision_score(np.r_[np.zeros(50), np.ones(9)],
+                                   np.r_[np.linspace(0, 0.4, 50), np.linspace(0.6, 1, 9)]) != 1.0
+    for n_fake in range(1, 60):
+        y = np.r_[np.zeros(50), np.ones(n_fake)]
+        s = np.r_[np.linspace(0, 0.4, 50), np.linspace(0.6, 1, n_fake)]
+        ap = M.evaluate_scores(y, s, 0.5, n_boot=20, seed=0).metrics["ap"]
+        assert ap.value == ap.ci_low == ap.ci_high == 1.0, n_fake
