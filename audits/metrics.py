@@ -49,7 +49,7 @@ import pandas as pd
 
 from synthscope.errors import UserError
 from synthscope.generators.attributes import value_order
-from synthscope.grouped import GroupedShares
+from synthscope.grouped import GroupedCrossCounts, GroupedShares, cross_counts_schema, default_key_schema
 from synthscope.stats import wilson_bounds
 
 ANNOTATION_COLUMNS = ("image_id", "prompt", "template", "profession", "descriptor", "guidance", "annotator",
@@ -189,24 +189,6 @@ def _value_sets(df: pd.DataFrame, values: Mapping[str, Sequence[str]] | None,
     return pairs.drop_duplicates().reset_index(drop=True)
 
 
-def _key_frame(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Group keys as merge-safe columns: NaN descriptor/guidance become sentinels (restored later)."""
-    out = frame.copy()
-    if "descriptor" in keys:
-        out["descriptor"] = out["descriptor"].astype(object).where(out["descriptor"].notna(), "\x00none")
-    if "guidance" in keys:
-        out["guidance"] = out["guidance"].astype(float).fillna(-1.0e300)
-    return out
-
-
-def _restore_keys(frame: pd.DataFrame) -> pd.DataFrame:
-    if "descriptor" in frame:
-        frame["descriptor"] = frame["descriptor"].astype(object).where(frame["descriptor"] != "\x00none", np.nan)
-    if "guidance" in frame:
-        frame["guidance"] = frame["guidance"].astype(float).where(frame["guidance"] != -1.0e300, np.nan)
-    return frame
-
-
 # --------------------------------------------------------------------------------------------
 # Shares
 # --------------------------------------------------------------------------------------------
@@ -224,14 +206,13 @@ def attribute_shares(annotations: pd.DataFrame, by: Sequence[str] = PROFESSION_K
     """
     df = prepare_annotations(annotations, abstain_label)
     keys = [*by, "annotator", "attribute"]
-    kdf = _key_frame(df, keys)
-    counts = kdf.groupby([*keys, "value"], sort=False).size().rename("count").reset_index()
+    counts = df.groupby([*keys, "value"], sort=False, dropna=False).size().rename("count").reset_index()
     groups = counts[keys].drop_duplicates()
     full = groups.merge(_value_sets(df, values, abstain_label), on="attribute", how="inner")
     full = full.merge(counts, on=[*keys, "value"], how="left")
     full["count"] = full["count"].fillna(0).astype(np.int64)
     full["is_abstention"] = full["value"] == abstain_label
-    return GroupedShares(_restore_keys(full), keys, confidence).by_group
+    return GroupedShares(full, keys, confidence).by_group
 
 
 def prompt_shares(annotations: pd.DataFrame, **options) -> pd.DataFrame:
@@ -246,13 +227,12 @@ def profession_shares(annotations: pd.DataFrame, **options) -> pd.DataFrame:
 
 def abstentions(shares: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """One row per group of a shares table: n_images, n_abstained, abstention_rate with its Wilson interval."""
-    rows = shares[shares["is_abstention"]].copy()
-    keys = _group_keys(shares)
-    rows["abstention_rate"] = rows["n_abstained"] / rows["n_images"].where(rows["n_images"] > 0)
-    rows["abstention_rate_ci_low"], rows["abstention_rate_ci_high"] = wilson_bounds(
-        rows["n_abstained"], rows["n_images"], confidence)
-    return rows[[*keys, "n_images", "n_abstained", "abstention_rate", "abstention_rate_ci_low",
-                 "abstention_rate_ci_high"]].reset_index(drop=True)
+    return GroupedShares.from_frame(shares, _group_keys(shares), confidence).abstentions()
+
+
+def _typed_keys(frame: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with its key columns as the audit declares them (a missing descriptor stays text)."""
+    return frame.assign(**default_key_schema(keys).coerce(frame))
 
 
 def _group_keys(shares: pd.DataFrame) -> list[str]:
@@ -278,18 +258,21 @@ def _with_reference(determined: pd.DataFrame, keys: list[str], reference: pd.Dat
     groups = determined[keys].drop_duplicates()
     ref_rows = groups.merge(ref, on=["profession", "attribute"], how="inner")
     merged = determined.merge(ref_rows, on=[*keys, "value"], how="outer")
+    # An outer merge sorts its keys with missing ones last; the tables put them first, and the
+    # amplification's bootstrap draws the groups in this order.
+    merged = merged.sort_values(keys, na_position="first", kind="stable").reset_index(drop=True)
     merged["count"] = merged["count"].fillna(0)
     merged = merged.merge(ref_total.reset_index(), on=["profession", "attribute"], how="left")
     complete = (merged["reference_total"] - 1.0).abs() <= REFERENCE_SUM_TOLERANCE
     merged["reference_share"] = merged["reference_share"].where(
         merged["reference_share"].notna() | ~complete, 0.0)
-    merged["comparable"] = merged.groupby(keys, sort=False)["reference_share"].transform(
+    merged["comparable"] = merged.groupby(keys, sort=False, dropna=False)["reference_share"].transform(
         lambda s: bool(s.notna().all()))
     return merged
 
 
 def _sum_by(frame: pd.DataFrame, keys: list[str], column: str) -> pd.Series:
-    return frame.groupby(keys, sort=False)[column].sum()
+    return frame.groupby(keys, sort=False, dropna=False)[column].sum()
 
 
 def diversity(shares: pd.DataFrame, reference: pd.DataFrame | None = None, alpha: float = DEFAULT_ALPHA,
@@ -304,12 +287,13 @@ def diversity(shares: pd.DataFrame, reference: pd.DataFrame | None = None, alpha
     """
     keys = _group_keys(shares)
     table = shares if include_descriptors or "descriptor" not in shares else shares[shares["descriptor"].isna()]
-    kt = _key_frame(table, keys)
-    det = kt[~kt["is_abstention"]][[*keys, "value", "count", "n_determined"]].copy()
-    first = kt[kt["is_abstention"]].set_index(keys)[["n_images", "n_abstained", "n_determined"]]
-    k = det.groupby(keys, sort=False)["value"].count().rename("k_values")
-    n = det.groupby(keys, sort=False)["count"].sum()
-    det = det.join(k, on=keys).join(n.rename("n"), on=keys)
+    # Groups by number from here: keys may be missing (NaN), which index alignment does not match.
+    table = table.assign(_g=table.groupby(keys, sort=False, dropna=False).ngroup())
+    det = table[~table["is_abstention"]][["_g", *keys, "value", "count", "n_determined"]].copy()
+    first = table[table["is_abstention"]].set_index("_g")[[*keys, "n_images", "n_abstained", "n_determined"]]
+    k = det.groupby("_g", sort=False)["value"].count().rename("k_values")
+    n = det.groupby("_g", sort=False)["count"].sum()
+    det = det.join(k, on="_g").join(n.rename("n"), on="_g")
     det["p"] = det["count"] / det["n"].where(det["n"] > 0)
     det["u"] = 1.0 / det["k_values"]
     det["plogp"] = np.where(det["p"] > 0, det["p"] * np.log(det["p"].where(det["p"] > 0, 1.0)), 0.0)
@@ -318,32 +302,32 @@ def diversity(shares: pd.DataFrame, reference: pd.DataFrame | None = None, alpha
     det["kl_u"] = det["ps"] * np.log(det["ps"] / det["u"])
     out = first.join(k)
     out["abstention_rate"] = out["n_abstained"] / out["n_images"].where(out["n_images"] > 0)
-    entropy = -_sum_by(det, keys, "plogp")
+    entropy = -_sum_by(det, ["_g"], "plogp")
     out["normalised_entropy"] = entropy / np.log(out["k_values"].where(out["k_values"] > 1))
-    out["l1_to_parity"] = _sum_by(det, keys, "abs_u")
+    out["l1_to_parity"] = _sum_by(det, ["_g"], "abs_u")
     out["mad_to_parity"] = out["l1_to_parity"] / out["k_values"]
-    out["kl_to_parity"] = _sum_by(det, keys, "kl_u")
+    out["kl_to_parity"] = _sum_by(det, ["_g"], "kl_u")
     no_data = out["n_determined"] <= 0
     for column in ("normalised_entropy", "l1_to_parity", "mad_to_parity", "kl_to_parity"):
         out.loc[no_data, column] = np.nan
     if reference is not None and "profession" in keys:
-        merged = _with_reference(det[[*keys, "value", "count"]], keys, reference)
-        kk = merged.groupby(keys, sort=False)["value"].count()
-        nn = merged.groupby(keys, sort=False)["count"].sum()
-        merged = merged.join(kk.rename("kk"), on=keys).join(nn.rename("nn"), on=keys)
+        merged = _with_reference(det[["_g", *keys, "value", "count"]], ["_g", *keys], reference)
+        kk = merged.groupby("_g", sort=False)["value"].count()
+        nn = merged.groupby("_g", sort=False)["count"].sum()
+        merged = merged.join(kk.rename("kk"), on="_g").join(nn.rename("nn"), on="_g")
         merged["p"] = merged["count"] / merged["nn"].where(merged["nn"] > 0)
         merged["abs_r"] = (merged["p"] - merged["reference_share"]).abs()
         denom = merged["nn"] + merged["kk"] * alpha
         merged["ps"] = (merged["count"] + alpha) / denom
         merged["rs"] = (merged["nn"] * merged["reference_share"] + alpha) / denom
         merged["kl_r"] = merged["ps"] * np.log(merged["ps"] / merged["rs"])
-        comparable = merged.groupby(keys, sort=False)["comparable"].all() & (nn > 0)
+        comparable = merged.groupby("_g", sort=False)["comparable"].all() & (nn > 0)
         if "descriptor" in keys:  # a prompt that names a descriptor is not the model's default
-            comparable &= comparable.index.get_level_values("descriptor") == "\x00none"
-        out["l1_to_reference"] = _sum_by(merged, keys, "abs_r").where(comparable)
+            comparable &= first["descriptor"].reindex(comparable.index).isna()
+        out["l1_to_reference"] = _sum_by(merged, ["_g"], "abs_r").where(comparable)
         out["mad_to_reference"] = (out["l1_to_reference"] / kk).where(comparable)
-        out["kl_to_reference"] = _sum_by(merged, keys, "kl_r").where(comparable)
-    out = _restore_keys(out.reset_index())
+        out["kl_to_reference"] = _sum_by(merged, ["_g"], "kl_r").where(comparable)
+    out = out.reset_index(drop=True)
     return out.sort_values(keys, na_position="first", kind="stable").reset_index(drop=True)
 
 
@@ -395,12 +379,12 @@ def amplification(shares: pd.DataFrame, reference: pd.DataFrame, n_boot: int = 2
     table = shares
     if not include_descriptors and "descriptor" in table:
         table = table[table["descriptor"].isna()]
-    kt = _key_frame(table[~table["is_abstention"]], keys)
+    kt = table[~table["is_abstention"]]
     merged = _with_reference(kt[[*keys, "value", "count"]], keys, reference)
     rng = np.random.default_rng(seed)
     tail = (1.0 - confidence) / 2.0
     rows = []
-    for group, part in merged.groupby(keys, sort=False):
+    for group, part in merged.groupby(keys, sort=False, dropna=False):
         if not part["comparable"].all():
             continue
         counts = part["count"].to_numpy(dtype=np.int64)
@@ -428,7 +412,7 @@ def amplification(shares: pd.DataFrame, reference: pd.DataFrame, n_boot: int = 2
         rows.append(row)
     columns = [*keys, "k_values", "n_determined", "model_l1_to_parity", "reference_l1_to_parity", "amplification",
                "ci_low", "ci_high", "verdict", "same_majority"]
-    return _restore_keys(pd.DataFrame(rows, columns=columns))
+    return _typed_keys(pd.DataFrame(rows, columns=columns), keys)
 
 
 # --------------------------------------------------------------------------------------------
@@ -453,15 +437,13 @@ def intersectional_table(annotations: pd.DataFrame, attributes: tuple[str, str] 
         raise UserError("intersectional_table needs two different attributes")
     df = prepare_annotations(annotations, abstain_label)
     keys = [*by, "annotator"]
-    meta = _key_frame(df.drop_duplicates(["annotator", "image_id"]), keys)[["image_id", *keys]]
+    meta = df.drop_duplicates(["annotator", "image_id"])[["image_id", *keys]]
     left = df[df["attribute"] == a1][["annotator", "image_id", "value"]].rename(columns={"value": a1})
     right = df[df["attribute"] == a2][["annotator", "image_id", "value"]].rename(columns={"value": a2})
     images = meta.merge(left, on=["annotator", "image_id"]).merge(right, on=["annotator", "image_id"])
-    columns = [*keys, a1, a2, "count", "n_images", "share", "share_ci_low", "share_ci_high", "expected",
-               "small_group", "low_expected", "small_sample_warning"]
     if images.empty:
-        return pd.DataFrame(columns=columns)
-    counts = images.groupby([*keys, a1, a2], sort=False).size().rename("count").reset_index()
+        return pd.DataFrame(columns=cross_counts_schema(default_key_schema(keys), attributes).names)
+    counts = images.groupby([*keys, a1, a2], sort=False, dropna=False).size().rename("count").reset_index()
     # Abstention cells only where some image has one: an always-empty category would only add
     # zero expected counts (and warnings) to every table.
     sets = _value_sets(df[df["attribute"].isin([a1, a2])], values, abstain_label, with_abstention=False)
@@ -469,18 +451,7 @@ def intersectional_table(annotations: pd.DataFrame, attributes: tuple[str, str] 
     v2 = sets[sets["attribute"] == a2][["value"]].rename(columns={"value": a2})
     full = counts[keys].drop_duplicates().merge(v1, how="cross").merge(v2, how="cross")
     full = full.merge(counts, on=[*keys, a1, a2], how="left")
-    full["count"] = full["count"].fillna(0).astype(np.int64)
-    full["n_images"] = full.groupby(keys, sort=False)["count"].transform("sum")
-    row_total = full.groupby([*keys, a1], sort=False)["count"].transform("sum")
-    col_total = full.groupby([*keys, a2], sort=False)["count"].transform("sum")
-    full["share"] = full["count"] / full["n_images"]
-    full["share_ci_low"], full["share_ci_high"] = wilson_bounds(full["count"], full["n_images"], confidence)
-    full["expected"] = row_total * col_total / full["n_images"]
-    full["small_group"] = full["n_images"] < min_n
-    full["low_expected"] = full["expected"] < min_expected
-    full["small_sample_warning"] = full["small_group"] | full["low_expected"]
-    full = _restore_keys(full).sort_values([*keys, a1, a2], na_position="first", kind="stable")
-    return full[columns].reset_index(drop=True)
+    return GroupedCrossCounts(full, keys, (a1, a2), confidence, min_n=min_n, min_expected=min_expected).by_group
 
 
 def template_spread(annotations: pd.DataFrame, by: Sequence[str] = PROFESSION_KEYS,
@@ -491,18 +462,11 @@ def template_spread(annotations: pd.DataFrame, by: Sequence[str] = PROFESSION_KE
     giving the min / max. The abstention rate gets the same summary (its row has is_abstention)."""
     per = attribute_shares(annotations, by=[*by, "template"], values=values, abstain_label=abstain_label)
     keys = [*by, "annotator", "attribute", "value", "is_abstention"]
-    per = per.assign(share=per["share_of_determined"].where(~per["is_abstention"], per["share_of_all"]))
-    per = _key_frame(per, keys)
-    per = per[per["share"].notna()]
-    grouped = per.groupby(keys, sort=False)
-    out = grouped["share"].agg(n_templates="count", share_mean="mean", share_sd="std", share_min="min",
-                               share_max="max")
-    out["share_range"] = out["share_max"] - out["share_min"]
-    out["template_of_min"] = per.loc[grouped["share"].idxmin(), [*keys, "template"]].set_index(keys)["template"]
-    out["template_of_max"] = per.loc[grouped["share"].idxmax(), [*keys, "template"]].set_index(keys)["template"]
-    out["min_images_per_template"] = grouped["n_images"].min()
-    out = _restore_keys(out.reset_index())
-    return out.sort_values(keys, na_position="first", kind="stable").reset_index(drop=True)
+    spread = GroupedShares.from_frame(per, _group_keys(per)).spread("template")
+    spread = spread.rename(columns={"n_groups": "n_templates", "mean": "share_mean", "sd": "share_sd",
+                                    "minimum": "share_min", "maximum": "share_max", "difference": "share_range",
+                                    "min_n_images": "min_images_per_template"})
+    return spread.sort_values(keys, na_position="first", kind="stable").reset_index(drop=True)
 
 
 def guidance_sweep(annotations: pd.DataFrame, by: Sequence[str] = ("profession", "descriptor"),
@@ -513,15 +477,7 @@ def guidance_sweep(annotations: pd.DataFrame, by: Sequence[str] = ("profession",
     group; for the abstention row, the change of share_of_all)."""
     shares = attribute_shares(annotations, by=[*by, "guidance"], values=values, abstain_label=abstain_label,
                               confidence=confidence)
-    keys = [*by, "annotator", "attribute", "value"]
-    shares = shares.sort_values([*keys, "guidance"], na_position="first", kind="stable").reset_index(drop=True)
-    share = shares["share_of_determined"].where(~shares["is_abstention"], shares["share_of_all"])
-    kt = _key_frame(shares, keys)
-    first = share.groupby([kt[k] for k in keys], sort=False).transform("first")
-    shares["change_from_lowest_guidance"] = share - first
-    columns = [*by, "annotator", "attribute", "guidance", *[c for c in shares.columns
-                                                             if c not in (*by, "annotator", "attribute", "guidance")]]
-    return shares[columns]
+    return GroupedShares.from_frame(shares, _group_keys(shares), confidence).change("guidance")
 
 
 def audit_metrics(annotations: pd.DataFrame, reference: pd.DataFrame | None = None,

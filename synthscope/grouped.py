@@ -11,6 +11,11 @@ Group keys may be missing (a prompt without a descriptor, a run without a guidan
 are formed with missing keys as keys of their own (pandas' ``dropna=False``), never replaced by
 placeholder values. The columns and their types are declared (:data:`SHARES_SCHEMA`, key columns
 declared by the caller), so a table read back from CSV has the types of the one written.
+
+Two tables follow this protocol (``by_group``, ``keys``, ``schema``, ``confidence``, ``to_csv``,
+``read_csv``, ``from_frame``): :class:`GroupedShares` (one category per item, abstentions apart) and
+:class:`GroupedCrossCounts` (combinations of two categories per item, with the counts expected if the
+two were independent).
 """
 
 from __future__ import annotations
@@ -100,20 +105,44 @@ def share_columns(name: str, doc: str) -> tuple[Column, Column, Column]:
             Column(f"{name}_ci_high", "float", f"upper Wilson bound of {name}"))
 
 
+N_IMAGES = Column("n_images", "int", "items in the group (every one, abstentions included)")
+N_ABSTAINED = Column("n_abstained", "int", "items abstained on")
+
 # The per-group columns a shares table adds after its keys (the keys are declared by the caller).
 SHARES_SCHEMA = Schema((
     Column("value", "text", "the category counted, or the abstention label"),
     Column("is_abstention", "bool", "the row counts items the reader was not sure about"),
-    Column("count", "int", "items in the category"),
-    Column("n_images", "int", "items in the group (every one, abstentions included)"),
-    Column("n_abstained", "int", "items abstained on"),
+    Column("count", "int", "items in the category"), N_IMAGES, N_ABSTAINED,
     Column("n_determined", "int", "items with a category other than the abstention label"),
     *share_columns("share_of_all", "count / n_images"),
     *share_columns("share_of_determined", "count / n_determined (NaN on the abstention row)"),
 ))
 
 
-class GroupedShares:
+class GroupedTable:
+    """What every grouped result shares: key columns (``keys``, declared in ``key_schema``), one row
+    per group and category in ``by_group`` with the columns of ``schema``, the confidence of its
+    intervals, and CSV written in the declared column order."""
+
+    keys: list[str]
+    key_schema: Schema
+    schema: Schema
+    confidence: float
+    by_group: pd.DataFrame
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """The table as CSV text (declared columns in order, no index); written to ``path`` when given."""
+        text = self.schema.to_csv(self.by_group)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    def _grouped(self, frame: pd.DataFrame, by: Sequence[str]):
+        # Missing keys are groups of their own (a prompt without a descriptor), never dropped.
+        return frame.groupby(list(by), sort=False, dropna=False)
+
+
+class GroupedShares(GroupedTable):
     """Counts of categories per group and their shares, with Wilson intervals.
 
     ``counts``: one row per group and category, complete (a category a group never showed has a row
@@ -149,8 +178,7 @@ class GroupedShares:
         full = counts[[*keys, "value", "is_abstention", "count"]].copy()
         full["count"] = full["count"].fillna(0).astype(np.int64)
         full["is_abstention"] = full["is_abstention"].astype(bool)
-        # Missing keys are groups of their own (a prompt without a descriptor), not dropped.
-        grouped = full.groupby(keys, sort=False, dropna=False)
+        grouped = self._grouped(full, keys)
         full["n_images"] = grouped["count"].transform("sum").astype(np.int64)
         abstained = full["count"] * full["is_abstention"]
         full["n_abstained"] = abstained.groupby([full[k] for k in keys], sort=False, dropna=False) \
@@ -181,28 +209,135 @@ class GroupedShares:
         schema = Schema(tuple(c for c in self.key_schema.columns if c.name in rest))
         return GroupedShares(pooled, rest, self.confidence, schema)
 
+    def abstentions(self) -> pd.DataFrame:
+        """One row per group: n_images, n_abstained and abstention_rate with its Wilson interval
+        (columns :data:`ABSTENTIONS_SCHEMA` after the keys)."""
+        rows = self.by_group[self.by_group["is_abstention"]].copy()
+        rows["abstention_rate"] = rows["n_abstained"] / rows["n_images"].where(rows["n_images"] > 0)
+        rows["abstention_rate_ci_low"], rows["abstention_rate_ci_high"] = wilson_bounds(
+            rows["n_abstained"], rows["n_images"], self.confidence)
+        return (self.key_schema + ABSTENTIONS_SCHEMA).coerce(rows.reset_index(drop=True))
+
+    def compared_share(self) -> pd.Series:
+        """The share groups are compared on, row by row: of determined items, and on the abstention row
+        (which has no determined share) of all items."""
+        table = self.by_group
+        return table["share_of_determined"].where(~table["is_abstention"], table["share_of_all"])
+
+    def spread(self, over: str, column: str | None = None) -> pd.DataFrame:
+        """How a share moves across the groups of key ``over`` (e.g. the phrasings of a prompt): per
+        remaining keys and value, n_groups, mean, sd (sample sd, NaN for one group), minimum, maximum,
+        difference (maximum - minimum), the groups of ``over`` giving the minimum and the maximum, and
+        min_n_images (the smallest group). ``column``: a share column, by default
+        :meth:`compared_share`. Groups where the share is NaN (no data) do not count."""
+        if over not in self.keys:
+            raise ValueError(f"{over!r} is not a key of this table ({', '.join(self.keys)})")
+        rest = [k for k in self.keys if k != over]
+        share = self.compared_share() if column is None else self.by_group[column]
+        table = self.by_group.assign(_share=share)[share.notna()]
+        grouped = self._grouped(table, [*rest, "value", "is_abstention"])
+        out = grouped["_share"].agg(n_groups="count", mean="mean", sd="std", minimum="min", maximum="max")
+        out["difference"] = out["maximum"] - out["minimum"]
+        out[f"{over}_of_min"] = table.loc[grouped["_share"].idxmin(), over].to_numpy()
+        out[f"{over}_of_max"] = table.loc[grouped["_share"].idxmax(), over].to_numpy()
+        out["min_n_images"] = grouped["n_images"].min()
+        out = out.reset_index()
+        # Grouping leaves an all-missing key column typed as numbers; it keeps its declared type.
+        return out.assign(**Schema(tuple(c for c in self.key_schema.columns if c.name in rest)).coerce(out))
+
     def difference(self, over: str, column: str = "share_of_determined") -> pd.DataFrame:
         """How far the groups of key ``over`` lie apart: per remaining keys and value, the largest minus
         the smallest ``column`` among them (Fairlearn's "between_groups"), with the groups giving the
         minimum and the maximum. Groups where the column is NaN (no data) do not count."""
+        rest = [k for k in self.keys if k != over]
+        return self.spread(over, column)[[*rest, "value", "is_abstention", "n_groups", "minimum", "maximum",
+                                          "difference", f"{over}_of_min", f"{over}_of_max"]]
+
+    def change(self, over: str) -> pd.DataFrame:
+        """The shares along key ``over`` (e.g. guidance): ``by_group`` with ``over`` as the last key,
+        sorted by it within each remaining group and value, plus ``change_from_lowest_<over>``: the
+        :meth:`compared_share` minus the first one available along ``over`` (missing ``over`` sorts
+        first)."""
         if over not in self.keys:
             raise ValueError(f"{over!r} is not a key of this table ({', '.join(self.keys)})")
         rest = [k for k in self.keys if k != over]
-        table = self.by_group[self.by_group[column].notna()]
-        by = [*rest, "value", "is_abstention"]
-        grouped = table.groupby(by, sort=False, dropna=False)[column]
-        out = grouped.agg(n_groups="count", minimum="min", maximum="max")
-        out["difference"] = out["maximum"] - out["minimum"]
-        out[f"{over}_of_min"] = table.loc[grouped.idxmin(), over].to_numpy()
-        out[f"{over}_of_max"] = table.loc[grouped.idxmax(), over].to_numpy()
-        return out.reset_index()
+        table = self.by_group.assign(_share=self.compared_share())
+        table = table.sort_values([*rest, "value", over], na_position="first", kind="stable").reset_index(drop=True)
+        first = self._grouped(table, [*rest, "value"])["_share"].transform("first")
+        table[f"change_from_lowest_{over}"] = table["_share"] - first
+        columns = [*rest, over, *[c for c in table.columns if c not in (*self.keys, "_share")]]
+        return table[columns]
 
-    def to_csv(self, path: str | Path | None = None) -> str:
-        """The table as CSV text (declared columns in order, no index); written to ``path`` when given."""
-        text = self.schema.to_csv(self.by_group)
-        if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
-        return text
+
+class GroupedCrossCounts(GroupedTable):
+    """Counts of each combination of two categories per group (e.g. perceived gender x skin tone).
+
+    ``counts``: one row per group and combination, complete (a combination a group never showed has
+    count 0), with the ``keys``, the two ``categories`` columns and ``count``. ``by_group`` adds
+    n_images (items of the group), share (of the group, with its Wilson interval), expected (the count
+    expected if the two categories were independent: row total x column total / n_images), and the
+    small-sample flags: small_group (n_images < ``min_n``), low_expected (expected < ``min_expected``)
+    and small_sample_warning (either)."""
+
+    def __init__(self, counts: pd.DataFrame, keys: Sequence[str], categories: tuple[str, str],
+                 confidence: float = 0.95, key_schema: Schema | None = None, min_n: int = 30,
+                 min_expected: float = 5.0) -> None:
+        self.keys = list(keys)
+        self.categories = tuple(categories)
+        self.confidence = float(confidence)
+        self.min_n, self.min_expected = int(min_n), float(min_expected)
+        self.key_schema = key_schema or default_key_schema(self.keys)
+        self.schema = cross_counts_schema(self.key_schema, self.categories)
+        self.by_group = self._cells(counts)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, keys: Sequence[str], categories: tuple[str, str],
+                   confidence: float = 0.95, key_schema: Schema | None = None, min_n: int = 30,
+                   min_expected: float = 5.0) -> GroupedCrossCounts:
+        """A table already computed (e.g. read back from CSV) as a :class:`GroupedCrossCounts`."""
+        return cls(frame, keys, categories, confidence, key_schema, min_n, min_expected)
+
+    @classmethod
+    def read_csv(cls, source: str | Path | io.StringIO, keys: Sequence[str], categories: tuple[str, str],
+                 confidence: float = 0.95, key_schema: Schema | None = None, min_n: int = 30,
+                 min_expected: float = 5.0) -> GroupedCrossCounts:
+        """A table written by :meth:`to_csv`; the counts are read and the rest recomputed."""
+        key_schema = key_schema or default_key_schema(keys)
+        frame = cross_counts_schema(key_schema, tuple(categories)).read_csv(source)
+        return cls(frame, keys, categories, confidence, key_schema, min_n, min_expected)
+
+    def _cells(self, counts: pd.DataFrame) -> pd.DataFrame:
+        keys, (c1, c2) = self.keys, self.categories
+        full = counts[[*keys, c1, c2, "count"]].copy()
+        full["count"] = full["count"].fillna(0).astype(np.int64)
+        full["n_images"] = self._grouped(full, keys)["count"].transform("sum")
+        row_total = self._grouped(full, [*keys, c1])["count"].transform("sum")
+        col_total = self._grouped(full, [*keys, c2])["count"].transform("sum")
+        full["share"] = full["count"] / full["n_images"]
+        full["share_ci_low"], full["share_ci_high"] = wilson_bounds(full["count"], full["n_images"], self.confidence)
+        full["expected"] = row_total * col_total / full["n_images"]
+        full["small_group"] = full["n_images"] < self.min_n
+        full["low_expected"] = full["expected"] < self.min_expected
+        full["small_sample_warning"] = full["small_group"] | full["low_expected"]
+        full = full.sort_values([*keys, c1, c2], na_position="first", kind="stable").reset_index(drop=True)
+        return self.schema.coerce(full)
+
+
+# The columns of GroupedShares.abstentions() after the keys.
+ABSTENTIONS_SCHEMA = Schema((N_IMAGES, N_ABSTAINED, *share_columns("abstention_rate", "n_abstained / n_images"),
+))
+
+
+def cross_counts_schema(key_schema: Schema, categories: tuple[str, str]) -> Schema:
+    """The columns of a :class:`GroupedCrossCounts` table: the keys, the two categories, then the cells'."""
+    return key_schema + Schema((
+        *(Column(name, "text", "a category") for name in categories),
+        Column("count", "int", "items with this combination"), N_IMAGES, *share_columns("share", "count / n_images"),
+        Column("expected", "float", "count expected if the two categories were independent"),
+        Column("small_group", "bool", "n_images below the smallest group size"),
+        Column("low_expected", "bool", "expected below the smallest expected count"),
+        Column("small_sample_warning", "bool", "small_group or low_expected"),
+    ))
 
 
 def default_key_schema(keys: Sequence[str], kinds: Mapping[str, str] | None = None) -> Schema:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from synthscope.audits.metrics import ABSTAIN, attribute_shares
-from synthscope.grouped import Column, GroupedShares, Schema
+from synthscope.grouped import Column, GroupedCrossCounts, GroupedShares, Schema
 from synthscope.stats import wilson_interval
 
 
@@ -87,3 +87,39 @@ def test_schema_declares_and_checks_columns():
         schema.coerce(frame.drop(columns=["n"]))
     with pytest.raises(ValueError, match="kind"):
         Column("x", "colour")
+
+
+def test_abstentions_one_row_per_group_with_the_rate_and_its_interval():
+    table = shares().abstentions().set_index("profession")
+    doctor = table.loc["doctor"]
+    assert (doctor["n_images"], doctor["n_abstained"]) == (4, 1) and doctor["abstention_rate"] == pytest.approx(0.25)
+    assert (doctor["abstention_rate_ci_low"], doctor["abstention_rate_ci_high"]) == pytest.approx(
+        wilson_interval(1, 4), abs=1e-12)
+    assert len(table) == 3  # doctor, nurse, nurse described as male: one row each
+
+
+def test_spread_and_change_along_a_key():
+    no_descriptor = annotations()[annotations()["descriptor"].isna()].assign(guidance=7.5)
+    grouped = GroupedShares.from_frame(attribute_shares(no_descriptor, by=("guidance", "profession")),
+                                       ["guidance", "profession", "annotator", "attribute"])
+    spread = grouped.spread("profession").set_index("value")
+    assert spread.loc["female", "n_groups"] == 2 and spread.loc["female", "mean"] == pytest.approx((2 / 3 + 0.75) / 2)
+    assert spread.loc[ABSTAIN, "maximum"] == pytest.approx(0.25)  # the abstention row compares shares of all
+    change = grouped.change("profession")
+    assert list(change.columns[:4]) == ["guidance", "annotator", "attribute", "profession"]
+    female = change[change["value"] == "female"]
+    assert female["profession"].tolist() == ["doctor", "nurse"]
+    assert female["change_from_lowest_profession"].tolist() == pytest.approx([0.0, 0.75 - 2 / 3])
+
+
+def test_cross_counts_expected_counts_flags_and_csv_round_trip():
+    counts = pd.DataFrame({"profession": ["doctor"] * 4, "gender": ["female", "female", "male", "male"],
+                           "tone": ["1", "6", "1", "6"], "count": [6, 2, 2, 0]})
+    cells = GroupedCrossCounts(counts, ["profession"], ("gender", "tone"), min_n=5, min_expected=2.0)
+    table = cells.by_group.set_index(["gender", "tone"])
+    assert (table["n_images"] == 10).all() and table.loc[("female", "6"), "expected"] == pytest.approx(8 * 2 / 10)
+    assert table.loc[("female", "6"), "low_expected"] and not table["small_group"].any()
+    assert table.loc[("female", "1"), "share"] == pytest.approx(0.6)
+    back = GroupedCrossCounts.read_csv(io.StringIO(cells.to_csv()), ["profession"], ("gender", "tone"), min_n=5,
+                                       min_expected=2.0)
+    pd.testing.assert_frame_equal(back.by_group, cells.by_group)
