@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from synthscope.errors import UserError
 from synthscope.fingerprint import fingerprint
+from synthscope.images import to_pil_list
 from synthscope.jsondata import json_data
 from synthscope.generators.base import CONFIG_FILE, WEIGHTS_FILE, Generator
 from synthscope.generators.corpus import package_versions
@@ -199,8 +200,7 @@ class BuiltinBackend(TextToImageBackend):
         with evaluating(model):
             images = model.generate(len(prompts), condition, seeded_generators(seeds), sampler=self.sampler,
                                     steps=self.sample_steps, guidance=guidance)
-        pixels = images.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        return Generation([Image.fromarray(p[:, :, 0] if p.shape[2] == 1 else p) for p in pixels])
+        return Generation(to_pil_list(images.cpu()))
 
 
 def _check_same_world(run_dir: Path, config: dict[str, Any], settings: dict[str, Any]) -> None:

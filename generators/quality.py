@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from scipy import linalg
 
 from synthscope.errors import UserError
+from synthscope.images import to_float
 from synthscope.persistence import Persistent
 from synthscope.runtime import evaluating
 from synthscope.stats import wilson_interval
@@ -127,9 +128,7 @@ class FeatureClassifier(nn.Module, Persistent):
                 f"the feature classifier was trained on (N, {self.channels}, {self.size}, {self.size}) "
                 f"images, got {tuple(images.shape)}; resize the images or train a classifier at this size"
             )
-        if images.dtype == torch.uint8:
-            images = images.float() / 255.0
-        return images.float()
+        return to_float(images)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features of a batch already on the right device (with autograd)."""

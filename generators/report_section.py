@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
+from synthscope.images import to_uint8
 from synthscope.reports import Figure, Gallery, Metric, Section, Table, Text
 
 from synthscope.stats import wilson_interval
@@ -123,7 +124,7 @@ def gallery_from_images(title: str, images, labels: Sequence[str] | None = None,
     """A gallery of image tensors (N, C, H, W) in [0, 1]."""
     tiles = []
     for i, image in enumerate(images):
-        array = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        array = to_uint8(image).permute(1, 2, 0).numpy()
         if array.shape[2] == 1:
             array = array[:, :, 0]
         tiles.append((array, labels[i] if labels else ""))

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from synthscope.errors import UserError
+from synthscope.images import to_uint8
 from synthscope.runtime import ThreadGovernor, atomic_write_bytes, read_json
 
 from .base import CONFIG_FILE, Generator
@@ -65,7 +66,7 @@ class BatchSampler:
 
 def data_fingerprint(data: ImageSet) -> str:
     """SHA-256 of the training pixels, for provenance and to refuse resuming on other data."""
-    pixels = (data.images * 255).round().to(torch.uint8).contiguous().numpy().tobytes()
+    pixels = to_uint8(data.images).contiguous().numpy().tobytes()
     return hashlib.sha256(pixels).hexdigest()
 
 

@@ -41,7 +41,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from synthscope.errors import UserError
-from synthscope.images import from_pil
+from synthscope.images import from_pil, to_uint8
 from synthscope.reports import style as report_style
 from synthscope.reports.style import figure_png, palette
 
@@ -168,7 +168,7 @@ def grid_array(images: torch.Tensor, nrow: int = 8) -> np.ndarray:
     grid = _grid_float(images, nrow)
     if grid.ndim == 2:
         grid = grid[..., None]
-    return (grid * 255).round().astype(np.uint8)
+    return to_uint8(torch.from_numpy(grid)).numpy()
 
 
 def _show(ax: Axes, array: np.ndarray, title: str | None = None, ylabel: str | None = None) -> None:

@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from synthscope.errors import UserError
+from synthscope.images import to_uint8
 from synthscope.registry import load_generator, resolve
 from synthscope.runtime import check_disk, check_memory, resolve_device, seed_everything, sha256_file
 
@@ -202,8 +203,8 @@ def _check_same_start(writer, data: ImageSet, name: str) -> None:
 
     have = len(writer)
     stored = read_corpus(writer.root).load_images(channels=data.images.shape[1], progress=False)
-    ours = data.images[:have].clamp(0, 1).mul(255).round()
-    if len(ours) != have or not torch.equal(stored.mul(255).round(), ours):
+    ours = to_uint8(data.images[:have])
+    if len(ours) != have or not torch.equal(to_uint8(stored), ours):
         raise UserError(
             f"{writer.root}: holds {have} {name} images that are not the first ones of a {len(data)}-image "
             f"export" + (" (portraits are drawn as a whole, so another --n is another draw)"
