@@ -29,7 +29,8 @@ from synthscope.tables import spreadsheet_safe
 from .annotators import annotate, annotator_from_spec
 from .backends import BuiltinBackend, DiffusersBackend, TextToImageBackend
 from .labels import import_labels, labeller_agreement, majority_labels
-from .metrics import ABSTAIN, amplification, attribute_shares, audit_metrics, reference_gap
+from .metrics import (ABSTAIN, amplification, attribute_shares, audit_metrics, is_metric_table, reference_gap,
+                      typed_table)
 from .reference import load_reference, training_world_reference
 from .report_section import audit_section, headline_annotator, reference_rows_table
 from .runner import GenerationSummary, ImageJob, generate_corpus
@@ -189,10 +190,20 @@ def run_audit(spec_path: Path | str, out: Path | str, force: bool = False, devic
 
 def write_table(out: Path, name: str, table: pd.DataFrame) -> Path:
     """``out/audit_tables/<name>.csv``, for spreadsheets: a prompt or profession that begins like a
-    formula (``=``, ``+``, ``-``, ``@``) is written with a leading quote so that it stays text."""
+    formula (``=``, ``+``, ``-``, ``@``) is written with a leading quote so that it stays text. A table
+    of :func:`audit_metrics` is written with its declared column types
+    (:data:`~synthscope.audits.metrics.AUDIT_COLUMNS`)."""
     path = out / TABLES_DIR / f"{name}.csv"
-    atomic_write_bytes(path, spreadsheet_safe(table).to_csv(index=False).encode())
+    typed = typed_table(table) if is_metric_table(name) else table
+    atomic_write_bytes(path, spreadsheet_safe(typed).to_csv(index=False).encode())
     return path
+
+
+def read_table(out: Path, name: str) -> pd.DataFrame:
+    """A table :func:`write_table` wrote, read back with the declared column types of a metrics table
+    (an empty descriptor missing, True/False flags as booleans, values as text)."""
+    table = pd.read_csv(out / TABLES_DIR / f"{name}.csv")
+    return typed_table(table) if is_metric_table(name) else table
 
 
 @dataclass

@@ -49,7 +49,7 @@ import pandas as pd
 
 from synthscope.errors import UserError
 from synthscope.generators.attributes import value_order
-from synthscope.grouped import GroupedCrossCounts, GroupedShares, cross_counts_schema, default_key_schema
+from synthscope.grouped import Column, GroupedCrossCounts, GroupedShares, Schema, cross_counts_schema, default_key_schema
 from synthscope.stats import wilson_bounds
 
 ANNOTATION_COLUMNS = ("image_id", "prompt", "template", "profession", "descriptor", "guidance", "annotator",
@@ -100,6 +100,31 @@ COLUMN_DOCS: dict[str, str] = {
     "change_from_lowest_guidance": "share minus the same share at the lowest guidance of the sweep",
     "small_sample_warning": f"group below {MIN_GROUP_N} images, or an expected cell count below {MIN_EXPECTED:g}",
 }
+
+# The tables audit_metrics returns, and their second-reference variants (written as "<name>_labour").
+METRIC_TABLES = ("shares_by_prompt", "shares_by_profession", "abstentions", "diversity", "template_spread",
+                 "guidance_sweep", "intersectional", "reference_gap", "amplification")
+
+# The columns of those tables whose type CSV does not carry (text that looks like a number, an empty
+# descriptor, flags written as True/False), declared once: the tables are written with these types
+# and read back to them. Numbers are read as numbers by CSV readers already.
+AUDIT_COLUMNS = default_key_schema([*PROMPT_KEYS, "annotator", "attribute"]) + Schema((
+    *(Column(name, "text", COLUMN_DOCS.get(name, "a perceived attribute value"))
+      for name in ("value", "value_1", "value_2", "attribute_1", "attribute_2")),
+    *(Column(name, "bool", COLUMN_DOCS.get(name, "")) for name in (
+        "is_abstention", "significant", "reference_verified", "small_group", "low_expected",
+        "small_sample_warning")),
+))
+
+
+def is_metric_table(name: str) -> bool:
+    """Whether ``name`` is a table of :func:`audit_metrics` (or one against the second reference)."""
+    return name.removesuffix("_labour") in METRIC_TABLES
+
+
+def typed_table(table: pd.DataFrame | None) -> pd.DataFrame:
+    """A metrics table with the declared types (:data:`AUDIT_COLUMNS`), fresh or read back from CSV."""
+    return pd.DataFrame() if table is None else AUDIT_COLUMNS.apply(table)
 
 
 # --------------------------------------------------------------------------------------------

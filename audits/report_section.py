@@ -35,6 +35,7 @@ import pandas as pd
 
 from synthscope.errors import UserError
 from synthscope.generators.attributes import ATTRIBUTE_WORDS, ORDINAL_ATTRIBUTES, attribute_order, value_order
+from synthscope.grouped import Column
 from synthscope.reports import Figure, Gallery, Metric, Section, Table, Text
 from synthscope.reports.style import MARKERS, new_figure, palette, plain_text, use_style
 from synthscope.stats import wilson_bounds
@@ -46,6 +47,7 @@ from .metrics import (
     MAJORITY_ANNOTATOR,
     MIN_EXPECTED,
     MIN_GROUP_N,
+    typed_table,
 )
 
 __all__ = ["audit_section", "share_bar_segments", "share_bars_figure", "amplification_figure",
@@ -78,34 +80,6 @@ CAVEATS = [
 # --------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _bool(series: pd.Series) -> pd.Series:
-    """A boolean column, also when read back from CSV as text ("True"/"False")."""
-    if pd.api.types.is_bool_dtype(series.dtype):
-        return series.astype(bool)
-    return series.map(lambda v: str(v).strip().lower() in ("true", "1", "yes")).astype(bool)
-
-
-def _normalise(table: pd.DataFrame | None) -> pd.DataFrame:
-    """A metrics table with the dtypes :func:`audit_metrics` gives, whether fresh or read from CSV."""
-    if table is None:
-        return pd.DataFrame()
-    frame = table.copy()
-    for column in ("is_abstention", "significant", "reference_verified", "small_group", "low_expected",
-                   "small_sample_warning"):
-        if column in frame:
-            frame[column] = _bool(frame[column])
-    for column in ("profession", "annotator", "attribute", "value", "value_1", "value_2"):
-        if column in frame:
-            frame[column] = frame[column].astype(str)
-    if "descriptor" in frame:
-        descriptor = frame["descriptor"].astype(object)
-        blank = descriptor.isna() | (descriptor.astype(str).str.strip() == "")
-        frame["descriptor"] = descriptor.where(~blank, np.nan)
-    if "guidance" in frame:
-        frame["guidance"] = pd.to_numeric(frame["guidance"], errors="coerce").astype(float)
-    return frame
 
 
 def _no_descriptor(frame: pd.DataFrame) -> pd.DataFrame:
@@ -199,7 +173,7 @@ def _reference_from(metrics: Mapping[str, pd.DataFrame], reference: pd.DataFrame
     if reference is not None and len(reference):
         ref = reference.copy()
     else:
-        gap = _normalise(metrics.get("reference_gap"))
+        gap = typed_table(metrics.get("reference_gap"))
         if gap.empty:
             return pd.DataFrame(columns=columns)
         ref = gap.rename(columns={"reference_share": "share", "reference_year": "year",
@@ -212,7 +186,7 @@ def _reference_from(metrics: Mapping[str, pd.DataFrame], reference: pd.DataFrame
             ref[column] = default
     text = {c: ref[c].where(ref[c].notna(), "").astype(str) for c in ("occupation", "note")}
     ref = ref.assign(profession=ref["profession"].astype(str), attribute=ref["attribute"].astype(str),
-                     value=ref["value"].astype(str), verified=_bool(ref["verified"]), **text)
+                     value=ref["value"].astype(str), verified=Column("verified", "bool").coerce(ref["verified"]), **text)
     return ref[columns].reset_index(drop=True)
 
 
@@ -281,7 +255,7 @@ def share_bar_segments(shares: pd.DataFrame, attribute: str, reference: pd.DataF
     Columns: bar, profession, kind ("model" | "reference"), value, is_abstention, count, n_images, share,
     start, end, end_ci_low, end_ci_high.
     """
-    table = _no_descriptor(_normalise(shares))
+    table = _no_descriptor(typed_table(shares))
     table = table[table["attribute"] == attribute]
     columns = ["bar", "profession", "kind", "value", "is_abstention", "count", "n_images", "share", "start", "end",
                "end_ci_low", "end_ci_high"]
@@ -429,7 +403,7 @@ def amplification_figure(amplification: pd.DataFrame, reference_name: str = "ref
     distance (the reference is held fixed), so "dot right of the diamond, interval clear of it" is
     exactly the verdict "amplified".
     """
-    table = _no_descriptor(_normalise(amplification))
+    table = _no_descriptor(typed_table(amplification))
     order = {p: i for i, p in enumerate(dict.fromkeys([*(professions or []), *table["profession"]]))}
     table = table.assign(_order=table["profession"].map(order)).sort_values(
         ["attribute", "_order", "guidance", "annotator"], kind="stable")
@@ -469,7 +443,7 @@ def guidance_figure(sweep: pd.DataFrame, attribute: str, professions: Sequence[s
     """Share versus guidance scale for one attribute: one panel per perceived value (only the first of a
     two-valued attribute, the other being its complement) plus one for abstentions, one line per
     profession with its Wilson band. None when fewer than two guidance values were run."""
-    table = _no_descriptor(_normalise(sweep))
+    table = _no_descriptor(typed_table(sweep))
     table = table[(table["attribute"] == attribute) & table["guidance"].notna()]
     guidance = np.sort(table["guidance"].unique())
     if len(guidance) < 2:
@@ -727,7 +701,7 @@ def _versus_reference(metrics: Mapping[str, pd.DataFrame], reference: pd.DataFra
                       intro="Is the model further from parity than the reference is (amplification), and by "
                             "how much does each perceived share differ from the reference share (gap)? "
                             "Only prompts without a descriptor are compared.")
-    amplification = _normalise(metrics.get("amplification"))
+    amplification = typed_table(metrics.get("amplification"))
     if len(amplification):
         counts = amplification["verdict"].astype(str).value_counts()
         section.add(Text(f"{int(counts.get('amplified', 0))} of {len(amplification)} comparisons amplified, "
@@ -746,7 +720,7 @@ def _versus_reference(metrics: Mapping[str, pd.DataFrame], reference: pd.DataFra
         shown = _display(amplification)
         section.add(Table("Amplification", shown, name="audit-amplification-table", formats=_formats(shown),
                           caption=_doc_caption(["amplification", "verdict", "same_majority", "k_values"])))
-    gap = _normalise(metrics.get("reference_gap"))
+    gap = typed_table(metrics.get("reference_gap"))
     if len(gap):
         shown = _display(gap.drop(columns=["reference_occupation", "reference_note"], errors="ignore"))
         significant = int(gap["significant"].sum())
@@ -756,7 +730,7 @@ def _versus_reference(metrics: Mapping[str, pd.DataFrame], reference: pd.DataFra
                                   + _doc_caption(["reference_share", "gap", "gap_ci_low", "significant"])
                                   + " reference_verified: false where the figure has not been checked against "
                                     "its published source."))
-    diversity = _normalise(metrics.get("diversity"))
+    diversity = typed_table(metrics.get("diversity"))
     if len(diversity):
         shown = _display(diversity)
         section.add(Table("Diversity per profession", shown, name="audit-diversity", formats=_formats(shown),
@@ -791,7 +765,7 @@ def _reference_rows_blocks(reference: pd.DataFrame, professions: Sequence[str],
 
 
 def _intersections(intersectional: pd.DataFrame) -> Section | None:
-    table = _normalise(intersectional)
+    table = typed_table(intersectional)
     if table.empty:
         return None
     a1, a2 = str(table["attribute_1"].iloc[0]), str(table["attribute_2"].iloc[0])
@@ -836,8 +810,8 @@ def _intersections(intersectional: pd.DataFrame) -> Section | None:
 
 def _robustness(metrics: Mapping[str, pd.DataFrame], spec: Mapping[str, Any],
                 professions: Sequence[str]) -> Section | None:
-    spread = _normalise(metrics.get("template_spread"))
-    sweep = _normalise(metrics.get("guidance_sweep"))
+    spread = typed_table(metrics.get("template_spread"))
+    sweep = typed_table(metrics.get("guidance_sweep"))
     if spread.empty and sweep.empty:
         return None
     section = Section(id="audit-robustness", title="Phrasing and guidance",
@@ -1095,7 +1069,7 @@ def audit_section(metrics: Mapping[str, pd.DataFrame], spec: Mapping[str, Any] |
     if "shares_by_profession" not in metrics:
         raise UserError("audit_section needs the 'shares_by_profession' table of audit_metrics "
                          f"(got {', '.join(sorted(metrics)) or 'none'})")
-    shares = _normalise(metrics["shares_by_profession"])
+    shares = typed_table(metrics["shares_by_profession"])
     reference_table = _reference_from(metrics, reference)
     has_reference = len(reference_table) > 0
     name = reference_name or (_reference_name(reference_table) if has_reference else "reference")
@@ -1125,7 +1099,7 @@ def audit_section(metrics: Mapping[str, pd.DataFrame], spec: Mapping[str, Any] |
                          "were 'undetermined'; they are shown as their own grey segment in every chart.",
                          kind="note"))
 
-    section.subsections.append(_depicted(shares, _normalise(metrics.get("abstentions")), reference_table, name,
+    section.subsections.append(_depicted(shares, typed_table(metrics.get("abstentions")), reference_table, name,
                                          professions))
     asked = str((spec.get("reference") or {}).get("source") or "none") if isinstance(
         spec.get("reference"), Mapping) else "none"

@@ -89,6 +89,15 @@ class Schema:
             raise ValueError(f"the table lacks column(s) {', '.join(missing)}; expected {', '.join(self.names)}")
         return pd.DataFrame({c.name: c.coerce(frame[c.name]) for c in self.columns}, index=frame.index)
 
+    def apply(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """A copy of ``frame`` with each declared column it has as its declared type; its other columns,
+        and the column order, as they are (for tables that declare only some of their columns)."""
+        out = frame.copy()
+        for column in self.columns:
+            if column.name in out:
+                out[column.name] = column.coerce(out[column.name])
+        return out
+
     def to_csv(self, frame: pd.DataFrame) -> str:
         """The table as CSV text: the declared columns in order, no index."""
         return frame[self.names].to_csv(index=False)

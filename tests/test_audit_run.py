@@ -283,3 +283,18 @@ def test_audit_tables_keep_formula_like_text_inert(tmp_path):
     back = pd.read_csv(path)
     assert list(back["prompt"]) == ["'=HYPERLINK(\"http://x\")", "a photo of a nurse", "'+1", "'@SUM(A1)"]
     assert list(back["share"]) == [0.5, -0.25, 0.0, 1.0] and list(back["count"]) == [1, 2, 3, 4]
+
+
+def test_tables_read_back_with_their_declared_types(audit):
+    from synthscope.audits.audit import read_table
+    from synthscope.audits.metrics import AUDIT_COLUMNS, is_metric_table
+
+    _, result = audit
+    for name, table in result.tables.items():
+        if not is_metric_table(name) or table.empty:
+            continue
+        back = read_table(result.out, name)
+        assert back.to_csv(index=False) == (result.out / TABLES_DIR / f"{name}.csv").read_text()
+        for column in AUDIT_COLUMNS.names:  # text, missing descriptors and flags come back as written
+            if column in table:
+                pd.testing.assert_series_equal(back[column], table[column], obj=f"{name}.{column}")
