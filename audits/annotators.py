@@ -28,7 +28,6 @@ folder and, when run again (e.g. after images were added), annotates only the im
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 import warnings
@@ -46,6 +45,7 @@ from synthscope.generators.corpus import Corpus, CorpusError, read_corpus
 from tqdm.auto import tqdm
 
 from synthscope.errors import UserError
+from synthscope.fingerprint import fingerprint
 from synthscope.generators.attributes import SKIN_TONE_WORDS, SKIN_TONES
 from synthscope.runtime import atomic_write_bytes, atomic_write_json, sha256_file
 
@@ -311,8 +311,7 @@ class ProbeAnnotator(Annotator):
     @property
     def folder(self) -> Path:
         """The probe's cache folder (one per size, training-set size, seed and world)."""
-        world = json.dumps(self.world().to_dict(), sort_keys=True)
-        digest = hashlib.sha256(world.encode()).hexdigest()[:12]
+        digest = fingerprint(self.world().to_dict())[:12]
         return self.cache_dir / f"probe-{self.size}px-n{self.n_train}-seed{self.seed}-{digest}"
 
     @property
@@ -539,7 +538,7 @@ _CACHE_COLUMNS = ["image_id", "image_sha256", "attribute", "predicted", "confide
 
 
 def _key_digest(key: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return fingerprint(key)[:16]
 
 
 def _read_cache(csv_path: Path, digest: str) -> pd.DataFrame:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from synthscope.errors import UserError
+from synthscope.jsondata import json_data
 from synthscope.persistence import Persistent
 from synthscope.runtime import evaluating
 
@@ -93,7 +94,7 @@ class Generator(nn.Module, Persistent):
         self.conditional = conditional
         self.vocabulary = vocabulary if conditional else None
         # Normalised through JSON so that a tuple option equals the list read back from config.json.
-        self.options = json.loads(json.dumps({**self.default_config, **options}))
+        self.options = json_data({**self.default_config, **options})
         self.build()
 
     def _check_option(self, name: str, value: Any) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from synthscope.fingerprint import Reuse, fingerprint
 from synthscope.runtime import atomic_write_bytes, atomic_write_json
 
 from .imageset import ImageSet
@@ -16,6 +17,8 @@ from .training import TrainingRun
 QUALITY_FILE = "quality.json"
 ADHERENCE_FILE = "prompt_adherence.csv"
 JUDGE_DIR = "judge"
+JUDGE_RECORD = "trained_on.json"  # beside a judge: the data and seed it was trained with
+JUDGE_FORMAT = 1  # bumped when judges change meaning, so that older ones are trained again
 VISUALS_DIR = "visuals"
 
 
@@ -50,24 +53,24 @@ class RunEvaluation:
 
 def judge_for(folder: Path, train: ImageSet, seed: int = 0):
     """The feature classifier that judges generators of ``train``'s kind, trained once on the real
-    training images and kept in ``folder`` (reused only if it was trained on the same pixels)."""
+    training images and kept in ``folder`` (reused only if it was trained on the same pixels with
+    the same seed)."""
     from synthscope.registry import load_judge
 
     from .quality import train_feature_classifier
     from .training import data_fingerprint
 
-    folder = Path(folder)
-    fingerprint = data_fingerprint(train)
-    if (folder / "config.json").exists() and (folder / "data_sha256").exists():
+    reuse = Reuse(folder, JUDGE_RECORD)
+    made_from = fingerprint({"format": JUDGE_FORMAT, "data_sha256": data_fingerprint(train), "seed": seed})
+    if reuse.matches(made_from):
         try:
-            if (folder / "data_sha256").read_text().strip() == fingerprint:
-                return load_judge(folder)
+            return load_judge(folder)
         except (ValueError, OSError):
-            pass  # an unreadable cache is rebuilt, not trusted
-    (folder / "data_sha256").unlink(missing_ok=True)  # no stale hash beside a judge being replaced
+            pass  # an unreadable judge is trained again, not trusted
+    reuse.forget()
     judge = train_feature_classifier(train, seed=seed)
     judge.save(folder)
-    atomic_write_bytes(folder / "data_sha256", fingerprint.encode())
+    reuse.record(made_from, n_images=len(train), seed=seed)
     return judge
 
 

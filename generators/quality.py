@@ -32,6 +32,7 @@ from scipy import linalg
 
 from synthscope.errors import UserError
 from synthscope.images import to_float
+from synthscope.jsondata import json_data
 from synthscope.persistence import Persistent
 from synthscope.runtime import evaluating
 from synthscope.stats import wilson_interval
@@ -495,18 +496,7 @@ class QualityReport:
     def to_dict(self) -> dict:
         """JSON-serialisable (plain floats and ints; NaN becomes None)."""
 
-        def clean(value):
-            if isinstance(value, dict):
-                return {str(k): clean(v) for k, v in value.items()}
-            if isinstance(value, (bool, np.bool_)):
-                return bool(value)
-            if isinstance(value, (int, np.integer)):
-                return int(value)
-            if isinstance(value, (float, np.floating)):
-                return None if math.isnan(value) else float(value)
-            return value
-
-        return clean(asdict(self))
+        return json_data(asdict(self), nonfinite="null")
 
     def summary(self) -> str:
         p = self.prdc

@@ -8,7 +8,8 @@
 - :class:`Reuse` keeps that fingerprint beside a result in a folder: the result is reused only when
   the fingerprint asked for now is the one recorded when it was made; any difference, or a missing
   or unreadable record, means "make it again". The record is written after the result, atomically,
-  so a result interrupted half-way is never taken for a finished one.
+  so a result interrupted half-way is never taken for a finished one; :meth:`Reuse.forget` removes
+  the record before a result is replaced.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ class Reuse:
 
     def matches(self, fingerprint_now: str) -> bool:
         return self.recorded() == fingerprint_now
+
+    def forget(self) -> None:
+        """Remove the record before a result is replaced: a replacement interrupted half-way must not
+        pass for the result the old record described."""
+        self.path.unlink(missing_ok=True)
 
     def record(self, fingerprint_now: str, **described: Any) -> None:
         """Write the fingerprint (and, for people reading the folder, what it was made from)."""

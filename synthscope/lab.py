@@ -166,6 +166,7 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
             evaluation = RunEvaluation.load(run_dir)
             reused.append(stage.name)
         else:
+            reuse.forget()
             evaluation = train_run(stage.kind, stage.data, run_dir, conditional=stage.conditional, steps=steps,
                                    seed=seed, device=device, options=stage.options, force=force,
                                    progress=progress,

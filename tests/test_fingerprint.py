@@ -64,6 +64,10 @@ def test_reuse_matches_only_the_recorded_fingerprint(tmp_path):
     reuse.record("abc", steps=10)
     assert reuse.matches("abc") and not reuse.matches("abd")
     assert json.loads(reuse.path.read_text()) == {"fingerprint": "abc", "steps": 10}
+    reuse.forget()
+    assert not reuse.matches("abc")  # a result being replaced is not the one recorded before
+    reuse.forget()  # nothing to forget is fine
+    reuse.record("abc")
     reuse.path.write_text("{not json")
     assert not reuse.matches("abc")  # an unreadable record means "make it again"
 
