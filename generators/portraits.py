@@ -22,6 +22,7 @@ import copy
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -209,7 +210,8 @@ def _check_professions(name: str, keys) -> None:
 
 
 def _per_profession(name: str, value, check) -> dict:
-    """Expand a scalar (every profession) or a {profession: value} dict, validating both."""
+    """Expand one value (every profession's, a number or a vector) or a {profession: value} dict,
+    validating both."""
     if isinstance(value, Mapping):
         _check_professions(name, value.keys())
         return {p: check(f"{name}[{p!r}]", v) for p, v in value.items()}
@@ -332,14 +334,8 @@ class PortraitDistribution:
             new.p_female.update(values)
             described.append(f"share_female={_describe(share_female)}")
         if skin_tone is not None:
-            if isinstance(skin_tone, Mapping):
-                _check_professions("skin_tone", skin_tone.keys())
-                values = {p: _check_vector(f"skin_tone[{p!r}]", v, len(SKIN_TONES))
-                          for p, v in skin_tone.items()}
-            else:
-                vector = _check_vector("skin_tone", skin_tone, len(SKIN_TONES))
-                values = {p: list(vector) for p in PROFESSIONS}
-            new.skin_tone.update(values)
+            tone_vector = partial(_check_vector, length=len(SKIN_TONES))
+            new.skin_tone.update(_per_profession("skin_tone", skin_tone, tone_vector))
             described.append(f"skin_tone={_describe(skin_tone)}")
         if share_dark is not None:
             values = _per_profession("share_dark", share_dark, _check_probability)
@@ -347,13 +343,7 @@ class PortraitDistribution:
                 new.skin_tone[p] = _rescale_dark(new.skin_tone[p], dark)
             described.append(f"share_dark={_describe(share_dark)}")
         if age is not None:
-            if isinstance(age, Mapping):
-                _check_professions("age", age.keys())
-                values = {p: _check_vector(f"age[{p!r}]", v, len(AGES)) for p, v in age.items()}
-            else:
-                vector = _check_vector("age", age, len(AGES))
-                values = {p: list(vector) for p in PROFESSIONS}
-            new.age.update(values)
+            new.age.update(_per_profession("age", age, partial(_check_vector, length=len(AGES))))
             described.append(f"age={_describe(age)}")
         if profession_shares is not None:
             _check_professions("profession_shares", profession_shares.keys())
