@@ -18,7 +18,9 @@ from synthscope.tables import spreadsheet_safe, undo_spreadsheet_safe
 
 from .metrics import DetectionReport, MetricValue, evaluate_scores
 from .robustness import DEFAULT_SWEEPS, format_shortcut_check, robustness_sweeps
-from .training import LabelledImages, corpus_fake_sources, load_labelled, score_labelled
+from .data import LabelledImages, corpus_fake_sources, load_labelled
+from .estimator import DecisionSettings
+from .training import score_labelled
 
 METRICS_FILE = "metrics.json"
 SCORES_FILE = "scores.csv"
@@ -194,7 +196,7 @@ def assess_detector(detector_dir: Path | str, data: LabelledImages | None = None
             detector.share_features(data.images, shard)
         if not shard.is_main:
             return None
-    threshold = float(config["threshold"])
+    threshold = DecisionSettings.from_config(config).threshold
     report, scores = score_labelled(detector, threshold, data, n_boot=n_boot, seed=seed)
     by_training, training = split_by_training(report, scores, config, threshold, n_boot=n_boot, seed=seed)
     both = bool((data.labels == 0).any() and (data.labels == 1).any())

@@ -37,25 +37,17 @@ from synthscope.runtime import (
     sha256_file,
 )
 
+from . import defaults
 from .base import OBJECT, TEXT, WHOLE, Field, SavedDetector, check_output_folder
-from .domain import training_profile
-from .metrics import threshold_at_fpr
-from .training import (
-    HISTORY_FILE,
-    DetectorRun,
-    check_distinct_corpora,
-    check_training_split,
-    load_labelled,
-    seen_sources,
-    stratified_split,
-)
+from .data import LabelledImages, check_distinct_corpora, load_labelled
+from .defaults import KNN_WEIGHTS, PROBES
+from .estimator import DetectorEstimator, ThresholdedDetector
+from .training import DetectorRun
 
-PROBES = ("logistic", "knn")
-KNN_WEIGHTS = ("uniform", "distance")
 PROBE_FILE = "probe.safetensors"
 ENCODER_CONFIG_DIR = "open_clip_config"  # the architecture, so a custom model reopens in a new process
-DEFAULT_MODEL = "ViT-B-32"
-DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+DEFAULT_MODEL = defaults.CLIP["model"]
+DEFAULT_PRETRAINED = defaults.CLIP["pretrained"]
 DEFAULT_CS = (0.01, 0.1, 1.0, 10.0, 100.0)
 CACHE_ENV = "SYNTHSCOPE_CACHE"
 CACHE_FORMAT = "synthscope-clip-features/1"
@@ -523,6 +515,62 @@ class ClipDetector(SavedDetector):
         return cls(encoder, _new_probe(config), int(config["size"]), int(config["channels"]), feature_cache)
 
 
+class ClipEstimator(DetectorEstimator):
+    """A probe on frozen CLIP features (UnivFD): ``probe="logistic"`` (C by cross-validation on the
+    training part when not given) or ``"knn"`` (``k`` neighbours, the training features as reference).
+    ``checkpoint`` (a local file) replaces the ``pretrained`` tag. Features are cached in ``cache_dir``
+    unless ``cache`` is False. Defaults: :data:`synthscope.detectors.defaults.CLIP`."""
+
+    kind = ClipDetector.kind
+    runtime_params = ("device", "progress", "cache_dir", "cache")
+
+    def __init__(self, model: str = defaults.CLIP["model"], pretrained: str | None = defaults.CLIP["pretrained"],
+                 checkpoint: Path | str | None = defaults.CLIP["checkpoint"], probe: str = defaults.CLIP["probe"],
+                 C: float | None = defaults.CLIP["C"], k: int = defaults.CLIP["k"],
+                 knn_weights: str = defaults.CLIP["knn_weights"], size: int = defaults.CLIP["size"],
+                 channels: int = defaults.CLIP["channels"], batch_size: int = defaults.CLIP["batch_size"],
+                 seed: int = 0, device: str | torch.device = "auto", cache_dir: Path | str | None = None,
+                 cache: bool = True, progress: bool = True):
+        self.model, self.pretrained, self.checkpoint, self.probe = model, pretrained, checkpoint, probe
+        self.C, self.k, self.knn_weights, self.size, self.channels = C, k, knn_weights, size, channels
+        self.batch_size, self.seed, self.device = batch_size, seed, device
+        self.cache_dir, self.cache, self.progress = cache_dir, cache, progress
+
+    def open(self) -> ClipDetector:
+        """The encoder and feature cache, without a probe yet: opened before any image is read, so that
+        missing weights fail fast."""
+        if self.probe not in PROBES:
+            raise UserError(f"unknown CLIP probe {self.probe!r}; choose from {', '.join(PROBES)}")
+        encoder = ClipEncoder(self.model, self.pretrained, self.checkpoint, self.device)
+        feature_cache = FeatureCache(self.cache_dir or default_cache_dir(), encoder.model_id) if self.cache else None
+        self.detector_ = ClipDetector(encoder, None, self.size, self.channels, feature_cache, self.progress)
+        return self.detector_
+
+    def fit(self, train: LabelledImages, held_out: LabelledImages) -> ClipEstimator:
+        """Fit the probe on the training part's features; the held-out part is only scored."""
+        detector = self.detector_ if self.detector_ is not None else self.open()
+        train_features = detector.features(train.images, self.batch_size).numpy()
+        val_features = detector.features(held_out.images, self.batch_size).numpy()
+        if self.probe == "logistic":
+            detector.probe, self.history_ = LogisticProbe.fit(train_features, train.labels, C=self.C, seed=self.seed)
+        else:
+            detector.probe, self.history_ = KNNProbe.fit(train_features, train.labels, k=self.k,
+                                                         weights=self.knn_weights)
+        # scored from the features at hand: encoding the held-out images again could change their bits
+        self.held_out_scores_ = detector.probe.predict(val_features)
+        return self
+
+    def held_out_scores(self, held_out: LabelledImages) -> np.ndarray:
+        return self.held_out_scores_
+
+    def training_record(self, split: dict[str, Any]) -> dict[str, Any]:
+        detector = self.detector_
+        return {"probe": self.probe, "probe_options": detector.probe.options,
+                **{name: split[name] for name in ("seed", "n_train", "n_val", "val_fraction")},
+                "feature_cache": str(detector.cache.folder) if detector.cache else None,
+                "images_encoded": detector.encoder.images_encoded}
+
+
 def train_clip_detector(real: Path | str, fakes: Sequence[Path | str], out: Path | str, model: str = DEFAULT_MODEL,
                         pretrained: str | None = DEFAULT_PRETRAINED, checkpoint: Path | str | None = None,
                         probe: str = "logistic", C: float | None = None, k: int = 10, knn_weights: str = "uniform",
@@ -530,14 +578,13 @@ def train_clip_detector(real: Path | str, fakes: Sequence[Path | str], out: Path
                         seed: int = 0, batch_size: int = 256, device: str = "auto",
                         cache_dir: Path | str | None = None, cache: bool = True,
                         progress: bool = True) -> DetectorRun | None:
-    """Fit a probe on frozen CLIP features of a real corpus against synthetic corpora (UnivFD).
+    """Fit a probe on frozen CLIP features of a real corpus against synthetic corpora (:class:`ClipEstimator`)
+    and save it in ``out``.
 
     A stratified ``val_fraction`` is held out; its *real* images alone fix the threshold for
-    ``target_fpr``. The logistic probe's C (when not given) is chosen by cross-validation on the
-    training split; the k-NN probe keeps the training features as its reference set.
-
-    Launched as several processes, they encode the images together into the shared feature cache;
-    the main process then fits the probe, writes the detector and returns it, the others return None.
+    ``target_fpr``. Launched as several processes, they encode the images together into the shared
+    feature cache; the main process then fits the probe, writes the detector and returns it, the
+    others return None.
     """
     if not fakes:
         raise UserError("give at least one synthetic corpus (--fake)")
@@ -547,43 +594,20 @@ def train_clip_detector(real: Path | str, fakes: Sequence[Path | str], out: Path
     check_output_folder(out)
     seed_everything(seed)
     shard = current_shard(device)
-    device = shard.device(device)
     began = time.perf_counter()
-    encoder = ClipEncoder(model, pretrained, checkpoint, device)  # before reading data: fail fast on weights
-    feature_cache = FeatureCache(cache_dir or default_cache_dir(), encoder.model_id) if cache else None
-    detector = ClipDetector(encoder, None, size, channels, feature_cache, shard.progress(progress))
-
+    estimator = ClipEstimator(model, pretrained, checkpoint, probe, C, k, knn_weights, size, channels, batch_size,
+                              seed, shard.device(device), cache_dir, cache, shard.progress(progress))
+    detector = estimator.open()  # before reading data: fail fast on weights
     data = load_labelled(real, fakes, size=size, channels=channels, progress=shard.progress(progress))
-    train, val = stratified_split(data, val_fraction, seed)
-    check_training_split(data, train, val, {"real": str(real), "fakes": [str(f) for f in fakes]})
-    if shard.distributed:  # the same calls as below, so each image is encoded in the same batch
+    thresholded = ThresholdedDetector(estimator, target_fpr=target_fpr, val_fraction=val_fraction, seed=seed)
+    record = {"real": str(real), "fakes": [str(f) for f in fakes]}
+    train, val = thresholded.split(data, record)
+    if shard.distributed:  # the same calls as in fit, so each image is encoded in the same batch
         detector.share_features(train.images, shard, batch_size)
         detector.share_features(val.images, shard, batch_size)
         if not shard.is_main:
             shard.wait()  # returns once the main process has written the detector
             return None
-    train_features = detector.features(train.images, batch_size).numpy()
-    val_features = detector.features(val.images, batch_size).numpy()
-    if probe == "logistic":
-        detector.probe, history = LogisticProbe.fit(train_features, train.labels, C=C, seed=seed)
-    else:
-        detector.probe, history = KNNProbe.fit(train_features, train.labels, k=k, weights=knn_weights)
-    val_scores = detector.probe.predict(val_features)
-    threshold = threshold_at_fpr(val_scores[val.labels == 0], target_fpr)
-    seconds = time.perf_counter() - began
-
-    out = Path(out)
-    detector.save(out, extra={
-        "threshold": threshold, "target_fpr": target_fpr,
-        "threshold_source": f"{int((val.labels == 0).sum())} held-out real images (no test labels)",
-        "training_domain": training_profile(data.images, data.files, seed=seed),
-        "training": {"real": str(real), "fakes": [str(f) for f in fakes], "fake_sources": seen_sources(data),
-                     "probe": probe,
-                     "probe_options": detector.probe.options, "seed": seed, "n_train": len(train),
-                     "n_val": len(val), "val_fraction": val_fraction, "seconds": round(seconds, 1),
-                     "feature_cache": str(feature_cache.folder) if feature_cache else None,
-                     "images_encoded": encoder.images_encoded},
-    })
-    atomic_write_bytes(out / HISTORY_FILE, history.to_csv(index=False).encode())
+    thresholded.fit(data, record, split=(train, val), began=began).save(out)
     shard.wait()
-    return DetectorRun(detector, threshold, target_fpr, history, out, seconds)
+    return DetectorRun.of(thresholded, out)

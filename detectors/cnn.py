@@ -13,8 +13,8 @@ from synthscope.errors import UserError
 from synthscope.runtime import evaluating
 
 from .base import TEXT, Field, SavedDetector
+from .defaults import ARCHS  # torch-free, so that the command line lists the same ones
 
-ARCHS = ("small", "resnet18", "resnet50")
 WEIGHTS_FILE = "detector.safetensors"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

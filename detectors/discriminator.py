@@ -21,10 +21,11 @@ from synthscope.generators.base import Generator
 from synthscope.generators.gan import GAN
 from synthscope.runtime import resolve_device, sha256_file
 
+from . import defaults
 from .base import TEXT, Field, SavedDetector, check_output_folder
-from .domain import training_profile
-from .metrics import threshold_at_fpr
-from .training import DetectorRun, load_labelled, stratified_split
+from .data import LabelledImages, load_labelled
+from .estimator import DetectorEstimator, ThresholdedDetector
+from .training import DetectorRun
 
 KIND = "gan-discriminator"
 
@@ -93,9 +94,47 @@ def open_discriminator(gan_run: Path | str, device: str | torch.device = "cpu",
     return DiscriminatorDetector(GAN.from_saved(saved, device), run_dir, digest), digest
 
 
+class DiscriminatorEstimator(DetectorEstimator):
+    """A GAN run's discriminator as a detector: it learns nothing more (``fit`` only opens it), so the
+    thresholded wrapper holds all of its data out, and the reals there fix the threshold."""
+
+    kind = KIND
+    learns = False
+
+    def __init__(self, gan_run: Path | str, batch_size: int = 256, device: str | torch.device = "auto",
+                 progress: bool = True):
+        self.gan_run, self.batch_size, self.device, self.progress = gan_run, batch_size, device, progress
+
+    def open(self) -> DiscriminatorDetector:
+        """The discriminator of the GAN run, as it is now (its weights' SHA-256 is recorded)."""
+        self.detector_ = open_discriminator(self.gan_run, resolve_device(self.device))[0]
+        return self.detector_
+
+    def fit(self, train: LabelledImages, held_out: LabelledImages) -> DiscriminatorEstimator:
+        """Nothing to learn: the discriminator is used as trained."""
+        if self.detector_ is None:
+            self.open()
+        return self
+
+    def score(self, images: torch.Tensor, batch_size: int | None = None) -> np.ndarray:
+        return super().score(images, self.batch_size if batch_size is None else batch_size)
+
+    def held_out_scores(self, held_out: LabelledImages) -> np.ndarray:
+        scores = self.score(held_out.images)
+        self.held_out_mean_ = float(scores.mean())
+        return scores
+
+    def training_record(self, split: dict[str, Any]) -> dict[str, Any]:
+        # what a corpus of this GAN's samples is called (its manifest's source): the fakes it learnt from
+        return {"fake_sources": [self.detector_.gan.kind],
+                **{name: split[name] for name in ("val_fraction", "seed", "n_val")},
+                "note": "the GAN's discriminator is used as trained; only the threshold is fitted here"}
+
+
 def make_discriminator_detector(gan_run: Path | str, real_corpus: Path | str, out: Path | str,
-                                val_fraction: float = 1.0, target_fpr: float = 0.01, seed: int = 0,
-                                batch_size: int = 256, device: str = "auto", progress: bool = True) -> DetectorRun:
+                                val_fraction: float = defaults.DISCRIMINATOR_VAL_FRACTION, target_fpr: float = 0.01,
+                                seed: int = 0, batch_size: int = 256, device: str = "auto",
+                                progress: bool = True) -> DetectorRun:
     """Turn a GAN run's discriminator into a detector folder ``out``: no training, only a threshold
     for ``target_fpr`` fixed on real images (the "validation reals").
 
@@ -103,28 +142,15 @@ def make_discriminator_detector(gan_run: Path | str, real_corpus: Path | str, ou
     own training images and would look more certain on them. ``val_fraction`` < 1 uses a seeded
     share of the corpus (the rest stays free for testing); by default the whole corpus calibrates.
     """
-    if not 0 < val_fraction <= 1:
-        raise UserError(f"val_fraction must be in (0, 1], got {val_fraction}")
+    estimator = DiscriminatorEstimator(gan_run, batch_size=batch_size, device=device, progress=progress)
+    model = ThresholdedDetector(estimator, target_fpr=target_fpr, val_fraction=val_fraction, seed=seed)
+    model.check_params()
     check_output_folder(out)
     began = time.perf_counter()
-    detector, digest = open_discriminator(gan_run, resolve_device(device))
+    detector = estimator.open()
     reals = load_labelled(real_corpus, [], size=detector.size, channels=detector.channels, progress=progress)
-    if val_fraction < 1:
-        _, reals = stratified_split(reals, val_fraction, seed)
-    scores = detector.score(reals.images, batch_size)
-    threshold = threshold_at_fpr(scores, target_fpr)
-    seconds = time.perf_counter() - began
-    detector.save(out, extra={
-        "threshold": threshold, "target_fpr": target_fpr,
-        "threshold_source": f"{len(reals)} held-out real images (no test labels)",
-        # the GAN's own training images are not at hand: the reals that fixed the threshold stand for them
-        "training_domain": training_profile(reals.images, reals.files, seed=seed),
-        # what a corpus of this GAN's samples is called (its manifest's source): the fakes it learnt from
-        "training": {"real": str(real_corpus), "fake_sources": [detector.gan.kind], "val_fraction": val_fraction,
-                     "seed": seed, "n_val": len(reals),
-                     "note": "the GAN's discriminator is used as trained; only the threshold is fitted here",
-                     "seconds": round(seconds, 1)},
-    })
-    history = pd.DataFrame({"n_val_reals": [len(reals)], "mean_real_score": [float(scores.mean())],
-                            "threshold": [threshold]})
-    return DetectorRun(detector, threshold, target_fpr, history, out, seconds)
+    model.fit(reals, {"real": str(real_corpus)}, began=began).save(out)
+    n_val = model.training_["n_val"]
+    history = pd.DataFrame({"n_val_reals": [n_val], "mean_real_score": [estimator.held_out_mean_],
+                            "threshold": [model.threshold]})
+    return DetectorRun.of(model, out, history)

@@ -8,7 +8,6 @@ detector), so no detector is ever tested on an image it, or its threshold, saw.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,22 +17,18 @@ import numpy as np
 import pandas as pd
 
 from synthscope.errors import UserError
+from synthscope.fingerprint import Reuse, fingerprint
 from synthscope.runtime import atomic_write_bytes, resolve_device
 
-from synthscope.registry import load_detector
-
-from .base import Detector, check_output_folder, read_detector_config
+from .base import Detector, check_output_folder
+from .data import LabelledImages, check_distinct_corpora, concatenate, load_corpus, stratified_split
+from .estimator import ThresholdedDetector
 from .robustness import metric_row
-from .training import (
-    LabelledImages,
-    check_distinct_corpora,
-    concatenate,
-    fit_detector,
-    load_corpus,
-    stratified_split,
-)
+from .training import cnn_model, fit_detector
 
 ALL = "all generators"
+STUDY_RECORD = "study_fingerprint.json"  # in a detector folder: what the detector was trained from
+STUDY_FORMAT = 1  # bumped when a study detector's training changes meaning, so that older ones are retrained
 MATRIX_FILE = "matrix.csv"
 LEAVE_ONE_OUT_FILE = "leave_one_out.csv"
 
@@ -75,7 +70,7 @@ def split_corpora(real: Path | str, fakes: Sequence[Path | str], size: int = 32,
     return SplitCorpora(names, train, test)
 
 
-def _fingerprint(data: LabelledImages) -> str:
+def _data_sha256(data: LabelledImages) -> str:
     digest = hashlib.sha256(data.images.numpy().tobytes())
     digest.update(data.labels.tobytes())
     return digest.hexdigest()
@@ -84,16 +79,20 @@ def _fingerprint(data: LabelledImages) -> str:
 def _trained(directory: Path, data: LabelledImages, settings: dict[str, Any], device: str,
              progress: bool) -> tuple[Detector, float]:
     """A detector for this training set: reused when one was trained on the same images with the
-    same settings, else trained now."""
-    # Compared as saved: JSON turns tuples (e.g. blur_sigma) into lists.
-    record = json.loads(json.dumps({"data_sha256": _fingerprint(data), "settings": settings}, default=str))
-    try:
-        if read_detector_config(directory).get("training", {}).get("study") == record:
-            detector, config = load_detector(directory, device)
-            return detector, float(config["threshold"])
-    except (FileNotFoundError, ValueError):
-        pass
-    run = fit_detector(data, directory, device=device, progress=progress, record={"study": record}, **settings)
+    same parameters (its ``get_params()``, runtime ones aside), else trained now."""
+    data_sha256 = _data_sha256(data)
+    reuse = Reuse(directory, STUDY_RECORD)
+    made_from = fingerprint({"format": STUDY_FORMAT, "data_sha256": data_sha256,
+                             "params": cnn_model(**settings).fingerprint_params()})
+    if reuse.matches(made_from):
+        try:
+            saved = ThresholdedDetector.load(directory, device)
+            return saved.detector, saved.threshold
+        except (FileNotFoundError, ValueError):  # recorded, then removed or broken: train it again
+            pass
+    run = fit_detector(data, directory, device=device, progress=progress,
+                       record={"study": {"data_sha256": data_sha256, "settings": settings}}, **settings)
+    reuse.record(made_from, data_sha256=data_sha256)
     return run.detector, run.threshold
 
 

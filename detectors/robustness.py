@@ -18,7 +18,7 @@ from synthscope.errors import UserError
 from .base import Detector
 from .metrics import evaluate_scores
 from .perturbations import SWEEPS, Chain, Perturbation, reencode
-from .training import LabelledImages
+from .data import LabelledImages
 
 #: The sweeps a robustness run does unless told otherwise (all of perturbations.SWEEPS).
 DEFAULT_SWEEPS = tuple(SWEEPS)

@@ -24,6 +24,7 @@ from synthscope.runtime import atomic_write_bytes
 from synthscope.tables import spreadsheet_safe
 
 from .base import check_output_file
+from .estimator import DecisionSettings
 from .domain import DomainCheck, kind_of_reason
 
 # out_of_domain: why an image looks unlike the detector's training images (domain.DomainCheck), or ""
@@ -119,7 +120,7 @@ def scan_folder(detector_dir: Path | str, folder: Path | str, out: Path | str, b
     shard = current_shard(device)
     detector_dir = Path(detector_dir)
     detector, config = load_detector(detector_dir, device=shard.device(device))
-    threshold = float(config["threshold"])
+    threshold = DecisionSettings.from_config(config).threshold
     identity = _detector_identity(detector_dir, config)
     folder = Path(folder)
     files = list_files(folder, exclude=(out, parts))  # its own output is not a file to scan

@@ -20,10 +20,7 @@ from synthscope.detectors.clip import (
 from synthscope.detectors.metrics import threshold_at_fpr
 from synthscope.detectors.scan import scan_folder
 from synthscope.detectors.assessment import evaluate_detector
-from synthscope.detectors.training import (
-    load_labelled,
-    stratified_split,
-)
+from synthscope.detectors.data import load_labelled, stratified_split
 from synthscope.generators.corpus import CorpusWriter
 from synthscope.generators.data import load_digits
 from tiny_clip import TINY, TINY_CONFIG, make_tiny_clip

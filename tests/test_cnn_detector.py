@@ -9,11 +9,8 @@ import torch
 from synthscope.detectors.cnn import CNNDetector
 from synthscope.detectors.metrics import threshold_at_fpr
 from synthscope.detectors.assessment import evaluate_detector
-from synthscope.detectors.training import (
-    load_labelled,
-    stratified_split,
-    train_detector,
-)
+from synthscope.detectors.data import load_labelled, stratified_split
+from synthscope.detectors.training import train_detector
 from synthscope.generators.corpus import CorpusWriter
 from synthscope.registry import load_detector
 from synthscope.generators.data import load_digits

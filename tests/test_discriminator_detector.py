@@ -14,7 +14,7 @@ from synthscope.detectors.discriminator import (
 from synthscope.detectors.metrics import threshold_at_fpr
 from synthscope.detectors.scan import scan_folder
 from synthscope.detectors.assessment import evaluate_detector
-from synthscope.detectors.training import load_labelled
+from synthscope.detectors.data import load_labelled
 from synthscope.registry import load_generator
 from synthscope.generators.corpus import CorpusWriter
 from synthscope.generators.training import train_generator

@@ -12,7 +12,13 @@ from pathlib import Path
 
 from synthscope.commands.common import (Subcommands, UsageError, add_command, add_common, add_group, bounded,
                                         is_main_process, positive_int, probability)
+from synthscope.detectors.defaults import ARCHS, CLIP, CNN, PROBES, THRESHOLD
 from synthscope.registry import kind_names
+
+# The CNN estimator's parameters that 'detect train' and 'detect matrix' take as options (the size is
+# passed on its own; the rest keep the estimator's defaults), in the order they were passed before.
+CNN_OPTIONS = ("arch", "pretrained", "epochs", "patience", "batch_size", "p_blur", "p_jpeg", "blur_sigma",
+               "jpeg_quality")
 
 # The robustness sweeps of synthscope.detectors.perturbations.SWEEPS (named here so that --help
 # does not import torch; a test keeps the two in step).
@@ -32,13 +38,16 @@ def register(commands: Subcommands) -> None:
     train.add_argument("--out", required=True, type=Path, help="detector folder")
     add_training_options(train)
     clip = train.add_argument_group("clip detector (--kind clip)")
-    clip.add_argument("--clip-model", default="ViT-B-32", help="open_clip model name (default: ViT-B-32)")
-    clip.add_argument("--clip-pretrained", default="laion2b_s34b_b79k",
-                      help="open_clip pretrained tag, downloaded once (default: laion2b_s34b_b79k)")
+    clip.add_argument("--clip-model", default=CLIP["model"],
+                      help=f"open_clip model name (default: {CLIP['model']})")
+    clip.add_argument("--clip-pretrained", default=CLIP["pretrained"],
+                      help=f"open_clip pretrained tag, downloaded once (default: {CLIP['pretrained']})")
     clip.add_argument("--clip-checkpoint", type=Path, help="local open_clip weight file (instead of a tag)")
-    clip.add_argument("--probe", choices=["logistic", "knn"], default="logistic",
-                      help="logistic regression (C by cross-validation) or k nearest neighbours (default: logistic)")
-    clip.add_argument("--k", type=positive_int, default=10, help="neighbours for --probe knn (default: 10)")
+    clip.add_argument("--probe", choices=list(PROBES), default=CLIP["probe"],
+                      help=f"logistic regression (C by cross-validation) or k nearest neighbours "
+                           f"(default: {CLIP['probe']})")
+    clip.add_argument("--k", type=positive_int, default=CLIP["k"],
+                      help=f"neighbours for --probe knn (default: {CLIP['k']})")
     clip.add_argument("--cache-dir", type=Path,
                       help="feature cache, kept by the detector for eval and scan "
                            "(default: $SYNTHSCOPE_CACHE/clip-features or ~/.cache/synthscope)")
@@ -82,40 +91,49 @@ def register(commands: Subcommands) -> None:
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
-    """The CNN detector's training settings, shared by 'detect train' and 'detect matrix'."""
-    parser.add_argument("--arch", choices=["small", "resnet18", "resnet50"], default="small",
-                        help="network (default: small, trains in about a minute on a CPU)")
-    parser.add_argument("--pretrained", choices=["none", "imagenet"], default="none",
+    """The CNN detector's training settings, shared by 'detect train' and 'detect matrix'; their defaults
+    are the estimator's (synthscope.detectors.defaults, read without torch)."""
+    low, high = CNN["blur_sigma"]
+    parser.add_argument("--arch", choices=list(ARCHS), default=CNN["arch"],
+                        help=f"network (default: {CNN['arch']}, trains in about a minute on a CPU)")
+    parser.add_argument("--pretrained", choices=["none", "imagenet"], default=CNN["pretrained"] or "none",
                         help="start a ResNet from torchvision's ImageNet weights (needs them downloaded once)")
-    parser.add_argument("--size", type=positive_int, default=32, help="input size in px (default: 32)")
-    parser.add_argument("--epochs", type=positive_int, default=30, help="at most this many epochs (default: 30)")
-    parser.add_argument("--patience", type=positive_int, default=5,
-                        help="stop after this many epochs without a better validation loss (default: 5)")
-    parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--p-blur", type=probability, default=0.5,
-                        help="blur augmentation probability (default: 0.5; CNNDetection's other setting is 0.1)")
-    parser.add_argument("--p-jpeg", type=probability, default=0.5, help="JPEG augmentation probability (default: 0.5)")
-    parser.add_argument("--blur-sigma", type=float, nargs=2, default=(0.0, 3.0), metavar=("LOW", "HIGH"),
-                        help="blur sigma range in px (default: 0 3, made for 256 px images; scale it down "
-                             "for small ones)")
-    parser.add_argument("--jpeg-quality", type=int, nargs=2, default=(30, 100), metavar=("LOW", "HIGH"),
-                        help="JPEG quality range (default: 30 100)")
-    parser.add_argument("--target-fpr", type=probability, default=0.01,
-                        help="false-positive rate the threshold is set for, on held-out reals (default: 0.01)")
+    parser.add_argument("--size", type=positive_int, default=CNN["size"],
+                        help=f"input size in px (default: {CNN['size']})")
+    parser.add_argument("--epochs", type=positive_int, default=CNN["epochs"],
+                        help=f"at most this many epochs (default: {CNN['epochs']})")
+    parser.add_argument("--patience", type=positive_int, default=CNN["patience"],
+                        help=f"stop after this many epochs without a better validation loss "
+                             f"(default: {CNN['patience']})")
+    parser.add_argument("--batch-size", type=positive_int, default=CNN["batch_size"])
+    parser.add_argument("--p-blur", type=probability, default=CNN["p_blur"],
+                        help=f"blur augmentation probability (default: {CNN['p_blur']}; CNNDetection's other "
+                             f"setting is 0.1)")
+    parser.add_argument("--p-jpeg", type=probability, default=CNN["p_jpeg"],
+                        help=f"JPEG augmentation probability (default: {CNN['p_jpeg']})")
+    parser.add_argument("--blur-sigma", type=float, nargs=2, default=CNN["blur_sigma"], metavar=("LOW", "HIGH"),
+                        help=f"blur sigma range in px (default: {low:g} {high:g}, made for 256 px images; scale it "
+                             f"down for small ones)")
+    parser.add_argument("--jpeg-quality", type=int, nargs=2, default=CNN["jpeg_quality"], metavar=("LOW", "HIGH"),
+                        help="JPEG quality range (default: {} {})".format(*CNN["jpeg_quality"]))
+    parser.add_argument("--target-fpr", type=probability, default=THRESHOLD["target_fpr"],
+                        help=f"false-positive rate the threshold is set for, on held-out reals "
+                             f"(default: {THRESHOLD['target_fpr']})")
 
 
 def training_options(args: argparse.Namespace) -> dict:
-    """The CNN training settings of 'detect train' and 'detect matrix', as keyword arguments."""
+    """The CNN training settings of 'detect train' and 'detect matrix', as keyword arguments: the CNN
+    estimator's parameters that are options, and the target FPR."""
     from synthscope.detectors.perturbations import BlurJpegAugment
 
     try:  # check the ranges before any image is read
         BlurJpegAugment(args.p_blur, args.p_jpeg, sigma=args.blur_sigma, quality=args.jpeg_quality)
     except ValueError as error:
         raise UsageError(f"--blur-sigma/--jpeg-quality: {error}") from None
-    return {"arch": args.arch, "pretrained": None if args.pretrained == "none" else args.pretrained,
-            "epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
-            "p_blur": args.p_blur, "p_jpeg": args.p_jpeg, "blur_sigma": tuple(args.blur_sigma),
-            "jpeg_quality": tuple(args.jpeg_quality), "target_fpr": args.target_fpr}
+    options = {name: getattr(args, name) for name in CNN_OPTIONS}
+    options.update(pretrained=None if args.pretrained == "none" else args.pretrained,
+                   blur_sigma=tuple(args.blur_sigma), jpeg_quality=tuple(args.jpeg_quality), target_fpr=args.target_fpr)
+    return options
 
 
 def workload(args: argparse.Namespace) -> str:
