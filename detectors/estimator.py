@@ -261,13 +261,13 @@ class ThresholdedDetector:
         """Fix the threshold on held-out real images (a tensor of them) or their scores (an array)."""
         if target_fpr is not None:
             self.target_fpr = target_fpr
-        scores = self.detector.score(reals) if isinstance(reals, torch.Tensor) else np.asarray(reals)
+        scores = self.score(reals) if isinstance(reals, torch.Tensor) else np.asarray(reals)
         self.decision_ = DecisionSettings.held_out(scores, self.target_fpr)
         return self
 
     def score(self, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-        """P(fake) per image."""
-        return self.detector.score(images, batch_size)
+        """P(fake) per image (the estimator's, or the fitted detector's, score)."""
+        return self.estimator.score(images, batch_size)
 
     def decide(self, images: torch.Tensor, batch_size: int = 256) -> np.ndarray:
         """True ("fake") per image whose P(fake) is above the threshold."""

@@ -90,6 +90,7 @@ def _trained(directory: Path, data: LabelledImages, settings: dict[str, Any], de
             return saved.detector, saved.threshold
         except (FileNotFoundError, ValueError):  # recorded, then removed or broken: train it again
             pass
+    reuse.forget()  # a retraining interrupted half-way must not pass for the detector recorded before
     run = fit_detector(data, directory, device=device, progress=progress,
                        record={"study": {"data_sha256": data_sha256, "settings": settings}}, **settings)
     reuse.record(made_from, data_sha256=data_sha256)

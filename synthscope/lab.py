@@ -210,6 +210,8 @@ class DetectorResults:
     generalisation: Any
 
 
+# The lab's CNN detectors: parameters of synthscope.detectors.training.CNNEstimator by name (the rest
+# keep its defaults); their get_params() is what decides whether a trained one is reused.
 LAB_DETECTOR_TRAINING = {"epochs": 40, "patience": 8, "p_blur": 0.1, "p_jpeg": 0.1}
 
 
