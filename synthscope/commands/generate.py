@@ -1,4 +1,5 @@
-"""``synthscope generate train|sample``: train the built-in generators into run folders, sample corpora."""
+"""``synthscope generate train|sample|memorisation``: train the built-in generators into run folders,
+sample corpora, and check samples for copies of training images."""
 
 from __future__ import annotations
 
@@ -49,6 +50,21 @@ def register(commands: Subcommands) -> None:
                         help="replace a corpus made differently (other run, seed or options) instead of refusing")
     add_common(sample)
 
+    memo = add_command(actions, "memorisation", memorisation_handler,
+                       help="flag generated images that copy a training image")
+    memo.add_argument("source", type=Path,
+                      help="a run folder (its samples against its own training images) or a corpus / image folder")
+    memo.add_argument("--train", help="the training set a corpus is checked against: digits, portraits, a "
+                                      "folder or a corpus (needed for a corpus; a run folder knows its own)")
+    memo.add_argument("--out", required=True, type=output_folder,
+                      help="folder for memorisation.csv, memorisation.json and the closest-pairs figures")
+    memo.add_argument("--n", type=positive_int, default=500, help="samples drawn from a run (default: 500)")
+    memo.add_argument("--k", type=positive_int, default=50,
+                      help="neighbours whose mean distance divides the nearest one (default: 50, Carlini et al. 2023)")
+    memo.add_argument("--threshold", type=bounded(float, 0, 1), default=1 / 6,
+                      help="flag a sample whose ratio is below this (default: 1/6, Carlini et al.'s CIFAR-10 setting)")
+    add_common(memo)
+
 
 def train_handler(args: argparse.Namespace, progress: bool) -> None:
     """Train a generator. Re-running with the same --out resumes from the last checkpoint; a larger
@@ -83,3 +99,24 @@ def sample_handler(args: argparse.Namespace, progress: bool) -> None:
                                     progress=progress, force=args.force, **options)
     if is_main_process():
         print(f"corpus -> {out}")
+
+
+def memorisation_handler(args: argparse.Namespace, progress: bool) -> None:
+    """For every generated image, its nearest training images (in pixels and, for a run, in the quality
+    judge's features) and Carlini et al.'s (2023) criterion: the distance to the nearest divided by the
+    mean distance to the k nearest; a sample below the threshold is flagged as a likely copy. Prints
+    the share flagged with its 95 % Wilson interval; writes the per-image table and the closest pairs."""
+    from synthscope.commands.common import UsageError
+    from synthscope.generators import memorisation
+
+    is_run = (args.source / "config.json").is_file() and (args.source / "model.safetensors").is_file()
+    if is_run:
+        check = memorisation.check_run(args.source, args.out, n=args.n, seed=args.seed, k=args.k,
+                                       threshold=args.threshold, device=args.device, progress=progress)
+    elif args.train is None:
+        raise UsageError(f"{args.source}: not a run folder, so give --train (the images it may have copied)")
+    else:
+        check = memorisation.check_corpus(args.source, args.train, args.out, k=args.k, threshold=args.threshold,
+                                          seed=args.seed, progress=progress)
+    print("\n".join(memorisation.summary_lines(check)))
+    print(f"per-image table and closest pairs -> {args.out}")
