@@ -195,19 +195,17 @@ def _environment() -> Environment:
 def _thumbnail(image, max_px: int) -> tuple[str, bool]:
     """A (C, H, W) float image as a PNG data URI (downscaled to ``max_px`` when larger), and whether it
     is small enough to be shown upscaled with crisp pixels."""
-    import torch
     import torch.nn.functional as F
-    from PIL import Image
+
+    from synthscope.images import to_pil
 
     _, h, w = image.shape
     if max(h, w) > max_px:
         scale = max_px / max(h, w)
         size = (max(1, round(h * scale)), max(1, round(w * scale)))
         image = F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
-    array = image.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
     buffer = io.BytesIO()
-    pil.save(buffer, format="PNG")
+    to_pil(image).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"), max(h, w) < THUMBNAIL_PX
 
 
