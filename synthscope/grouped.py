@@ -12,10 +12,11 @@ are formed with missing keys as keys of their own (pandas' ``dropna=False``), ne
 placeholder values. The columns and their types are declared (:data:`SHARES_SCHEMA`, key columns
 declared by the caller), so a table read back from CSV has the types of the one written.
 
-Two tables follow this protocol (``by_group``, ``keys``, ``schema``, ``confidence``, ``to_csv``,
-``read_csv``, ``from_frame``): :class:`GroupedShares` (one category per item, abstentions apart) and
+Three tables follow this protocol (``by_group``, ``keys``, ``schema``, ``confidence``, ``to_csv``,
+``read_csv``, ``from_frame``): :class:`GroupedShares` (one category per item, abstentions apart),
 :class:`GroupedCrossCounts` (combinations of two categories per item, with the counts expected if the
-two were independent).
+two were independent) and :class:`GroupedProportions` (an outcome an item has or lacks, e.g. a sample
+that shows what its prompt asked for: one row per group with k of n and the proportion).
 """
 
 from __future__ import annotations
@@ -332,6 +333,92 @@ class GroupedCrossCounts(GroupedTable):
         return self.schema.coerce(full)
 
 
+
+class GroupedProportions(GroupedTable):
+    """Per group, how many of its ``n`` items have an outcome (``k``) and the proportion ``k / n`` with
+    its Wilson interval: the shares of a two-category outcome (adherent or not), one row per group.
+
+    ``counts``: one row per group with the ``keys``, ``n``, ``k`` and the declared ``carried`` columns:
+    facts about the group that are not counts (e.g. how reliably the judge recognises the group's
+    value), carried as given and never pooled. The proportion's columns are ``name``,
+    ``name_ci_low`` and ``name_ci_high``. Rows keep the order given (e.g. a vocabulary's order of
+    values), so a table shows its groups as its caller lists them; pooled groups come in the order
+    they first appear.
+    """
+
+    def __init__(self, counts: pd.DataFrame, keys: Sequence[str], name: str = "proportion",
+                 confidence: float = 0.95, key_schema: Schema | None = None,
+                 carried: Schema = Schema(())) -> None:
+        self.keys = list(keys)
+        self.name = name
+        self.confidence = float(confidence)
+        self.key_schema = key_schema or default_key_schema(self.keys)
+        self.carried = carried
+        self.schema = proportions_schema(self.key_schema, name, carried)
+        table = counts.reset_index(drop=True)
+        n = pd.to_numeric(table["n"]).astype(np.int64)
+        k = pd.to_numeric(table["k"]).astype(np.int64)
+        table = table.assign(n=n, k=k, **{name: k / n.where(n > 0)})
+        table[f"{name}_ci_low"], table[f"{name}_ci_high"] = wilson_bounds(k, n, self.confidence)
+        self.by_group = self.schema.coerce(table)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame, keys: Sequence[str], name: str = "proportion",
+                   confidence: float = 0.95, key_schema: Schema | None = None,
+                   carried: Schema = Schema(())) -> GroupedProportions:
+        """A table already computed (e.g. read back from CSV) as a :class:`GroupedProportions`."""
+        return cls(frame, keys, name, confidence, key_schema, carried)
+
+    @classmethod
+    def read_csv(cls, source: str | Path | io.StringIO, keys: Sequence[str], name: str = "proportion",
+                 confidence: float = 0.95, key_schema: Schema | None = None,
+                 carried: Schema = Schema(())) -> GroupedProportions:
+        """A table written by :meth:`to_csv`; the counts and carried columns are read, the proportions
+        recomputed (the same numbers: the CSV holds the counts exactly)."""
+        key_schema = key_schema or default_key_schema(keys)
+        frame = proportions_schema(key_schema, name, carried).read_csv(source)
+        return cls(frame, keys, name, confidence, key_schema, carried)
+
+    def overall(self, over: Sequence[str], keep: Sequence[str] = ()) -> GroupedProportions:
+        """The proportions with the groups of the keys ``over`` pooled (n and k added), e.g. every
+        requested value of an attribute together. ``keep``: carried columns that describe the
+        remaining keys (one value within each pooled group, checked); the others have no pooled value
+        and are left out."""
+        rest = [k for k in self.keys if k not in over]
+        if len(rest) == len(self.keys):
+            raise ValueError(f"none of {', '.join(over)} is a key of this table ({', '.join(self.keys)})")
+        unknown = [c for c in keep if c not in self.carried.names]
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not carried by this table ({', '.join(self.carried.names)})")
+        # With no key left, every row is one group.
+        by = [self.by_group[k] for k in rest] or np.zeros(len(self.by_group), dtype=int)
+        grouped = self.by_group.groupby(by, sort=False, dropna=False)
+        varying = [c for c in keep if (grouped[c].nunique(dropna=False) > 1).any()]
+        if varying:
+            raise ValueError(f"{', '.join(varying)} differs within the pooled groups: it does not describe "
+                             f"{', '.join(rest) or 'the whole table'}")
+        pooled = grouped.agg(**{c: (c, "sum") for c in ("n", "k")}, **{c: (c, "first") for c in keep})
+        pooled = pooled.reset_index(drop=not rest)
+        carried = Schema(tuple(c for c in self.carried.columns if c.name in keep))
+        key_schema = Schema(tuple(c for c in self.key_schema.columns if c.name in rest))
+        return GroupedProportions(pooled, rest, self.name, self.confidence, key_schema, carried)
+
+    def difference(self, over: str) -> pd.DataFrame:
+        """How far the groups of key ``over`` lie apart, per remaining keys: n_groups, the smallest and
+        the largest proportion, their difference (Fairlearn's "between_groups") and the groups of
+        ``over`` giving them. Groups without items (no proportion) do not count."""
+        if over not in self.keys:
+            raise ValueError(f"{over!r} is not a key of this table ({', '.join(self.keys)})")
+        rest = [k for k in self.keys if k != over]
+        table = self.by_group[self.by_group[self.name].notna()].sort_values(self.name, kind="stable")
+        by = [table[k] for k in rest] or np.zeros(len(table), dtype=int)
+        ends = table.groupby(by, sort=False, dropna=False).agg(
+            n_groups=(self.name, "size"), minimum=(self.name, "first"), maximum=(self.name, "last"),
+            **{f"{over}_of_min": (over, lambda s: s.iloc[0]), f"{over}_of_max": (over, lambda s: s.iloc[-1])})
+        ends.insert(3, "difference", ends["maximum"] - ends["minimum"])
+        return ends.reset_index(drop=not rest)
+
+
 # The columns of GroupedShares.abstentions() after the keys.
 ABSTENTIONS_SCHEMA = Schema((N_IMAGES, N_ABSTAINED, *share_columns("abstention_rate", "n_abstained / n_images"),
 ))
@@ -354,3 +441,12 @@ def default_key_schema(keys: Sequence[str], kinds: Mapping[str, str] | None = No
     ``template`` a number, anything else text; ``kinds`` overrides any of them."""
     known = {"descriptor": "optional_text", "guidance": "float", "template": "number", **dict(kinds or {})}
     return Schema(tuple(Column(k, known.get(k, "text")) for k in keys))
+
+
+def proportions_schema(key_schema: Schema, name: str, carried: Schema = Schema(())) -> Schema:
+    """The columns of a :class:`GroupedProportions` table: the keys, n, k, the proportion ``name`` with
+    its interval, then the carried columns."""
+    return key_schema + Schema((
+        Column("n", "int", "items in the group"), Column("k", "int", "items with the outcome"),
+        *share_columns(name, "k / n"),
+    )) + carried

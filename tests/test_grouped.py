@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from synthscope.audits.metrics import ABSTAIN, attribute_shares
-from synthscope.grouped import Column, GroupedCrossCounts, GroupedShares, Schema
+from synthscope.grouped import Column, GroupedCrossCounts, GroupedProportions, GroupedShares, Schema
 from synthscope.stats import wilson_interval
 
 
@@ -123,3 +123,68 @@ def test_cross_counts_expected_counts_flags_and_csv_round_trip():
     back = GroupedCrossCounts.read_csv(io.StringIO(cells.to_csv()), ["profession"], ("gender", "tone"), min_n=5,
                                        min_expected=2.0)
     pd.testing.assert_frame_equal(back.by_group, cells.by_group)
+
+
+CARRIED = Schema((Column("accuracy", "float"), Column("recall", "float")))
+
+
+def proportions():
+    """colour: red 3 of 4, blue 0 of 2 (listed red first); digit: 7 2 of 2. accuracy per attribute,
+    recall per value."""
+    counts = pd.DataFrame({"attribute": ["colour", "colour", "digit"], "requested": ["red", "blue", "7"],
+                           "n": [4, 2, 2], "k": [3, 0, 2], "accuracy": [0.9, 0.9, 0.8],
+                           "recall": [1.0, np.nan, 0.5]})
+    return GroupedProportions(counts, ["attribute", "requested"], "adherence", carried=CARRIED)
+
+
+def test_proportions_by_group_keep_the_order_given_with_wilson_intervals():
+    table = proportions().by_group
+    assert list(table.columns) == ["attribute", "requested", "n", "k", "adherence", "adherence_ci_low",
+                                   "adherence_ci_high", "accuracy", "recall"]
+    assert table["requested"].tolist() == ["red", "blue", "7"]  # not sorted: the caller's order
+    assert table["adherence"].tolist() == pytest.approx([0.75, 0.0, 1.0])
+    for row in table.itertuples():
+        assert (row.adherence_ci_low, row.adherence_ci_high) == pytest.approx(wilson_interval(row.k, row.n), abs=1e-12)
+    assert np.isnan(table.loc[1, "recall"])
+
+
+def test_proportions_overall_pools_counts_and_keeps_what_describes_the_remaining_keys():
+    pooled = proportions().overall(["requested"], keep=["accuracy"])
+    table = pooled.by_group
+    assert pooled.keys == ["attribute"] and list(table.columns) == ["attribute", "n", "k", "adherence",
+                                                                     "adherence_ci_low", "adherence_ci_high",
+                                                                     "accuracy"]
+    assert table["attribute"].tolist() == ["colour", "digit"]
+    assert table[["n", "k"]].to_numpy().tolist() == [[6, 3], [2, 2]]
+    assert (table.loc[0, "adherence_ci_low"], table.loc[0, "adherence_ci_high"]) == pytest.approx(
+        wilson_interval(3, 6), abs=1e-12)
+    assert table["accuracy"].tolist() == [0.9, 0.8]
+    assert "recall" not in proportions().overall(["requested"]).by_group  # not kept unless asked
+    everything = proportions().overall(["attribute", "requested"]).by_group
+    assert everything[["n", "k"]].to_numpy().tolist() == [[8, 5]]
+    with pytest.raises(ValueError, match="recall differs"):
+        proportions().overall(["requested"], keep=["recall"])
+    with pytest.raises(ValueError, match="not carried"):
+        proportions().overall(["requested"], keep=["colour"])
+    with pytest.raises(ValueError, match="none of"):
+        proportions().overall(["guidance"])
+
+
+def test_proportions_difference_between_groups():
+    diff = proportions().difference("requested").set_index("attribute")
+    colour = diff.loc["colour"]
+    assert (colour["n_groups"], colour["minimum"], colour["maximum"]) == (2, 0.0, 0.75)
+    assert colour["difference"] == pytest.approx(0.75)
+    assert (colour["requested_of_min"], colour["requested_of_max"]) == ("blue", "red")
+    assert diff.loc["digit", "difference"] == 0.0 and diff.loc["digit", "n_groups"] == 1
+    with pytest.raises(ValueError, match="not a key"):
+        proportions().difference("colour")
+
+
+def test_proportions_csv_round_trip_keeps_values_types_and_order():
+    grouped = proportions()
+    back = GroupedProportions.read_csv(io.StringIO(grouped.to_csv()), ["attribute", "requested"], "adherence",
+                                       carried=CARRIED)
+    pd.testing.assert_frame_equal(back.by_group, grouped.by_group)
+    assert back.by_group["requested"].tolist() == ["red", "blue", "7"]  # "7" stays text
+
