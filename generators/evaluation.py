@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from synthscope.fingerprint import Reuse, fingerprint
+from synthscope.grouped import GroupedProportions
 from synthscope.runtime import atomic_write_bytes, atomic_write_json
 
 from .imageset import ImageSet
@@ -29,7 +30,7 @@ class RunEvaluation:
     run_dir: Path
     kind: str
     quality: dict[str, Any]
-    adherence: pd.DataFrame | None
+    adherence: GroupedProportions | None
     visuals: dict[str, Path] = field(default_factory=dict)
     name: str = ""
     title: str = ""
@@ -46,9 +47,29 @@ class RunEvaluation:
         run_dir = Path(run_dir)
         quality = read_json(run_dir / QUALITY_FILE)
         config = read_json(run_dir / "config.json")
-        adherence = pd.read_csv(run_dir / ADHERENCE_FILE) if (run_dir / ADHERENCE_FILE).exists() else None
+        adherence = read_adherence(run_dir / ADHERENCE_FILE) if (run_dir / ADHERENCE_FILE).exists() else None
         visuals = {p.stem: p for p in sorted((run_dir / VISUALS_DIR).glob("*.png"))}
         return cls(run_dir, config["model"]["kind"], quality, adherence, visuals, name, title, description)
+
+
+def read_adherence(path: Path) -> GroupedProportions:
+    """The prompt adherence a run folder holds, whichever layout wrote it (see
+    :func:`adherence_counts`)."""
+    from .quality import adherence_table
+
+    # Read as text: the grouped result gives each column its declared type (values such as "0" stay text).
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    return adherence_table(adherence_counts(frame))
+
+
+def adherence_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Adherence counts, one row per requested value, from a table in either layout. Run folders
+    written before adherence was a grouped result hold one long table with a ``level`` column:
+    its "value" rows are the groups (with the judge's accuracy and recall); its "attribute" rows are
+    their pooled sums, which the grouped result computes itself, so they are dropped."""
+    if "level" not in frame.columns:
+        return frame
+    return frame[frame["level"] == "value"].drop(columns="level").reset_index(drop=True)
 
 
 def judge_for(folder: Path, train: ImageSet, seed: int = 0):
@@ -95,7 +116,7 @@ def evaluate_run(run: TrainingRun, train: ImageSet, heldout: ImageSet, seed: int
         prompts = model.vocabulary.balanced_prompts(n, seed=seed)
         generated = model.sample(n, prompt=prompts, seed=seed + 1)
         adherence = prompt_adherence(judge, generated, [model.vocabulary.parse(p) for p in prompts])
-        atomic_write_bytes(run_dir / ADHERENCE_FILE, adherence.to_csv(index=False).encode())
+        atomic_write_bytes(run_dir / ADHERENCE_FILE, adherence.to_csv().encode())
     else:
         generated = model.sample(n, seed=seed + 1)
     quality: dict[str, Any] = {}

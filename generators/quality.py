@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from scipy import linalg
 
 from synthscope.errors import UserError
+from synthscope.grouped import Column, GroupedProportions, Schema
 from synthscope.images import to_float
 from synthscope.jsondata import json_data
 from synthscope.persistence import Persistent
@@ -566,10 +567,20 @@ def evaluate_quality(
 # --------------------------------------------------------------------------------------------------
 
 
-ADHERENCE_COLUMNS = [
-    "level", "attribute", "requested", "n", "k", "adherence", "ci_low", "ci_high",
-    "judge_accuracy", "judge_recall",
-]
+# The adherence table's groups, and the judge's validity carried beside each group's counts.
+ADHERENCE_KEYS = Schema((Column("attribute", "text", "the attribute a prompt asked for"),
+                         Column("requested", "text", "the value it asked for")))
+ADHERENCE_COLUMNS = Schema((
+    Column("judge_accuracy", "float", "accuracy of the attribute's head on real held-out images"),
+    Column("judge_recall", "float", "how often that head recognises the value on real held-out images"),
+))
+
+
+def adherence_table(counts: pd.DataFrame, confidence: float = 0.95) -> GroupedProportions:
+    """Prompt adherence from its counts (``attribute``, ``requested``, n, k, judge_accuracy,
+    judge_recall; one row per requested value), e.g. read back from a run folder."""
+    return GroupedProportions(counts, ADHERENCE_KEYS.names, "adherence", confidence, ADHERENCE_KEYS,
+                              ADHERENCE_COLUMNS)
 
 
 def prompt_adherence(
@@ -577,19 +588,19 @@ def prompt_adherence(
     images: torch.Tensor,
     requested: list[dict[str, str]],
     confidence: float = 0.95,
-) -> pd.DataFrame:
+) -> GroupedProportions:
     """How often the classifier sees the requested attribute value in each generated image.
 
     ``requested[i]`` is the ``{attribute: value}`` the prompt of ``images[i]`` asked for (as from
     ``Vocabulary.parse``); attributes a prompt leaves out (or sets to None / "unspecified") are not
-    counted for that image (NaN counts as left out too, so ``DataFrame.to_dict("records")`` works). Returns one long table with a ``level`` column:
+    counted for that image (NaN counts as left out too, so ``DataFrame.to_dict("records")`` works).
 
-    * ``level == "attribute"``: one row per attribute any prompt specifies (``requested`` is None),
-    * ``level == "value"``: one row per (attribute, requested value).
-
-    Columns: n (images that requested it), k (judged to match), adherence = k / n, its Wilson interval
-    (ci_low, ci_high), and the judge's validity on real held-out images: ``judge_accuracy`` (overall
-    accuracy of that head) and, on value rows, ``judge_recall`` (how often it recognises that value).
+    Returns a grouped result (see :func:`adherence_table`): ``by_group`` has one row per (attribute,
+    requested value), values in the vocabulary's order and only those requested, with n (images that
+    requested it), k (judged to match), adherence = k / n and its Wilson interval (adherence_ci_low,
+    adherence_ci_high), and the judge's validity on real held-out images: ``judge_accuracy`` (overall
+    accuracy of that attribute's head) and ``judge_recall`` (how often it recognises that value).
+    ``.overall(["requested"], keep=["judge_accuracy"])`` pools the values: adherence per attribute.
     Adherence cannot be measured more precisely than the judge is accurate.
     """
     if len(requested) != len(images):
@@ -610,22 +621,12 @@ def prompt_adherence(
         if not asked:
             continue
         predicted = predictions[attribute][0]
-        hits = [(value, predicted[i] == value) for i, value in asked]
-        accuracy = classifier.heldout_accuracy.get(attribute, float("nan"))
         recall = classifier.heldout_recall.get(attribute, {})
-
-        def row(level: str, value: str | None, matches: list[bool]) -> dict:
-            n, k = len(matches), int(sum(matches))
-            low, high = wilson_interval(k, n, confidence)
-            return {
-                "level": level, "attribute": attribute, "requested": value, "n": n, "k": k,
-                "adherence": k / n, "ci_low": low, "ci_high": high, "judge_accuracy": accuracy,
-                "judge_recall": float("nan") if value is None else recall.get(value, float("nan")),
-            }
-
-        rows.append(row("attribute", None, [m for _, m in hits]))
         for value in vocabulary.attributes[attribute]:  # vocabulary order, only values requested
-            matches = [m for v, m in hits if v == value]
+            matches = [predicted[i] == value for i, v in asked if v == value]
             if matches:
-                rows.append(row("value", value, matches))
-    return pd.DataFrame(rows, columns=ADHERENCE_COLUMNS)
+                rows.append({"attribute": attribute, "requested": value, "n": len(matches), "k": int(sum(matches)),
+                             "judge_accuracy": classifier.heldout_accuracy.get(attribute, float("nan")),
+                             "judge_recall": recall.get(value, float("nan"))})
+    return adherence_table(pd.DataFrame(rows, columns=[*ADHERENCE_KEYS.names, "n", "k", *ADHERENCE_COLUMNS.names]),
+                           confidence)

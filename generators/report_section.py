@@ -73,14 +73,15 @@ def run_subsection(ev: RunEvaluation) -> Section:
             _share_metric("Precision", q["prdc"].get("precision"), n, "share of samples that look real"),
             _share_metric("Recall", q["prdc"].get("recall"), n, "share of real images the samples cover"),
         )
-    if ev.adherence is not None and len(ev.adherence):
-        overall = ev.adherence[ev.adherence["level"] == "attribute"]
+    if ev.adherence is not None and len(ev.adherence.by_group):
+        # The report's tables have always called the interval ci_low/ci_high.
+        interval = {"adherence_ci_low": "ci_low", "adherence_ci_high": "ci_high"}
+        overall = ev.adherence.overall(["requested"], keep=["judge_accuracy"]).by_group.rename(columns=interval)
         for _, row in overall.iterrows():
             section.add(Metric(f"Prompt adherence ({row['attribute']})", row["adherence"], row["ci_low"],
                                row["ci_high"], fmt=".2f",
                                note=f"n = {int(row['n'])}; judge accuracy {row['judge_accuracy']:.2f}"))
-        section.add(Table("Prompt adherence per requested value",
-                          ev.adherence[ev.adherence["level"] == "value"].drop(columns=["level"]),
+        section.add(Table("Prompt adherence per requested value", ev.adherence.by_group.rename(columns=interval),
                           caption="Share of samples the judge assigns to the prompted value, with Wilson 95 % "
                                   "intervals and the judge's recall for that value on real held-out images.",
                           formats={"adherence": ".2f", "ci_low": ".2f", "ci_high": ".2f"}))

@@ -277,19 +277,21 @@ def test_prompt_adherence_own_labels_high_shuffled_low(classifier, digits_split)
     _, heldout = digits_split
     labels = heldout.attributes["digit"].tolist()
     own = prompt_adherence(classifier, heldout.images, [{"digit": d} for d in labels])
-    overall = own[own.level == "attribute"].iloc[0]
-    assert overall.attribute == "digit" and overall.n == len(heldout) and pd.isna(overall.requested)
+    assert own.keys == ["attribute", "requested"] and "level" not in own.by_group
+    overall = own.overall(["requested"], keep=["judge_accuracy"]).by_group.iloc[0]
+    assert overall.attribute == "digit" and overall.n == len(heldout)
     assert overall.adherence > 0.9
-    assert overall.ci_low < overall.adherence < overall.ci_high
+    assert overall.adherence_ci_low < overall.adherence < overall.adherence_ci_high
     assert overall.judge_accuracy == classifier.heldout_accuracy["digit"]
-    per_value = own[own.level == "value"]
+    per_value = own.by_group
     assert list(per_value.requested) == [str(d) for d in range(10)]
     assert per_value.n.sum() == len(heldout) and per_value.k.sum() == overall.k
     assert per_value.judge_recall.notna().all()
+    assert (per_value.judge_accuracy == classifier.heldout_accuracy["digit"]).all()
 
     shuffled = list(np.random.default_rng(0).permutation(labels))
     wrong = prompt_adherence(classifier, heldout.images, [{"digit": d} for d in shuffled])
-    assert wrong[wrong.level == "attribute"].iloc[0].adherence < 0.2  # chance is about 1/10
+    assert wrong.overall(["requested"]).by_group.iloc[0].adherence < 0.2  # chance is about 1/10
 
 
 def test_prompt_adherence_skips_unspecified_and_validates(classifier, digits_split):
@@ -298,8 +300,10 @@ def test_prompt_adherence_skips_unspecified_and_validates(classifier, digits_spl
     labels = heldout.attributes["digit"].tolist()[:40]
     requested = [{"digit": d} if i % 2 == 0 else {} for i, d in enumerate(labels)]
     table = prompt_adherence(classifier, images, requested)
-    assert table[table.level == "attribute"].iloc[0].n == 20
-    assert prompt_adherence(classifier, images, [{}] * 40).empty
+    assert table.overall(["requested"]).by_group.iloc[0].n == 20
+    nothing = prompt_adherence(classifier, images, [{}] * 40)
+    assert nothing.by_group.empty and list(nothing.by_group.columns) == nothing.schema.names
+    assert nothing.overall(["requested"], keep=["judge_accuracy"]).by_group.empty
     with pytest.raises(ValueError, match="unknown attribute"):
         prompt_adherence(classifier, images[:1], [{"colour": "red"}])
     with pytest.raises(ValueError, match="not a value"):
@@ -338,7 +342,7 @@ def test_multi_head_classifier_with_missing_labels():
     assert predictions["colour"][1].shape == (10, 3) and predictions["digit"][1].shape == (10, 10)
     requested = data.attributes.iloc[:200].to_dict("records")
     table = prompt_adherence(model, data.images[:200], requested)
-    counts = table[table.level == "attribute"].set_index("attribute").n
+    counts = table.overall(["requested"]).by_group.set_index("attribute").n
     assert counts["colour"] == 200 and counts["digit"] == 180  # unlabelled digits are not counted
 
 
