@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from synthscope.fingerprint import Reuse, fingerprint
 from synthscope.runtime import read_json, seed_everything
@@ -130,84 +131,138 @@ class LabResult:
     seconds: float
 
 
-def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int = 0,
-            device: str = "auto", progress: bool = True) -> LabResult:
-    """Run every lab stage into ``out`` and write ``out/index.html``."""
-    from synthscope.registry import load_generator
-    from synthscope.generators.evaluation import RunEvaluation
-    from synthscope.generators.workflow import (
-        export_builtin,
-        sample_to_corpus,
-        train_run,
-    )
-
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out}: exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    began = time.perf_counter()
-    seed_everything(seed)
-    stages = lab_stages()
-    evaluations: list[RunEvaluation] = []
-    reused: list[str] = []
-    corpora: dict[str, Path] = {}
-
-    _say(progress, "[lab] real images")
-    corpora[REAL_CORPUS] = export_builtin("digits", out / CORPORA_DIR / REAL_CORPUS, seed=seed,
-                                            progress=progress, force=force)
-    for number, stage in enumerate(stages, 1):
-        steps = stage.steps_for(quick)
-        run_dir = out / RUNS_DIR / stage.name
-        _say(progress, f"[lab] generator {number}/{len(stages)}: {stage.title} ({steps} steps)")
-        stage_began = time.perf_counter()
-        eval_samples = 200 if quick else 1000
-        reuse, made_from = Reuse(run_dir, STAGE_RECORD), stage_fingerprint(stage, steps, seed, eval_samples)
-        if not force and reuse.matches(made_from):
-            evaluation = RunEvaluation.load(run_dir)
-            reused.append(stage.name)
-        else:
-            reuse.forget()
-            evaluation = train_run(stage.kind, stage.data, run_dir, conditional=stage.conditional, steps=steps,
-                                   seed=seed, device=device, options=stage.options, force=force,
-                                   progress=progress,
-                                   judge_dir=out / JUDGES_DIR / stage.data,
-                                   snapshots=4 if quick else 8,
-                                   eval_samples=eval_samples, score=stage.score)
-            reuse.record(made_from, stage=stage.name, steps=steps, seed=seed)
-        evaluation.name, evaluation.title, evaluation.description = stage.name, stage.title, stage.description
-        evaluations.append(evaluation)
-        if stage.corpus_size:
-            n = max(50, stage.corpus_size // 5) if quick else stage.corpus_size
-            prompts = None
-            if stage.conditional:  # an equal share of every class, like the real set
-                vocabulary = load_generator(run_dir).vocabulary
-                prompts = vocabulary.balanced_prompts(vocabulary.sizes()[0])
-                n = max(1, n // len(prompts))
-            corpora[stage.name] = sample_to_corpus(run_dir, out / CORPORA_DIR / stage.name, n=n,
-                                                   prompts=prompts, seed=seed, device=device,
-                                                   progress=progress, force=force)
-        _say(progress, f"[lab]   done in {time.perf_counter() - stage_began:.0f} s")
-
-    extras = [compression_section(out / RUNS_DIR, seed)] if {"ae-2d", "ae"} <= {s.name for s in stages} else []
-    _say(progress, "[lab] detectors: one per generator, one on all of them, then stress tests")
-    detectors = detector_stage(out / DETECTORS_DIR, corpora, quick=quick, seed=seed, device=device,
-                               progress=progress)
-    _say(progress, "[lab] bias audit of a model trained on a skewed portraits world")
-    audit = audit_stage(out / AUDIT_DIR, quick=quick, seed=seed, device=device, progress=progress)
-    _say(progress, "[lab] report")
-    seconds = time.perf_counter() - began
-    report_path = write_lab_report(out, evaluations, corpora, quick=quick, seed=seed, seconds=seconds,
-                                   extras=extras, reused=reused, detectors=detectors, audit=audit)
-    summary = lab_summary(evaluations, corpora, report_path, seconds, reused, detectors, audit)
-    return LabResult(out, report_path, summary, seconds)
-
-
 @dataclass
 class DetectorResults:
     """The lab's detector stage: the all-generators detector assessed, and the cross-generator study."""
 
     assessment: Any
     generalisation: Any
+
+
+@dataclass
+class LabRun:
+    """One run of the lab: its settings, and what its parts hand on to the later ones and the report."""
+
+    out: Path
+    quick: bool
+    force: bool
+    seed: int
+    device: str
+    progress: bool
+    corpora: dict[str, Path] = field(default_factory=dict)
+    evaluations: list[Any] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    extras: list[Any] = field(default_factory=list)
+    detectors: DetectorResults | None = None
+    audit: Any = None
+
+
+@dataclass(frozen=True)
+class LabPart:
+    """One step of the lab, in the order it runs: what it prints, and what it does to the run."""
+
+    name: str
+    message: str
+    run: Callable[[LabRun], None]
+
+
+def lab_parts(quick: bool = False) -> list[LabPart]:
+    """The lab, declared: real images, every generator stage, the lecture extras, the detectors and
+    the audit; the report is written from what they leave in the :class:`LabRun`."""
+    stages = lab_stages()
+    generators = [LabPart(stage.name,
+                          f"generator {number}/{len(stages)}: {stage.title} ({stage.steps_for(quick)} steps)",
+                          partial(_generator_part, stage))
+                  for number, stage in enumerate(stages, 1)]
+    return [
+        LabPart("real", "real images", _real_part),
+        *generators,
+        LabPart("extras", "lecture figures across runs", _extras_part),
+        LabPart("detectors", "detectors: one per generator, one on all of them, then stress tests", _detector_part),
+        LabPart("audit", "bias audit of a model trained on a skewed portraits world", _audit_part),
+    ]
+
+
+def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int = 0,
+            device: str = "auto", progress: bool = True) -> LabResult:
+    """Run every part of the lab (:func:`lab_parts`) into ``out`` and write ``out/index.html``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    seed_everything(seed)
+    run = LabRun(out, quick, force, seed, device, progress)
+    for part in lab_parts(quick):
+        _say(progress, f"[lab] {part.message}")
+        part.run(run)
+    _say(progress, "[lab] report")
+    seconds = time.perf_counter() - began
+    report_path = write_lab_report(out, run.evaluations, run.corpora, quick=quick, seed=seed, seconds=seconds,
+                                   extras=run.extras, reused=run.reused, detectors=run.detectors,
+                                   audit=run.audit)
+    summary = lab_summary(run.evaluations, run.corpora, report_path, seconds, run.reused, run.detectors,
+                          run.audit)
+    return LabResult(out, report_path, summary, seconds)
+
+
+def _real_part(run: LabRun) -> None:
+    from synthscope.generators.workflow import export_builtin
+
+    run.corpora[REAL_CORPUS] = export_builtin("digits", run.out / CORPORA_DIR / REAL_CORPUS, seed=run.seed,
+                                              progress=run.progress, force=run.force)
+
+
+def _generator_part(stage: GeneratorStage, run: LabRun) -> None:
+    """Train and evaluate one generator (reused when its finished run was made the same way), then
+    sample its corpus."""
+    from synthscope.generators.evaluation import RunEvaluation
+    from synthscope.generators.workflow import sample_to_corpus, train_run
+    from synthscope.registry import load_generator
+
+    steps = stage.steps_for(run.quick)
+    run_dir = run.out / RUNS_DIR / stage.name
+    began = time.perf_counter()
+    eval_samples = 200 if run.quick else 1000
+    reuse, made_from = Reuse(run_dir, STAGE_RECORD), stage_fingerprint(stage, steps, run.seed, eval_samples)
+    if not run.force and reuse.matches(made_from):
+        evaluation = RunEvaluation.load(run_dir)
+        run.reused.append(stage.name)
+    else:
+        reuse.forget()
+        evaluation = train_run(stage.kind, stage.data, run_dir, conditional=stage.conditional, steps=steps,
+                               seed=run.seed, device=run.device, options=stage.options, force=run.force,
+                               progress=run.progress, judge_dir=run.out / JUDGES_DIR / stage.data,
+                               snapshots=4 if run.quick else 8, eval_samples=eval_samples, score=stage.score)
+        reuse.record(made_from, stage=stage.name, steps=steps, seed=run.seed)
+    evaluation.name, evaluation.title, evaluation.description = stage.name, stage.title, stage.description
+    run.evaluations.append(evaluation)
+    if stage.corpus_size:
+        n = max(50, stage.corpus_size // 5) if run.quick else stage.corpus_size
+        prompts = None
+        if stage.conditional:  # an equal share of every class, like the real set
+            vocabulary = load_generator(run_dir).vocabulary
+            prompts = vocabulary.balanced_prompts(vocabulary.sizes()[0])
+            n = max(1, n // len(prompts))
+        run.corpora[stage.name] = sample_to_corpus(run_dir, run.out / CORPORA_DIR / stage.name, n=n,
+                                                   prompts=prompts, seed=run.seed, device=run.device,
+                                                   progress=run.progress, force=run.force)
+    _say(run.progress, f"[lab]   done in {time.perf_counter() - began:.0f} s")
+
+
+def _extras_part(run: LabRun) -> None:
+    if {"ae-2d", "ae"} <= {evaluation.name for evaluation in run.evaluations}:
+        run.extras.append(compression_section(run.out / RUNS_DIR, run.seed))
+
+
+def _detector_part(run: LabRun) -> None:
+    run.detectors = detector_stage(run.out / DETECTORS_DIR, run.corpora, quick=run.quick, seed=run.seed,
+                                   device=run.device, progress=run.progress)
+
+
+def _audit_part(run: LabRun) -> None:
+    run.audit = audit_stage(run.out / AUDIT_DIR, quick=run.quick, seed=run.seed, device=run.device,
+                            progress=run.progress)
 
 
 # The lab's CNN detectors: parameters of synthscope.detectors.training.CNNEstimator by name (the rest

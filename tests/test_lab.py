@@ -15,7 +15,7 @@ from browser_harness import CHROMIUM, Chromium, Page, skip_reason
 from PIL import Image
 
 from synthscope.cli import main
-from synthscope.lab import lab_stages
+from synthscope.lab import lab_parts, lab_stages
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +23,13 @@ def lab_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("lab")
     assert main(["lab", "--quick", "--out", str(out), "--quiet", "--device", "cpu"]) == 0
     return out
+
+
+def test_the_lab_is_a_declared_list_of_parts():
+    names = [part.name for part in lab_parts(quick=True)]
+    assert names == ["real", *(stage.name for stage in lab_stages()), "extras", "detectors", "audit"]
+    quick = {part.name: part.message for part in lab_parts(quick=True)}
+    assert quick["vae"].endswith("(200 steps)") and lab_parts()[5].message.endswith("(3000 steps)")
 
 
 def test_lab_writes_runs_corpora_and_report(lab_dir):
