@@ -60,19 +60,20 @@ def report(kind: str, data: str, run_dir: Path, wall: float) -> dict:
     adherence_file = run_dir / "prompt_adherence.csv"
     row = {"kind": kind, "data": data, "wall_s": wall, **{k: quality[k] for k in ("fd", "fd_real_vs_real", "fd_noise")}}
     if adherence_file.exists():
-        import pandas as pd
-        table = pd.read_csv(adherence_file)
-        overall = table[table["level"] == "attribute"]
-        for _, r in overall.iterrows():
-            line += (f"\n    adherence {r['attribute']}: {r['adherence']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] "
+        from synthscope.generators.evaluation import read_adherence
+
+        adherence = read_adherence(adherence_file)
+        by_value = adherence.by_group
+        for _, r in adherence.overall(["requested"], keep=["judge_accuracy"]).by_group.iterrows():
+            line += (f"\n    adherence {r['attribute']}: {r['adherence']:.3f} "
+                     f"[{r['adherence_ci_low']:.3f}, {r['adherence_ci_high']:.3f}] "
                      f"n={r['n']}  (judge's held-out accuracy {r['judge_accuracy']:.3f})")
             row[f"adherence_{r['attribute']}"] = r["adherence"]
-            row[f"adherence_{r['attribute']}_ci"] = [r["ci_low"], r["ci_high"]]
+            row[f"adherence_{r['attribute']}_ci"] = [r["adherence_ci_low"], r["adherence_ci_high"]]
             row[f"judge_accuracy_{r['attribute']}"] = r["judge_accuracy"]
-            values = table[(table["level"] == "value") & (table["attribute"] == r["attribute"])]
-            for _, v in values.iterrows():
+            for _, v in by_value[by_value["attribute"] == r["attribute"]].iterrows():
                 line += (f"\n      {v['requested']:20s} {v['adherence']:.3f} "
-                         f"[{v['ci_low']:.3f}, {v['ci_high']:.3f}] n={v['n']}")
+                         f"[{v['adherence_ci_low']:.3f}, {v['adherence_ci_high']:.3f}] n={v['n']}")
     print(line, flush=True)
     return row
 
