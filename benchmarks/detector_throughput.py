@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from timing import best_of
+
 
 def make_images(folder: Path, n: int, size: int, seed: int = 0) -> list[Path]:
     """``n`` random-content PNGs of ``size`` px (realistic decode cost, unlike tiny corpora)."""
@@ -51,15 +53,6 @@ def bare_loop(network: torch.nn.Module, paths: list[Path], size: int, batch_size
             batch = torch.stack([transform(Image.open(p).convert("RGB")) for p in paths[start:start + batch_size]])
             scores.append(torch.sigmoid(network(batch)).numpy())
     return np.concatenate(scores)
-
-
-def best_of(repeats: int, function) -> float:
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - began)
-    return min(times)
 
 
 def scan_and_eval(n: int, image_size: int, repeats: int, root: Path) -> None:
