@@ -31,7 +31,7 @@ import pandas as pd
 
 from synthscope.stats import wilson_bounds
 
-COLUMN_KINDS = ("text", "optional_text", "int", "float", "number", "bool")
+COLUMN_KINDS = ("text", "optional_text", "int", "float", "number", "bool", "optional_bool")
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,9 @@ class Column:
     """One declared column: its name, its kind (:data:`COLUMN_KINDS`) and what it means.
 
     ``optional_text`` is text that may be missing (empty in CSV, NaN in the frame); ``number`` is
-    integer or float as the values allow (a template index, missing for people's labels)."""
+    integer or float as the values allow (a template index, missing for people's labels);
+    ``optional_bool`` is True, False or missing (None in the frame, empty in CSV), e.g. whether a
+    detector saw a source in training, which has no answer for real images."""
 
     name: str
     kind: str
@@ -63,9 +65,25 @@ class Column:
             return pd.to_numeric(series, errors="coerce").astype(float)
         if self.kind == "number":
             return pd.to_numeric(series, errors="coerce")
+        if self.kind == "optional_bool":
+            # None, not NaN, for missing: the column stays Python bools and None, as fresh rows hold them.
+            return pd.Series([_optional_bool(v) for v in series], index=series.index, dtype=object)
         if pd.api.types.is_bool_dtype(series.dtype):
             return series.astype(bool)
         return series.map(lambda v: str(v).strip().lower() in ("true", "1", "yes")).astype(bool)
+
+
+def _optional_bool(value: object) -> bool | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if not text:
+            return None
+        if text not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"{value!r} is not true, false or empty")
+        return text in ("true", "1", "yes")
+    return bool(value)
 
 
 @dataclass(frozen=True)

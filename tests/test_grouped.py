@@ -89,6 +89,19 @@ def test_schema_declares_and_checks_columns():
         Column("x", "colour")
 
 
+def test_optional_bool_keeps_true_false_and_missing_through_csv():
+    schema = Schema((Column("source", "text"), Column("seen", "optional_bool")))
+    fresh = schema.coerce(pd.DataFrame({"source": ["real", "gan", "vae"], "seen": [None, True, False]}))
+    assert fresh["seen"].tolist() == [None, True, False] and fresh["seen"].dtype == object
+    text = schema.to_csv(fresh)
+    assert text == "source,seen\nreal,\ngan,True\nvae,False\n"  # missing is an empty cell
+    back = schema.read_csv(io.StringIO(text))
+    assert back["seen"].tolist() == [None, True, False]
+    pd.testing.assert_frame_equal(back, fresh)
+    with pytest.raises(ValueError, match="not true, false or empty"):
+        schema.read_csv(io.StringIO("source,seen\ngan,maybe\n"))
+
+
 def test_abstentions_one_row_per_group_with_the_rate_and_its_interval():
     table = shares().abstentions().set_index("profession")
     doctor = table.loc["doctor"]
