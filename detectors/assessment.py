@@ -16,7 +16,7 @@ from synthscope.registry import load_detector
 from synthscope.runtime import atomic_write_bytes, atomic_write_json, read_json
 from synthscope.tables import spreadsheet_safe, undo_spreadsheet_safe
 
-from .metrics import DetectionReport, MetricValue, evaluate_scores
+from .metrics import DetectionReport, MetricValue, evaluate_scores, mark_seen_in_training, per_source_from_layout
 from .robustness import DEFAULT_SWEEPS, format_shortcut_check, robustness_sweeps
 from .data import LabelledImages, corpus_fake_sources, load_labelled
 from .estimator import DecisionSettings
@@ -133,25 +133,26 @@ class Assessment:
 def _report_from_dict(doc: dict[str, Any]) -> DetectionReport:
     metrics = {name: MetricValue(m.get("value"), m.get("ci_low"), m.get("ci_high"), m.get("method", ""),
                                  m.get("note")) for name, m in doc["metrics"].items()}
-    return DetectionReport(doc["threshold"], doc["n_real"], doc["n_fake"], metrics, doc.get("per_source", []),
-                           doc.get("confidence", 0.95), doc.get("n_boot", 0), doc.get("seed", 0),
-                           doc.get("notes", []))
+    confidence = doc.get("confidence", 0.95)
+    per_source = per_source_from_layout(doc.get("per_source") or [], confidence)
+    return DetectionReport(doc["threshold"], doc["n_real"], doc["n_fake"], metrics, per_source, confidence,
+                           doc.get("n_boot", 0), doc.get("seed", 0), doc.get("notes", []))
 
 
 def split_by_training(report: DetectionReport, scores: pd.DataFrame, config: dict[str, Any], threshold: float,
                       n_boot: int = 1000, seed: int = 0) -> tuple[dict[str, DetectionReport], dict[str, Any]]:
     """Mark every test source as seen or unseen in training (a ``seen_in_training`` column in
-    ``scores`` and in the report's per-source rows: True or False for synthetic sources, None for
-    reals or when the training sources are unknown) and measure the seen and the unseen generators'
-    images apart, each against all test reals. Returns those reports and what is known of the
+    ``scores`` and a key of the report's per-source results: True or False for synthetic sources,
+    None for reals or when the training sources are unknown) and measure the seen and the unseen
+    generators' images apart, each against all test reals. Returns those reports and what is known of the
     training (see :class:`Assessment`)."""
     sources, how = training_sources(config)
     test_sources = sorted(set(scores.loc[scores["label"] == 1, "source"].astype(str)))
     seen = {} if sources is None else {source: source in sources for source in test_sources}
     scores["seen_in_training"] = [seen.get(str(source)) if label == 1 else None
                                   for source, label in zip(scores["source"], scores["label"])]
-    for row in report.per_source:
-        row["seen_in_training"] = seen.get(row["source"]) if row["label"] == 1 else None
+    if report.per_source is not None:
+        report.per_source = mark_seen_in_training(report.per_source, seen)
     training = {"sources": sources, "how": how,
                 "seen_test_sources": [s for s in test_sources if seen.get(s) is True],
                 "unseen_test_sources": [s for s in test_sources if seen.get(s) is False],

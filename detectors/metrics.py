@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ from sklearn.metrics import (
 )
 
 from synthscope.errors import UserError
+from synthscope.grouped import Column, GroupedProportions, Schema
 from synthscope.stats import wilson_interval
 
 __all__ = [
@@ -45,6 +46,10 @@ __all__ = [
     "MetricValue",
     "DetectionReport",
     "evaluate_scores",
+    "PER_SOURCE_SCHEMA",
+    "per_source_layout",
+    "per_source_from_layout",
+    "mark_seen_in_training",
 ]
 
 
@@ -408,14 +413,16 @@ class DetectionReport:
     ``metrics`` maps a metric name to a :class:`MetricValue`; keys: ``ap, roc_auc, accuracy,
     balanced_accuracy, real_accuracy, fake_accuracy, fpr_at_threshold, tpr_at_1pct_fpr,
     tpr_at_0.1pct_fpr, eer`` and, when probabilities were given, ``ece, brier``.
-    ``per_source`` holds one dict per (source, label) group.  ``report["ap"]`` returns the value.
+    ``per_source`` holds the per-source results, a :class:`~synthscope.grouped.GroupedProportions`
+    keyed by source and label (None when no sources were given; see :data:`PER_SOURCE_KEYS`).
+    ``report["ap"]`` returns the value.
     """
 
     threshold: float
     n_real: int
     n_fake: int
     metrics: dict[str, MetricValue]
-    per_source: list[dict[str, Any]] = field(default_factory=list)
+    per_source: GroupedProportions | None = None
     confidence: float = 0.95
     n_boot: int = 1000
     seed: int = 0
@@ -436,7 +443,7 @@ class DetectionReport:
                 "n_boot": self.n_boot,
                 "seed": self.seed,
                 "metrics": {k: v.to_dict() for k, v in self.metrics.items()},
-                "per_source": self.per_source,
+                "per_source": self.per_source_table().to_dict("records"),
                 "notes": list(self.notes),
             }
         )
@@ -450,44 +457,108 @@ class DetectionReport:
         return pd.DataFrame(rows, columns=["metric", "value", "ci_low", "ci_high", "method", "note"])
 
     def per_source_table(self) -> pd.DataFrame:
-        """Per-source breakdown as a DataFrame (one row per source); columns added to the rows by the
-        caller (e.g. ``seen_in_training``) follow the standard ones."""
-        extra = [k for row in self.per_source for k in row if k not in _PER_SOURCE_COLUMNS]
-        return pd.DataFrame(self.per_source, columns=[*_PER_SOURCE_COLUMNS, *dict.fromkeys(extra)])
+        """The per-source results in their saved layout (:data:`PER_SOURCE_SCHEMA`, one row per source
+        and label; ``seen_in_training`` last when the sources were marked); no rows without sources."""
+        if self.per_source is None:
+            return pd.DataFrame(columns=PER_SOURCE_SCHEMA.names)
+        return per_source_layout(self.per_source)
 
 
-_PER_SOURCE_COLUMNS = [
-    "source", "label", "n", "ap", "roc_auc", "tpr_at_threshold", "fpr_at_threshold", "rate_ci_low", "rate_ci_high",
-]
+# Per-source results are one GroupedProportions keyed by source and label (and seen_in_training once
+# the sources are marked, see detectors.assessment): n images, k of them flagged fake at the
+# threshold, the rate k / n with its Wilson interval, and the source's AP and ROC-AUC against all
+# test reals carried as declared columns (they cannot be pooled from per-source values). Pooled
+# rates (e.g. every unseen generator: ``overall(["source"])``) and differences between sources come
+# from the one object.
+PER_SOURCE_KEYS = Schema((
+    Column("source", "text", "the generator an image came from (reals: their corpus's source)"),
+    # grouped by label too: a mislabelled source never silently mixes classes
+    Column("label", "int", "1 = fake, 0 = real"),
+))
+SEEN_IN_TRAINING = Column("seen_in_training", "optional_bool",
+                          "whether the detector was trained on the source's synthetic images; missing for "
+                          "reals and when the detector does not record its training sources")
+PER_SOURCE_CURVES = Schema((
+    Column("ap", "float", "average precision of the source's fakes against all test reals"),
+    Column("roc_auc", "float", "ROC-AUC of the source's fakes against all test reals"),
+))
+RATE = "rate"
+# The layout the per-source table is saved in (per_source.csv, metrics.json, the report's
+# detector-per-source table): the rate is named by label (share of fakes caught, share of reals
+# flagged), as readers of the saved files know it.
+_LAYOUT_VALUES = Schema((
+    Column("n", "int", "images of the source with this label"), *PER_SOURCE_CURVES.columns,
+    Column("tpr_at_threshold", "float", "fakes: share flagged fake at the threshold (k / n)"),
+    Column("fpr_at_threshold", "float", "reals: share flagged fake at the threshold (k / n)"),
+    Column("rate_ci_low", "float", "lower Wilson bound of the rate"),
+    Column("rate_ci_high", "float", "upper Wilson bound of the rate"),
+))
+PER_SOURCE_SCHEMA = PER_SOURCE_KEYS + _LAYOUT_VALUES
 _CURVE_FPRS = {"tpr_at_1pct_fpr": 0.01, "tpr_at_0.1pct_fpr": 0.001}
 
 
-def _per_source(
-    y: np.ndarray, s: np.ndarray, src: np.ndarray, threshold: float, confidence: float
-) -> list[dict[str, Any]]:
+def _per_source_grouped(counts: pd.DataFrame, keys: Schema, confidence: float) -> GroupedProportions:
+    return GroupedProportions(counts, keys.names, RATE, confidence, keys, PER_SOURCE_CURVES)
+
+
+def _per_source(y: np.ndarray, s: np.ndarray, src: np.ndarray, threshold: float,
+                confidence: float) -> GroupedProportions:
     flagged = s > threshold
     real = y == 0
     rows = []
-    # group by (source, label): a mislabeled source never silently mixes classes
     keys = sorted({(str(a), int(b)) for a, b in zip(src, y)}, key=lambda k: (k[1], k[0]))  # reals first
     for name, lab in keys:
         m = (src == name) & (y == lab)
-        n = int(m.sum())
-        k = int(flagged[m].sum())
-        lo, hi = wilson_interval(k, n, confidence)
-        row: dict[str, Any] = {"source": name, "label": lab, "n": n, "ap": None, "roc_auc": None,
-                               "tpr_at_threshold": None, "fpr_at_threshold": None,
-                               "rate_ci_low": lo, "rate_ci_high": hi}
-        if lab == 1:
-            row["tpr_at_threshold"] = k / n
-            if real.any():  # this generator's fakes vs all reals
-                sel = m | real
-                row["ap"] = average_precision(y[sel], s[sel])
-                row["roc_auc"] = float(roc_auc_score(y[sel], s[sel]))
-        else:
-            row["fpr_at_threshold"] = k / n
+        row: dict[str, Any] = {"source": name, "label": lab, "n": int(m.sum()), "k": int(flagged[m].sum()),
+                               "ap": np.nan, "roc_auc": np.nan}
+        if lab == 1 and real.any():  # this generator's fakes vs all reals
+            sel = m | real
+            row["ap"] = average_precision(y[sel], s[sel])
+            row["roc_auc"] = float(roc_auc_score(y[sel], s[sel]))
         rows.append(row)
-    return rows
+    return _per_source_grouped(pd.DataFrame(rows), PER_SOURCE_KEYS, confidence)
+
+
+def per_source_layout(results: GroupedProportions) -> pd.DataFrame:
+    """Per-source results (a :class:`GroupedProportions` as :func:`evaluate_scores` gives) in the saved
+    layout: :data:`PER_SOURCE_SCHEMA`, then ``seen_in_training`` when the sources are marked."""
+    table = results.by_group
+    fake = table["label"] == 1
+    layout = table.assign(tpr_at_threshold=table[RATE].where(fake), fpr_at_threshold=table[RATE].where(~fake),
+                          rate_ci_low=table[f"{RATE}_ci_low"], rate_ci_high=table[f"{RATE}_ci_high"])
+    extra = [c for c in results.keys if c not in PER_SOURCE_SCHEMA.names]
+    return layout[[*PER_SOURCE_SCHEMA.names, *extra]].reset_index(drop=True)
+
+
+def per_source_from_layout(rows: pd.DataFrame | Sequence[dict[str, Any]],
+                           confidence: float = 0.95) -> GroupedProportions | None:
+    """Per-source results from their saved layout (:func:`per_source_layout`: metrics.json's
+    ``per_source`` rows or per_source.csv), None for no rows. The rate is read exactly as k / n, so
+    k is recovered and the intervals recomputed are the ones saved; ``seen_in_training`` comes back
+    as a key when present."""
+    frame = pd.DataFrame(list(rows)) if not isinstance(rows, pd.DataFrame) else rows
+    if not len(frame):
+        return None
+    keys = PER_SOURCE_KEYS + (Schema((SEEN_IN_TRAINING,)) if SEEN_IN_TRAINING.name in frame else Schema(()))
+    frame = (keys + _LAYOUT_VALUES).apply(frame)
+    rate = frame["tpr_at_threshold"].where(frame["label"] == 1, frame["fpr_at_threshold"])
+    k = (rate * frame["n"]).round()
+    bad = rate.isna() | ((rate * frame["n"] - k).abs() > 1e-6)
+    if bad.any():
+        raise UserError(f"per-source rows of {', '.join(map(str, frame.loc[bad, 'source']))}: the rate "
+                        "(tpr_at_threshold for fakes, fpr_at_threshold for reals) is missing or not k / n")
+    counts = frame.assign(k=k.astype(np.int64))
+    return _per_source_grouped(counts, keys, confidence)
+
+
+def mark_seen_in_training(results: GroupedProportions, seen: Mapping[str, bool]) -> GroupedProportions:
+    """The per-source results keyed by ``seen_in_training`` too: ``seen[source]`` for synthetic
+    sources, missing for reals and for sources ``seen`` does not name, so that seen and unseen
+    generators pool apart (``overall(["source"])``)."""
+    table = results.by_group.drop(columns=[SEEN_IN_TRAINING.name], errors="ignore")
+    flags = [seen.get(source) if label == 1 else None for source, label in zip(table["source"], table["label"])]
+    keys = PER_SOURCE_KEYS + Schema((SEEN_IN_TRAINING,))
+    return _per_source_grouped(table.assign(**{SEEN_IN_TRAINING.name: flags}), keys, results.confidence)
 
 
 def evaluate_scores(
@@ -626,7 +697,7 @@ def evaluate_scores(
     if not both:
         notes.append(f"single-class test set ({missing}): only the rate at the threshold is meaningful")
 
-    per_source = _per_source(y, s, src, threshold, confidence) if src is not None else []
+    per_source = _per_source(y, s, src, threshold, confidence) if src is not None else None
     order = ["ap", "roc_auc", "accuracy", "balanced_accuracy", "real_accuracy", "fake_accuracy",
              "fpr_at_threshold", *_CURVE_FPRS, "eer", "ece", "brier"]
     metrics = {k: metrics[k] for k in order if k in metrics}

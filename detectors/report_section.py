@@ -14,7 +14,7 @@ from synthscope.reports.style import MARKERS, new_figure, palette, plain_text, u
 
 from .assessment import Assessment
 from .generalisation import ALL, Generalisation
-from .metrics import MetricValue, reliability_curve
+from .metrics import RATE, SEEN_IN_TRAINING, MetricValue, reliability_curve
 
 METRIC_TITLES = {
     "ap": "Average precision", "roc_auc": "ROC-AUC", "accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy",
@@ -235,7 +235,7 @@ def assessment_summary(assessment: Assessment) -> list[str]:
     model = assessment.detector.get("model", {})
     target = assessment.detector.get("target_fpr")
     tested = _names(training.get("seen_test_sources", []) + training.get("unseen_test_sources", [])
-                    or sorted({r["source"] for r in report.per_source if r["label"] == 1}))
+                    or sorted(set(_per_source_fakes(report)["source"])))
     lines = [f"{describe_detector(model)}, {_trained_on(assessment)}, was tested on {report.n_real} real and "
              f"{report.n_fake} synthetic images" + (f" (from {tested})." if report.n_fake else ".")]
     inside = training.get("test_images_from_training_folders")
@@ -273,19 +273,27 @@ def assessment_summary(assessment: Assessment) -> list[str]:
     return lines
 
 
+def _per_source_fakes(report: Any) -> pd.DataFrame:
+    """The per-source results of the synthetic sources (empty without per-source results)."""
+    if report.per_source is None:
+        return pd.DataFrame(columns=["source", RATE])
+    table = report.per_source.by_group
+    return table[(table["label"] == 1) & table[RATE].notna()]
+
+
 def _weaknesses(assessment: Assessment) -> list[str]:
     """Where the detector fails: its weakest generator, false positives above target, the perturbation
     that hurts most and decisions flipped by re-encoding."""
     report, found = assessment.report, []
-    fakes = [r for r in report.per_source if r["label"] == 1 and r.get("tpr_at_threshold") is not None]
-    if fakes:
-        worst = min(fakes, key=lambda r: r["tpr_at_threshold"])
-        best = max(r["tpr_at_threshold"] for r in fakes)
-        if worst["tpr_at_threshold"] < 0.9 or worst["tpr_at_threshold"] < best - 0.05:
+    fakes = _per_source_fakes(report)
+    if len(fakes):
+        worst = fakes.loc[fakes[RATE].idxmin()]  # the first of equally weak ones, in the table's order
+        best = fakes[RATE].max()
+        if worst[RATE] < 0.9 or worst[RATE] < best - 0.05:
             seen = {True: " (seen in training)", False: " (never seen in training)"}.get(
-                worst.get("seen_in_training"), "")
-            found.append(f"Weakest on {worst['source']}{seen}: {_percent(worst['tpr_at_threshold'])} caught at its "
-                         f"threshold [{_percent(worst['rate_ci_low'])}, {_percent(worst['rate_ci_high'])}].")
+                worst.get(SEEN_IN_TRAINING.name), "")
+            found.append(f"Weakest on {worst['source']}{seen}: {_percent(worst[RATE])} caught at its "
+                         f"threshold [{_percent(worst[f'{RATE}_ci_low'])}, {_percent(worst[f'{RATE}_ci_high'])}].")
     target, fpr = assessment.detector.get("target_fpr"), report.metrics.get("fpr_at_threshold")
     if target is not None and fpr is not None and fpr.ci_low is not None and fpr.ci_low > target:
         found.append(f"It flags {_value(fpr, True)} of real images, above its {target * 100:g} % target.")
