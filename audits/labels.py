@@ -49,6 +49,7 @@ from synthscope.generators.corpus import CorpusError, read_corpus
 from synthscope.errors import UserError
 from synthscope.generators.attributes import ATTRIBUTE_VALUES, attribute_question
 from synthscope.runtime import atomic_write_bytes, atomic_write_json, read_json, sha256_file
+from synthscope.grouped import Column, Schema
 from synthscope.stats import cohen_kappa, fleiss_kappa_of_ratings, is_missing, krippendorff_alpha_nominal
 
 from .annotators import TABLE_COLUMNS, annotation_table, corpus_metadata, load_image
@@ -623,16 +624,29 @@ def _read_saved_labels(path: Path, rows: list[tuple[int, list[str]]], lowered: l
 # --------------------------------------------------------------------------------------------
 
 
-AGREEMENT_COLUMNS = ("attribute", "measure", "annotator_a", "annotator_b", "n_annotators", "n_shared",
-                     "observed_agreement", "value")
+# The agreement table's declared columns. A measure over all annotators (Fleiss' kappa, Krippendorff's
+# alpha) has no pair: its annotator_a and annotator_b are missing (NaN), not placeholder text, in a
+# fresh table and read back alike; in CSV they are empty cells either way.
+AGREEMENT_SCHEMA = Schema((
+    Column("attribute", "text", "the attribute labelled"),
+    Column("measure", "text", "cohen_kappa, fleiss_kappa or krippendorff_alpha"),
+    Column("annotator_a", "optional_text", "first annotator of the pair (Cohen's kappa); missing otherwise"),
+    Column("annotator_b", "optional_text", "second annotator of the pair (Cohen's kappa); missing otherwise"),
+    Column("n_annotators", "int", "annotators the measure compares"),
+    Column("n_shared", "int", "images the measure used"),
+    Column("observed_agreement", "float", "share of those images (of pairs of labels, for Krippendorff's "
+                                          "alpha) on which the labels are equal; NaN with no images"),
+    Column("value", "float", "the measure; NaN where undefined"),
+))
+AGREEMENT_COLUMNS = tuple(AGREEMENT_SCHEMA.names)
 
 
 def agreement(annotations: pd.DataFrame, attribute: str, annotators: Sequence[str] | None = None,
               include_abstentions: bool = True) -> pd.DataFrame:
     """How far annotators agree on one attribute, on the images they share.
 
-    Rows (columns :data:`AGREEMENT_COLUMNS`), each measure from :mod:`synthscope.stats`: ``cohen_kappa``
-    for every pair of annotators (on the images both labelled), ``fleiss_kappa`` across all
+    Rows (columns and types :data:`AGREEMENT_SCHEMA`), each measure from :mod:`synthscope.stats`:
+    ``cohen_kappa`` for every pair of annotators (on the images both labelled), ``fleiss_kappa`` across all
     annotators on the images every one of them labelled, and ``krippendorff_alpha`` (nominal) on every
     image at least two of them labelled (it allows missing labels). ``n_shared`` is the number of images
     the measure used; ``observed_agreement`` the share of those images (pairs, for Krippendorff's
@@ -654,7 +668,8 @@ def agreement(annotations: pd.DataFrame, attribute: str, annotators: Sequence[st
     wide = table.pivot(index="image_id", columns="annotator", values="value").reindex(columns=names)
     rows = []
 
-    def row(measure: str, a: str, b: str, k: int, n: int, observed: float, value: float) -> dict[str, Any]:
+    def row(measure: str, a: str | None, b: str | None, k: int, n: int, observed: float,
+            value: float) -> dict[str, Any]:
         return dict(zip(AGREEMENT_COLUMNS, (attribute, measure, a, b, k, n, observed, value)))
 
     for a, b in combinations(names, 2):
@@ -667,7 +682,7 @@ def agreement(annotations: pd.DataFrame, attribute: str, annotators: Sequence[st
     if len(names) >= 2 and len(full):
         fleiss = fleiss_kappa_of_ratings(full.to_numpy())
         observed = float((full.nunique(axis=1) == 1).mean())  # images on which everyone agrees
-    rows.append(row("fleiss_kappa", "", "", len(names), len(full), observed, fleiss))
+    rows.append(row("fleiss_kappa", None, None, len(names), len(full), observed, fleiss))
 
     pairable = wide[wide.notna().sum(axis=1) >= 2]
     units = pairable.to_numpy(dtype=object).tolist()
@@ -677,9 +692,15 @@ def agreement(annotations: pd.DataFrame, attribute: str, annotators: Sequence[st
         m = len(values)
         total += m * (m - 1)
         agree += sum(values.count(v) * (values.count(v) - 1) for v in set(values))
-    rows.append(row("krippendorff_alpha", "", "", len(names), len(pairable),
+    rows.append(row("krippendorff_alpha", None, None, len(names), len(pairable),
                     agree / total if total else math.nan, krippendorff_alpha_nominal(units)))
-    return pd.DataFrame(rows, columns=list(AGREEMENT_COLUMNS))
+    return AGREEMENT_SCHEMA.coerce(pd.DataFrame(rows, columns=list(AGREEMENT_COLUMNS)))
+
+
+def read_agreement(source: str | Path | io.StringIO) -> pd.DataFrame:
+    """An agreement table written as CSV (e.g. an audit's labeller_agreement.csv), with the declared
+    types of :data:`AGREEMENT_SCHEMA`: the same frame :func:`agreement` gives."""
+    return AGREEMENT_SCHEMA.read_csv(source)
 
 
 def labeller_agreement(labels: pd.DataFrame, include_abstentions: bool = True) -> pd.DataFrame:
@@ -688,7 +709,8 @@ def labeller_agreement(labels: pd.DataFrame, include_abstentions: bool = True) -
     human = labels[labels["annotator"].astype(str).str.startswith(HUMAN_PREFIX)]
     parts = [agreement(human, attribute, include_abstentions=include_abstentions)
              for attribute in dict.fromkeys(human["attribute"])] if human["annotator"].nunique() > 1 else []
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(AGREEMENT_COLUMNS))
+    return AGREEMENT_SCHEMA.coerce(pd.concat(parts, ignore_index=True) if parts
+                                   else pd.DataFrame(columns=list(AGREEMENT_COLUMNS)))
 
 
 def majority_labels(labels: pd.DataFrame, name: str = MAJORITY_ANNOTATOR) -> pd.DataFrame:

@@ -4,6 +4,7 @@ agreement (Cohen's kappa, Fleiss' kappa, Krippendorff's alpha) against hand-comp
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -16,6 +17,7 @@ import torch
 from sklearn.metrics import cohen_kappa_score
 from synthscope.audits.annotators import TABLE_COLUMNS
 from synthscope.audits.labels import (
+    AGREEMENT_SCHEMA,
     SHEET_CSV,
     SHEET_HTML,
     SHEET_JSON,
@@ -23,6 +25,8 @@ from synthscope.audits.labels import (
     agreement,
     export_label_sheet,
     import_labels,
+    labeller_agreement,
+    read_agreement,
     truth_from_corpus,
 )
 from synthscope.audits.metrics import ABSTAIN, confusion, prepare_annotations
@@ -296,6 +300,21 @@ def test_cohen_kappa_matches_sklearn_and_the_hand_computed_value():
     kept = [(p, q) for p, q in zip(x[5:], y[5:]) if ABSTAIN not in (p, q)]
     without = agreement(tidy({"A": x, "B": y}), "gender", include_abstentions=False).set_index("measure")
     assert without.loc["cohen_kappa", "value"] == pytest.approx(cohen_kappa_score(*zip(*kept)))
+
+
+def test_agreement_table_reads_back_as_written_with_no_pair_missing():
+    rng = np.random.default_rng(1)
+    labels = tidy({name: list(rng.choice(["female", "male", ABSTAIN], 20)) for name in ("A", "B", "C")})
+    fresh = agreement(labels, "gender")
+    overall = fresh[fresh["measure"] != "cohen_kappa"]
+    assert overall[["annotator_a", "annotator_b"]].isna().all().all()  # no pair: missing, not ""
+    text = fresh.to_csv(index=False)
+    assert "\ngender,fleiss_kappa,,,3,20," in text  # an empty cell in CSV, as before
+    back = read_agreement(io.StringIO(text))
+    pd.testing.assert_frame_equal(back, fresh)
+    assert back["n_shared"].dtype == np.int64 and back["value"].dtype == float
+    none = labeller_agreement(labels.assign(annotator="human:one"))  # one labeller: no agreement
+    assert len(none) == 0 and list(none.columns) == list(AGREEMENT_SCHEMA.names)
 
 
 FLEISS_TABLE = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
