@@ -28,7 +28,7 @@ from synthscope.tables import spreadsheet_safe
 
 from .annotators import annotate, annotator_from_spec
 from .backends import BuiltinBackend, DiffusersBackend, TextToImageBackend
-from .labels import import_labels, labeller_agreement, majority_labels
+from .labels import import_labels, labeller_agreement, majority_labels, read_agreement
 from .metrics import (ABSTAIN, amplification, attribute_shares, audit_metrics, is_metric_table, reference_gap,
                       typed_table)
 from .reference import load_reference, training_world_reference
@@ -202,7 +202,10 @@ def write_table(out: Path, name: str, table: pd.DataFrame) -> Path:
 def read_table(out: Path, name: str) -> pd.DataFrame:
     """A table :func:`write_table` wrote, read back with the declared column types of a metrics table
     (an empty descriptor missing, True/False flags as booleans, values as text)."""
-    table = pd.read_csv(out / TABLES_DIR / f"{name}.csv")
+    path = out / TABLES_DIR / f"{name}.csv"
+    if name == "labeller_agreement":
+        return read_agreement(path)
+    table = pd.read_csv(path)
     return typed_table(table) if is_metric_table(name) else table
 
 

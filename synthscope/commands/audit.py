@@ -107,7 +107,7 @@ def import_labels_handler(args: argparse.Namespace, progress: bool) -> None:
     print(f"{labels['image_id'].nunique()} images, {labels['annotator'].nunique()} labellers -> {args.out}")
     if labels["annotator"].nunique() > 1:
         for attribute in sorted(set(labels["attribute"])):
-            print(agreement(labels, attribute).to_string(index=False))
+            print(agreement(labels, attribute).to_string(index=False, na_rep=""))
     corpus = Path(read_label_sheet(args.sheet_dir)["corpus"])
     validity = labeller_validity(labels, corpus) if corpus.is_dir() else None
     if validity is not None and len(validity):
