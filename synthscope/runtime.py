@@ -201,7 +201,7 @@ class ThreadGovernor:
     sets the thread count (all usable CPUs alone, fewer beside other jobs). It does nothing unless
     the count was chosen automatically (``--threads`` and ``OMP_NUM_THREADS`` are left alone)."""
 
-    def __init__(self, interval: float = 5.0, enabled: bool | None = None, load: CpuLoad | None = None,
+    def __init__(self, interval: float = 1.0, enabled: bool | None = None, load: CpuLoad | None = None,
                  clock=time.monotonic) -> None:
         self.enabled = _AUTOMATIC_THREADS if enabled is None else enabled
         self.interval, self._clock = interval, clock
