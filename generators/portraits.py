@@ -729,12 +729,17 @@ def _front_props(p: _Painter, profession: str, cx, rng):
         p.ellipse(x + 0.04, 0.52, 0.05, 0.06, (128, 104, 88))
 
 
-def draw_portrait(attrs: Mapping[str, str], rng: np.random.Generator, size: int = 32) -> Image.Image:
+def draw_portrait(attrs: Mapping[str, str], rng: np.random.Generator, size: int = 32,
+                  age_rng: np.random.Generator | None = None) -> Image.Image:
     """Draw one portrait of ``attrs`` (profession, gender, skin_tone, age) as an RGB image.
 
     ``rng`` supplies the nuisance variation (position, hair colour, shades, background details);
     the same rng state gives the same picture. Drawn at 4x ``size`` and downsampled (Lanczos).
+    ``age_rng`` (default: ``rng``) supplies the draws only some ages make (which grey, whether an
+    older man is bald): given its own stream, one person drawn at two ages shares every other draw,
+    so the two pictures differ only where ageing is drawn.
     """
+    age_rng = rng if age_rng is None else age_rng
     profession, gender = str(attrs["profession"]), str(attrs["gender"])
     tone, age = str(attrs["skin_tone"]), str(attrs["age"])
     for name, value, known in (("profession", profession, PROFESSIONS), ("gender", gender, GENDERS),
@@ -772,9 +777,9 @@ def draw_portrait(attrs: Mapping[str, str], rng: np.random.Generator, size: int 
         hair = _mix(base_hair, (150, 150, 152), 0.35)
         temple = (178, 178, 180)
     else:
-        hair = _rgb(_GREY_HAIR[rng.integers(len(_GREY_HAIR))])
+        hair = _rgb(_GREY_HAIR[age_rng.integers(len(_GREY_HAIR))])
         temple = hair
-    bald = (not female) and age == "older" and rng.random() < 0.6
+    bald = (not female) and age == "older" and age_rng.random() < 0.6
 
     # Torso and garment.
     p.rrect(cx - w, ty, cx + w, 1.15, 0.11, garment)

@@ -1,0 +1,79 @@
+"""Image-to-image translation: paired and unpaired portraits, pix2pix, and the translate command."""
+
+import numpy as np
+import pytest
+import torch
+
+from synthscope.errors import UserError
+from synthscope.generators.pairs import parse_translation, portrait_pairs, to_grey, translation_set
+from synthscope.generators.portraits import draw_portrait
+
+
+def test_paired_ages_are_the_same_person_changed_only_where_ageing_is_drawn():
+    a, b = portrait_pairs(12, "age:young->older", seed=3, size=64)
+    assert (a.attributes["age"] == "young").all() and (b.attributes["age"] == "older").all()
+    others = ["profession", "gender", "skin_tone"]
+    assert a.attributes[others].equals(b.attributes[others])
+    changed = (a.images - b.images).abs().amax(dim=1) > 0  # (N, H, W)
+    assert changed.any(dim=(1, 2)).all()  # every person visibly aged
+    # Ageing draws hair, brows and wrinkles: nothing changes below the shoulders or beside the head.
+    assert not changed[:, 58:, :].any()
+    assert not changed[:, :, :13].any() and not changed[:, :, 51:].any()
+
+
+def test_drawing_one_person_at_an_age_is_reproducible():
+    attrs = {"profession": "nurse", "gender": "male", "skin_tone": "3", "age": "older"}
+    draw = lambda: np.asarray(draw_portrait(attrs, np.random.default_rng(5), 16,  # noqa: E731
+                                            age_rng=np.random.default_rng(6)))
+    assert np.array_equal(draw(), draw())
+    a, b = portrait_pairs(4, "age:young->older", seed=1, size=16)
+    again = portrait_pairs(4, "age:young->older", seed=1, size=16)
+    assert torch.equal(a.images, again[0].images) and torch.equal(b.images, again[1].images)
+
+
+def test_ordinary_portraits_are_unchanged_by_the_age_stream():
+    # The default age stream is the picture's own, so every existing portrait is drawn as before.
+    attrs = {"profession": "doctor", "gender": "male", "skin_tone": "2", "age": "older"}
+    rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)
+    assert np.array_equal(np.asarray(draw_portrait(attrs, rng_a, 16)),
+                          np.asarray(draw_portrait(attrs, rng_b, 16, age_rng=rng_b)))
+
+
+def test_grey_to_colour_pairs_and_unpaired_sets():
+    a, b = portrait_pairs(6, "colour", seed=0, size=16)
+    assert torch.allclose(a.images, to_grey(b.images))
+    assert torch.equal(a.images[:, 0], a.images[:, 1])
+    assert (a.attributes["colour"] == "grey").all() and (b.attributes["colour"] == "colour").all()
+    ua, ub = portrait_pairs(6, "age:young->older", seed=0, size=16, paired=False)
+    assert len(ua) == len(ub) == 6
+    _, paired_b = portrait_pairs(6, "age:young->older", seed=0, size=16)
+    # Unpaired B holds other people than A: no row of B is A's person aged.
+    assert not any(torch.equal(ub.images[i], paired_b.images[i]) for i in range(6))
+
+
+def test_a_translation_set_keeps_its_pairs_through_subsets_and_splits():
+    a, b = portrait_pairs(10, "age:older->young", seed=2, size=16)
+    data = translation_set(a, b, paired=True)
+    train, heldout = data.split(0.3, seed=1)
+    assert len(train) == 7 and len(heldout) == 3
+    for part in (train, heldout):
+        for i in range(len(part)):
+            j = next(k for k in range(10) if torch.equal(b.images[k], part.images[i]))
+            assert torch.equal(part.inputs[i], a.images[j])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("hair:young->older", "unknown attribute 'hair'; known: age"),
+    ("age:young->ancient", "two different values of young, middle-aged, older"),
+    ("age:young->young", "two different values"),
+    ("age", "say which ages"),
+])
+def test_bad_translations_are_one_clear_error(text, message):
+    with pytest.raises(UserError, match=message):
+        parse_translation(text)
+
+
+def test_translations_parse():
+    assert str(parse_translation("age:young->older")) == "age:young->older"
+    assert str(parse_translation("colour")) == "colour:grey->colour"
+    assert str(parse_translation(" colour : colour -> grey ")) == "colour:colour->grey"
