@@ -66,8 +66,11 @@ class BatchSampler:
 
 def data_fingerprint(data: ImageSet) -> str:
     """SHA-256 of the training pixels, for provenance and to refuse resuming on other data."""
-    pixels = to_uint8(data.images).contiguous().numpy().tobytes()
-    return hashlib.sha256(pixels).hexdigest()
+    digest = hashlib.sha256(to_uint8(data.images).contiguous().numpy().tobytes())
+    inputs = getattr(data, "inputs", None)  # a translation set: its inputs are training data too
+    if inputs is not None:
+        digest.update(to_uint8(inputs).contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def train_generator(model: Generator, data: ImageSet, run_dir: Path, steps: int, seed: int = 0,
@@ -89,7 +92,8 @@ def train_generator(model: Generator, data: ImageSet, run_dir: Path, steps: int,
     optimizers = model.make_optimizers()
     sampler = BatchSampler(len(data), int(model.options["batch_size"]), seed)
     images = data.images.to(device)
-    conditions = data.condition_ids().to(device) if model.conditional else None
+    conditions = _conditions(model, data)
+    conditions = None if conditions is None else conditions.to(device)
     fingerprint = data_fingerprint(data)
     info = {**(run_info or {}), "data_sha256": fingerprint, "seed": seed}
 
@@ -127,6 +131,15 @@ def train_generator(model: Generator, data: ImageSet, run_dir: Path, steps: int,
     bar.close()
     seconds += time.perf_counter() - began
     return TrainingRun(model.eval(), pd.DataFrame(records), run_dir, steps, seconds, resumed_from)
+
+
+def _conditions(model: Generator, data: ImageSet) -> torch.Tensor | None:
+    """What each training image is conditioned on: its class ids for a conditional model, its input
+    image for a translation model (which defines ``training_inputs``), nothing otherwise."""
+    inputs_of = getattr(model, "training_inputs", None)
+    if inputs_of is not None:
+        return inputs_of(data)
+    return data.condition_ids() if model.conditional else None
 
 
 def _checkpoint(model, optimizers, sampler, run_dir: Path, step: int, seconds: float,

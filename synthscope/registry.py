@@ -27,6 +27,7 @@ KINDS: dict[str, dict[str, str]] = {
         "vae": "synthscope.generators.autoencoder:VAE",
         "gan": "synthscope.generators.gan:GAN",
         "diffusion": "synthscope.generators.diffusion:Diffusion",
+        "pix2pix": "synthscope.generators.translation:Pix2Pix",
     },
     "judge": {
         "feature-classifier": "synthscope.generators.quality:FeatureClassifier",

@@ -77,3 +77,94 @@ def test_translations_parse():
     assert str(parse_translation("age:young->older")) == "age:young->older"
     assert str(parse_translation("colour")) == "colour:grey->colour"
     assert str(parse_translation(" colour : colour -> grey ")) == "colour:colour->grey"
+
+
+# -- pix2pix -------------------------------------------------------------------------------------
+
+SMALL = {"width": 4, "levels": 3, "d_width": 4, "d_layers": 2, "batch_size": 4}
+
+
+@pytest.fixture(scope="module")
+def ageing():
+    a, b = portrait_pairs(12, "age:young->older", seed=0, size=16)
+    return translation_set(a, b, paired=True)
+
+
+def make(kind="pix2pix", data=None, **extra):
+    from synthscope.generators.workflow import new_generator
+
+    torch.manual_seed(0)  # initial weights, as the training command seeds them
+    return new_generator(kind, data, **{**SMALL, **extra})
+
+
+def test_pix2pix_translates_to_the_input_shape_deterministically(ageing, tmp_path):
+    from synthscope.generators.training import train_generator
+
+    model = make(data=ageing)
+    run = train_generator(model, ageing, tmp_path / "one", steps=3, seed=4, progress=False)
+    assert list(run.history.columns) == ["step", "loss_d", "loss_g", "loss_l1"]
+    out = model.translate(ageing.inputs[:5])
+    assert out.shape == (5, 3, 16, 16) and out.min() >= 0 and out.max() <= 1
+    assert torch.equal(out, model.translate(ageing.inputs[:5]))  # evaluation mode: no dropout
+    again = make(data=ageing)
+    train_generator(again, ageing, tmp_path / "two", steps=3, seed=4, progress=False)
+    assert torch.equal(out, again.translate(ageing.inputs[:5]))
+    other = make(data=ageing)
+    train_generator(other, ageing, tmp_path / "three", steps=3, seed=5, progress=False)
+    assert not torch.equal(out, other.translate(ageing.inputs[:5]))
+
+
+def test_pix2pix_round_trips_through_its_run_folder_and_resumes_exactly(ageing, tmp_path):
+    from synthscope.generators.training import train_generator
+    from synthscope.registry import load_generator
+
+    straight = make(data=ageing)
+    train_generator(straight, ageing, tmp_path / "straight", steps=6, progress=False)
+    loaded = load_generator(tmp_path / "straight")
+    assert loaded.kind == "pix2pix"
+    assert torch.equal(straight.translate(ageing.inputs), loaded.translate(ageing.inputs))
+
+    torch.manual_seed(999)  # the global RNG state (dropout) must come from the checkpoint
+    train_generator(make(data=ageing), ageing, tmp_path / "split", steps=3, progress=False)
+    resumed = train_generator(make(data=ageing), ageing, tmp_path / "split", steps=6, progress=False)
+    assert resumed.resumed_from == 3 and list(resumed.history["step"]) == [1, 2, 3, 4, 5, 6]
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def test_resume_refuses_other_inputs(ageing, tmp_path):
+    from synthscope.generators.training import train_generator
+
+    train_generator(make(data=ageing), ageing, tmp_path, steps=1, progress=False)
+    other = translation_set(to_grey_set(ageing), ageing, paired=True)
+    with pytest.raises(UserError, match="trained on different data"):
+        train_generator(make(data=other), other, tmp_path, steps=2, progress=False)
+
+
+def to_grey_set(data):
+    from synthscope.generators.imageset import ImageSet
+
+    return ImageSet("grey", to_grey(data.inputs), data.input_attributes, data.captions)
+
+
+def test_pix2pix_refuses_unpaired_data_and_plain_images(ageing, tmp_path):
+    from synthscope.generators.training import train_generator
+
+    a, b = portrait_pairs(6, "age:young->older", seed=0, size=16, paired=False)
+    unpaired = translation_set(a, b, paired=False)
+    with pytest.raises(UserError, match="pix2pix learns from pairs .* is unpaired"):
+        train_generator(make(data=unpaired), unpaired, tmp_path / "u", steps=1, progress=False)
+    with pytest.raises(UserError, match="pix2pix translates images: train it on a translation set"):
+        train_generator(make(data=ageing), b, tmp_path / "p", steps=1, progress=False)
+    with pytest.raises(UserError, match="use 'synthscope generate translate"):
+        make(data=ageing).sample(2)
+    with pytest.raises(UserError, match="levels=5 halves the image 5 times"):
+        make(data=ageing, levels=5)
+
+
+def test_pix2pix_learns_the_pairs(ageing, tmp_path):
+    from synthscope.generators.training import train_generator
+
+    model = make(data=ageing)
+    run = train_generator(model, ageing, tmp_path, steps=40, progress=False)
+    assert run.history["loss_l1"].iloc[-5:].mean() < run.history["loss_l1"].iloc[:5].mean()

@@ -1,0 +1,192 @@
+"""Image-to-image translation: pix2pix (Isola et al. 2017), a U-Net generator and a PatchGAN
+discriminator trained with an adversarial and an L1 loss on paired images.
+
+A translation model is trained by the same loop as the other generators: its training set is a
+:class:`~.pairs.PairedImageSet`, whose ``images`` are the targets (domain B) and whose ``inputs``
+(domain A) the loop hands the model where a conditional model gets its class ids.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from synthscope.errors import UserError
+from synthscope.runtime import evaluating
+
+from .base import Generator
+from .imageset import ImageSet
+
+
+class UNet(nn.Module):
+    """Encoder-decoder with skip connections between mirrored levels (Ronneberger et al. 2015), as
+    pix2pix uses it: the skips carry the input's layout straight to the output, so the bottleneck
+    need only carry what changes."""
+
+    def __init__(self, in_channels: int, out_channels: int, width: int, levels: int, dropout: float):
+        super().__init__()
+        chans = [min(width * 2**i, width * 8) for i in range(levels)]
+        self.downs = nn.ModuleList()
+        previous = in_channels
+        for i, ch in enumerate(chans):
+            # No normalisation on the outermost level (the raw image) nor the innermost (a 1x1 map
+            # at the smallest size), as in the paper.
+            norm = 0 < i < levels - 1
+            layers: list[nn.Module] = [nn.Conv2d(previous, ch, 4, stride=2, padding=1, bias=not norm)]
+            if norm:
+                layers.append(nn.BatchNorm2d(ch))
+            layers.append(nn.LeakyReLU(0.2))
+            self.downs.append(nn.Sequential(*layers))
+            previous = ch
+        self.ups = nn.ModuleList()
+        for j, i in enumerate(reversed(range(levels))):
+            ch_in = chans[i] if i == levels - 1 else 2 * chans[i]
+            if i == 0:
+                self.ups.append(nn.ConvTranspose2d(ch_in, out_channels, 4, stride=2, padding=1))
+                continue
+            layers = [nn.ConvTranspose2d(ch_in, chans[i - 1], 4, stride=2, padding=1, bias=False),
+                      nn.BatchNorm2d(chans[i - 1])]
+            if j < 3 and dropout > 0:  # the paper's noise: dropout in the three innermost decoder levels
+                layers.append(nn.Dropout(dropout))
+            layers.append(nn.ReLU())
+            self.ups.append(nn.Sequential(*layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for down in self.downs:
+            x = down(x)
+            skips.append(x)
+        for j, up in enumerate(self.ups):
+            if j > 0:
+                x = torch.cat([x, skips[len(skips) - 1 - j]], dim=1)
+            x = up(x)
+        return x
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN: a real/fake logit per overlapping patch of the (input, output) pair, so the
+    adversarial loss judges local texture while L1 takes care of the low frequencies."""
+
+    def __init__(self, in_channels: int, width: int, layers: int):
+        super().__init__()
+        body: list[nn.Module] = []
+        previous = in_channels
+        for i in range(layers):
+            ch = min(width * 2**i, width * 8)
+            body.append(nn.Conv2d(previous, ch, 4, stride=2, padding=1, bias=i == 0))
+            if i > 0:
+                body.append(nn.BatchNorm2d(ch))
+            body.append(nn.LeakyReLU(0.2))
+            previous = ch
+        body.append(nn.Conv2d(previous, 1, 3, stride=1, padding=1))
+        self.body = nn.Sequential(*body)
+
+    def forward(self, inputs: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+        return self.body(torch.cat([inputs, outputs], dim=1))
+
+
+class Translator(Generator):
+    """Base of the image-to-image models: they translate given images rather than sample new ones."""
+
+    paired_only: ClassVar[bool] = False
+
+    def __init__(self, channels: int, size: int, vocabulary=None, conditional: bool = False, **options: Any):
+        if conditional:
+            raise UserError(f"{self.kind}: a translation model is conditioned on its input image, "
+                            f"not on labels; drop --conditional")
+        super().__init__(channels, size, None, False, **options)
+
+    def training_inputs(self, data: ImageSet) -> torch.Tensor:
+        """The input image of every training image: what the training loop conditions each step on."""
+        inputs = getattr(data, "inputs", None)
+        if inputs is None:
+            raise UserError(f"{self.kind} translates images: train it on a translation set (domains A and B, "
+                            f"e.g. --data portraits --translate age:young->older)")
+        if self.paired_only and not getattr(data, "paired", False):
+            raise UserError(f"{self.kind} learns from pairs (the same subject in A and B), but {data.name} "
+                            f"is unpaired; give paired data (A/ and B/ with matching file names)")
+        if tuple(inputs.shape[1:]) != (self.channels, self.size, self.size):
+            raise UserError(f"{data.name}: inputs of shape {tuple(inputs.shape[1:])}, but this {self.kind} "
+                            f"takes {(self.channels, self.size, self.size)}")
+        return inputs
+
+    def generate(self, n, condition, generator, **kwargs) -> torch.Tensor:
+        raise UserError(f"{self.kind} translates images instead of drawing new ones: use "
+                        f"'synthscope generate translate RUN_DIR INPUT --out CORPUS_DIR'")
+
+    def forward_translate(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Inputs in [-1, 1] -> outputs in [-1, 1] (in training mode when the model is)."""
+        raise NotImplementedError
+
+    def translate(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """``images`` (N, C, H, W) in [0, 1] translated to the other domain, in [0, 1] on the CPU;
+        deterministic (evaluation mode: no dropout)."""
+        if images.ndim != 4 or tuple(images.shape[1:]) != (self.channels, self.size, self.size):
+            raise UserError(f"{self.kind}: expected images (N, {self.channels}, {self.size}, {self.size}), "
+                            f"got {tuple(images.shape)}")
+        parts = []
+        with evaluating(self):
+            for chunk in images.split(batch_size):
+                out = self.forward_translate(chunk.to(self.device) * 2 - 1)
+                parts.append(((out + 1) / 2).clamp(0, 1).cpu())
+        return torch.cat(parts) if parts else images.new_empty((0, *images.shape[1:]))
+
+
+class Pix2Pix(Translator):
+    """pix2pix (Isola et al. 2017): paired translation with a U-Net generator, a PatchGAN discriminator
+    that sees the input with the output, and loss = adversarial + ``lambda_l1`` * L1 to the target."""
+
+    kind = "pix2pix"
+    paired_only = True
+    default_config: ClassVar[dict[str, Any]] = {
+        "width": 16, "levels": 4, "dropout": 0.5, "d_width": 16, "d_layers": 2,
+        "lambda_l1": 100.0, "lr": 2e-4, "beta1": 0.5, "batch_size": 16,
+    }
+    option_ranges: ClassVar[dict[str, tuple[float, float]]] = {
+        "width": (1, 1024), "levels": (1, 10), "dropout": (0, 0.99), "d_width": (1, 1024), "d_layers": (1, 8),
+        "lambda_l1": (0, 1e6), "lr": (1e-8, 10), "beta1": (0, 0.999), "batch_size": (2, 65536),
+    }
+
+    def build(self) -> None:
+        levels, d_layers = int(self.options["levels"]), int(self.options["d_layers"])
+        for name, count in (("levels", levels), ("d_layers", d_layers)):
+            if self.size % 2**count:
+                raise UserError(f"pix2pix: option {name}={count} halves the image {count} times, "
+                                f"which a {self.size} px image does not allow")
+        self.generator_net = UNet(self.channels, self.channels, int(self.options["width"]), levels,
+                                  float(self.options["dropout"]))
+        self.discriminator = PatchDiscriminator(2 * self.channels, int(self.options["d_width"]), d_layers)
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        betas = (self.options["beta1"], 0.999)
+        return {"generator": torch.optim.Adam(self.generator_net.parameters(), lr=self.options["lr"], betas=betas),
+                "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=self.options["lr"],
+                                                  betas=betas)}
+
+    def forward_translate(self, inputs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.generator_net(inputs))
+
+    def training_step(self, images, condition, optimizers) -> dict[str, float]:
+        target, source = images * 2 - 1, condition * 2 - 1
+        fake = self.forward_translate(source)
+
+        real_logits = self.discriminator(source, target)
+        fake_logits = self.discriminator(source, fake.detach())
+        # Halved, as in the paper, so the discriminator learns more slowly than the generator.
+        d_loss = 0.5 * (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+                        + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+        optimizers["discriminator"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        optimizers["discriminator"].step()
+
+        logits = self.discriminator(source, fake)
+        adversarial = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+        l1 = F.l1_loss(fake, target)
+        g_loss = adversarial + float(self.options["lambda_l1"]) * l1
+        optimizers["generator"].zero_grad(set_to_none=True)
+        g_loss.backward()
+        optimizers["generator"].step()
+        return {"loss_d": d_loss.item(), "loss_g": adversarial.item(), "loss_l1": l1.item()}
