@@ -1,5 +1,6 @@
 """Image-to-image translation: pix2pix (Isola et al. 2017), a U-Net generator and a PatchGAN
-discriminator trained with an adversarial and an L1 loss on paired images.
+discriminator trained with an adversarial and an L1 loss on paired images; CycleGAN (Zhu et al. 2017),
+two generators and two discriminators with a cycle-consistency loss, trained on unpaired images.
 
 A translation model is trained by the same loop as the other generators: its training set is a
 :class:`~.pairs.PairedImageSet`, whose ``images`` are the targets (domain B) and whose ``inputs``
@@ -84,8 +85,9 @@ class PatchDiscriminator(nn.Module):
         body.append(nn.Conv2d(previous, 1, 3, stride=1, padding=1))
         self.body = nn.Sequential(*body)
 
-    def forward(self, inputs: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
-        return self.body(torch.cat([inputs, outputs], dim=1))
+    def forward(self, *images: torch.Tensor) -> torch.Tensor:
+        """Logits for one image, or for an (input, output) pair stacked along the channels."""
+        return self.body(torch.cat(images, dim=1))
 
 
 class Translator(Generator):
@@ -124,13 +126,16 @@ class Translator(Generator):
     def translate(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """``images`` (N, C, H, W) in [0, 1] translated to the other domain, in [0, 1] on the CPU;
         deterministic (evaluation mode: no dropout)."""
+        return self._translate_with(self.forward_translate, images, batch_size)
+
+    def _translate_with(self, network, images: torch.Tensor, batch_size: int) -> torch.Tensor:
         if images.ndim != 4 or tuple(images.shape[1:]) != (self.channels, self.size, self.size):
             raise UserError(f"{self.kind}: expected images (N, {self.channels}, {self.size}, {self.size}), "
                             f"got {tuple(images.shape)}")
         parts = []
         with evaluating(self):
             for chunk in images.split(batch_size):
-                out = self.forward_translate(chunk.to(self.device) * 2 - 1)
+                out = network(chunk.to(self.device) * 2 - 1)
                 parts.append(((out + 1) / 2).clamp(0, 1).cpu())
         return torch.cat(parts) if parts else images.new_empty((0, *images.shape[1:]))
 
@@ -190,3 +195,81 @@ class Pix2Pix(Translator):
         g_loss.backward()
         optimizers["generator"].step()
         return {"loss_d": d_loss.item(), "loss_g": adversarial.item(), "loss_l1": l1.item()}
+
+
+class CycleGAN(Translator):
+    """CycleGAN (Zhu et al. 2017): generators A->B and B->A, a discriminator per domain (least-squares
+    GAN loss), and a cycle-consistency loss (A -> B -> A returns the input) weighted ``lambda_cycle``;
+    ``lambda_identity`` (a share of ``lambda_cycle``, 0 to switch it off) asks each generator to leave an
+    image already in its target domain alone. It never needs to know which A goes with which B."""
+
+    kind = "cyclegan"
+    default_config: ClassVar[dict[str, Any]] = {
+        "width": 16, "levels": 4, "d_width": 16, "d_layers": 2, "lambda_cycle": 10.0,
+        "lambda_identity": 0.5, "lr": 2e-4, "beta1": 0.5, "batch_size": 16,
+    }
+    option_ranges: ClassVar[dict[str, tuple[float, float]]] = {
+        "width": (1, 1024), "levels": (1, 10), "d_width": (1, 1024), "d_layers": (1, 8),
+        "lambda_cycle": (0, 1e6), "lambda_identity": (0, 1e3), "lr": (1e-8, 10), "beta1": (0, 0.999),
+        "batch_size": (2, 65536),
+    }
+
+    def build(self) -> None:
+        levels, d_layers = int(self.options["levels"]), int(self.options["d_layers"])
+        for name, count in (("levels", levels), ("d_layers", d_layers)):
+            if self.size % 2**count:
+                raise UserError(f"cyclegan: option {name}={count} halves the image {count} times, "
+                                f"which a {self.size} px image does not allow")
+        width, d_width = int(self.options["width"]), int(self.options["d_width"])
+        self.a_to_b = UNet(self.channels, self.channels, width, levels, 0.0)
+        self.b_to_a = UNet(self.channels, self.channels, width, levels, 0.0)
+        self.critic_a = PatchDiscriminator(self.channels, d_width, d_layers)
+        self.critic_b = PatchDiscriminator(self.channels, d_width, d_layers)
+
+    def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        betas, lr = (self.options["beta1"], 0.999), self.options["lr"]
+        generators = [*self.a_to_b.parameters(), *self.b_to_a.parameters()]
+        critics = [*self.critic_a.parameters(), *self.critic_b.parameters()]
+        return {"generator": torch.optim.Adam(generators, lr=lr, betas=betas),
+                "discriminator": torch.optim.Adam(critics, lr=lr, betas=betas)}
+
+    def forward_translate(self, inputs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.a_to_b(inputs))
+
+    def backward_translate(self, inputs: torch.Tensor) -> torch.Tensor:
+        """B -> A, inputs and outputs in [-1, 1]."""
+        return torch.tanh(self.b_to_a(inputs))
+
+    def translate_back(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Domain-B ``images`` in [0, 1] translated to domain A (the second half of a round trip)."""
+        return self._translate_with(self.backward_translate, images, batch_size)
+
+    def training_step(self, images, condition, optimizers) -> dict[str, float]:
+        real_b, real_a = images * 2 - 1, condition * 2 - 1
+        fake_b, fake_a = self.forward_translate(real_a), self.backward_translate(real_b)
+
+        def gan_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
+            return F.mse_loss(logits, torch.full_like(logits, 1.0 if real else 0.0))
+
+        adversarial = gan_loss(self.critic_b(fake_b), True) + gan_loss(self.critic_a(fake_a), True)
+        cycle = (F.l1_loss(self.backward_translate(fake_b), real_a)
+                 + F.l1_loss(self.forward_translate(fake_a), real_b))
+        g_loss = adversarial + float(self.options["lambda_cycle"]) * cycle
+        identity_weight = float(self.options["lambda_cycle"]) * float(self.options["lambda_identity"])
+        identity = torch.zeros((), device=images.device)
+        if identity_weight > 0:
+            identity = (F.l1_loss(self.forward_translate(real_b), real_b)
+                        + F.l1_loss(self.backward_translate(real_a), real_a))
+            g_loss = g_loss + identity_weight * identity
+        optimizers["generator"].zero_grad(set_to_none=True)
+        g_loss.backward()
+        optimizers["generator"].step()
+
+        # Each discriminator halved, as in the paper, so they learn more slowly than the generators.
+        d_loss = 0.5 * (gan_loss(self.critic_a(real_a), True) + gan_loss(self.critic_a(fake_a.detach()), False)
+                        + gan_loss(self.critic_b(real_b), True) + gan_loss(self.critic_b(fake_b.detach()), False))
+        optimizers["discriminator"].zero_grad(set_to_none=True)
+        d_loss.backward()
+        optimizers["discriminator"].step()
+        return {"loss_d": d_loss.item(), "loss_g": adversarial.item(), "loss_cycle": cycle.item(),
+                "loss_identity": identity.item()}

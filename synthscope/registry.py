@@ -28,6 +28,7 @@ KINDS: dict[str, dict[str, str]] = {
         "gan": "synthscope.generators.gan:GAN",
         "diffusion": "synthscope.generators.diffusion:Diffusion",
         "pix2pix": "synthscope.generators.translation:Pix2Pix",
+        "cyclegan": "synthscope.generators.translation:CycleGAN",
     },
     "judge": {
         "feature-classifier": "synthscope.generators.quality:FeatureClassifier",

@@ -82,12 +82,24 @@ def test_translations_parse():
 # -- pix2pix -------------------------------------------------------------------------------------
 
 SMALL = {"width": 4, "levels": 3, "d_width": 4, "d_layers": 2, "batch_size": 4}
+LOSSES = {"pix2pix": ["loss_d", "loss_g", "loss_l1"],
+          "cyclegan": ["loss_d", "loss_g", "loss_cycle", "loss_identity"]}
 
 
 @pytest.fixture(scope="module")
 def ageing():
     a, b = portrait_pairs(12, "age:young->older", seed=0, size=16)
     return translation_set(a, b, paired=True)
+
+
+@pytest.fixture(scope="module")
+def unpaired_ageing():
+    a, b = portrait_pairs(12, "age:young->older", seed=0, size=16, paired=False)
+    return translation_set(a, b, paired=False)
+
+
+def training_set(kind, ageing, unpaired_ageing):
+    return ageing if kind == "pix2pix" else unpaired_ageing
 
 
 def make(kind="pix2pix", data=None, **extra):
@@ -97,39 +109,57 @@ def make(kind="pix2pix", data=None, **extra):
     return new_generator(kind, data, **{**SMALL, **extra})
 
 
-def test_pix2pix_translates_to_the_input_shape_deterministically(ageing, tmp_path):
+@pytest.mark.parametrize("kind", ["pix2pix", "cyclegan"])
+def test_translators_keep_the_input_shape_and_are_seeded(kind, ageing, unpaired_ageing, tmp_path):
     from synthscope.generators.training import train_generator
 
-    model = make(data=ageing)
-    run = train_generator(model, ageing, tmp_path / "one", steps=3, seed=4, progress=False)
-    assert list(run.history.columns) == ["step", "loss_d", "loss_g", "loss_l1"]
-    out = model.translate(ageing.inputs[:5])
+    data = training_set(kind, ageing, unpaired_ageing)
+    model = make(kind, data)
+    run = train_generator(model, data, tmp_path / "one", steps=3, seed=4, progress=False)
+    assert list(run.history.columns) == ["step", *LOSSES[kind]]
+    out = model.translate(data.inputs[:5])
     assert out.shape == (5, 3, 16, 16) and out.min() >= 0 and out.max() <= 1
-    assert torch.equal(out, model.translate(ageing.inputs[:5]))  # evaluation mode: no dropout
-    again = make(data=ageing)
-    train_generator(again, ageing, tmp_path / "two", steps=3, seed=4, progress=False)
-    assert torch.equal(out, again.translate(ageing.inputs[:5]))
-    other = make(data=ageing)
-    train_generator(other, ageing, tmp_path / "three", steps=3, seed=5, progress=False)
-    assert not torch.equal(out, other.translate(ageing.inputs[:5]))
+    assert torch.equal(out, model.translate(data.inputs[:5]))  # evaluation mode: no dropout
+    again = make(kind, data)
+    train_generator(again, data, tmp_path / "two", steps=3, seed=4, progress=False)
+    assert torch.equal(out, again.translate(data.inputs[:5]))
+    other = make(kind, data)
+    train_generator(other, data, tmp_path / "three", steps=3, seed=5, progress=False)
+    assert not torch.equal(out, other.translate(data.inputs[:5]))
 
 
-def test_pix2pix_round_trips_through_its_run_folder_and_resumes_exactly(ageing, tmp_path):
+@pytest.mark.parametrize("kind", ["pix2pix", "cyclegan"])
+def test_translators_round_trip_through_their_run_folder_and_resume_exactly(kind, ageing, unpaired_ageing,
+                                                                           tmp_path):
     from synthscope.generators.training import train_generator
     from synthscope.registry import load_generator
 
-    straight = make(data=ageing)
-    train_generator(straight, ageing, tmp_path / "straight", steps=6, progress=False)
+    data = training_set(kind, ageing, unpaired_ageing)
+    straight = make(kind, data)
+    train_generator(straight, data, tmp_path / "straight", steps=6, progress=False)
     loaded = load_generator(tmp_path / "straight")
-    assert loaded.kind == "pix2pix"
-    assert torch.equal(straight.translate(ageing.inputs), loaded.translate(ageing.inputs))
+    assert loaded.kind == kind
+    assert torch.equal(straight.translate(data.inputs), loaded.translate(data.inputs))
 
     torch.manual_seed(999)  # the global RNG state (dropout) must come from the checkpoint
-    train_generator(make(data=ageing), ageing, tmp_path / "split", steps=3, progress=False)
-    resumed = train_generator(make(data=ageing), ageing, tmp_path / "split", steps=6, progress=False)
+    train_generator(make(kind, data), data, tmp_path / "split", steps=3, progress=False)
+    resumed = train_generator(make(kind, data), data, tmp_path / "split", steps=6, progress=False)
     assert resumed.resumed_from == 3 and list(resumed.history["step"]) == [1, 2, 3, 4, 5, 6]
     for key, value in straight.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def test_cyclegan_round_trip_returns_to_the_input_domain(unpaired_ageing, tmp_path):
+    from synthscope.generators.training import train_generator
+
+    model = make("cyclegan", unpaired_ageing)
+    run = train_generator(model, unpaired_ageing, tmp_path, steps=30, progress=False)
+    older = model.translate(unpaired_ageing.inputs)
+    back = model.translate_back(older)
+    assert back.shape == unpaired_ageing.inputs.shape
+    assert run.history["loss_cycle"].iloc[-5:].mean() < run.history["loss_cycle"].iloc[:5].mean()
+    with pytest.raises(UserError, match="cyclegan: a translation model is conditioned on its input image"):
+        make("cyclegan", unpaired_ageing, conditional=True)
 
 
 def test_resume_refuses_other_inputs(ageing, tmp_path):
