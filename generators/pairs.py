@@ -159,3 +159,24 @@ def translation_set(a: ImageSet, b: ImageSet, paired: bool) -> PairedImageSet:
     return PairedImageSet(name=f"{a.name} -> {b.name}", images=b.images, attributes=b.attributes,
                           captions=b.captions, vocabulary=b.vocabulary, inputs=a.images,
                           input_attributes=a.attributes, paired=paired)
+
+
+def folder_pairs(root: Path | str, size: int = 32, strict: bool = False) -> PairedImageSet:
+    """A user's own translation set: ``root/A`` (inputs) and ``root/B`` (targets). Paired when both hold
+    the same file names (matched by name); otherwise unpaired, each side in its own order, cut to the
+    shorter one."""
+    from .folder import load_folder
+
+    root = Path(root)
+    missing = [side for side in ("A", "B") if not (root / side).is_dir()]
+    if missing:
+        raise UserError(f"--data {root}: a translation set needs the sub-folders A/ (inputs) and B/ (targets); "
+                        f"missing {', '.join(f'{m}/' for m in missing)}")
+    a, b = load_folder(root / "A", size=size, strict=strict), load_folder(root / "B", size=size, strict=strict)
+    names_a, names_b = list(a.attributes["file"]), list(b.attributes["file"])
+    if sorted(names_a) == sorted(names_b):
+        order = {name: i for i, name in enumerate(names_b)}
+        b = b.subset([order[name] for name in names_a])
+        return translation_set(a, b, paired=True)
+    n = min(len(a), len(b))
+    return translation_set(a.subset(range(n)), b.subset(range(n)), paired=False)

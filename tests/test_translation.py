@@ -198,3 +198,95 @@ def test_pix2pix_learns_the_pairs(ageing, tmp_path):
     model = make(data=ageing)
     run = train_generator(model, ageing, tmp_path, steps=40, progress=False)
     assert run.history["loss_l1"].iloc[-5:].mean() < run.history["loss_l1"].iloc[:5].mean()
+
+
+# -- the commands --------------------------------------------------------------------------------
+
+TINY = ["--size", "16", "--n", "10", "--steps", "2", "--quiet", "--device", "cpu",
+        "--set", "width=4", "--set", "levels=3", "--set", "d_width=4", "--set", "batch_size=4"]
+
+
+def test_train_and_translate_write_a_corpus_linking_outputs_to_inputs(tmp_path, capsys):
+    import pandas as pd
+    from PIL import Image
+
+    from synthscope.cli import main
+    from synthscope.generators.corpus import read_corpus
+
+    run = tmp_path / "run"
+    assert main(["generate", "train", "--model", "pix2pix", "--data", "portraits",
+                 "--translate", "age:young->older", "--out", str(run), *TINY]) == 0
+    assert "trained pix2pix to step 2" in capsys.readouterr().out
+    config = pd.read_json(run / "config.json", typ="series")
+    assert config["data"]["translate"] == "age:young->older" and config["data"]["paired"]
+
+    inputs = tmp_path / "faces"
+    inputs.mkdir()
+    a, _ = portrait_pairs(3, "age:young->older", seed=7, size=16)
+    for i, image in enumerate(a.images):
+        Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype("uint8")).save(inputs / f"p{i}.png")
+    out = tmp_path / "older"
+    assert main(["generate", "translate", str(run), str(inputs), "--out", str(out), "--quiet"]) == 0
+    corpus = read_corpus(out)
+    assert list(corpus.manifest["input_file"]) == [(inputs / f"p{i}.png").as_posix() for i in range(3)]
+    assert set(corpus.manifest["source"]) == {"pix2pix"}
+    assert corpus.load_images(progress=False).shape == (3, 3, 16, 16)
+    # Run again: nothing is translated twice.
+    assert main(["generate", "translate", str(run), str(inputs), "--out", str(out), "--quiet"]) == 0
+    assert len(read_corpus(out)) == 3
+
+
+def test_cyclegan_trains_on_grey_to_colour_from_the_command_line(tmp_path, capsys):
+    from synthscope.cli import main
+
+    assert main(["generate", "train", "--model", "cyclegan", "--data", "portraits", "--translate", "colour",
+                 "--out", str(tmp_path / "run"), *TINY]) == 0
+    config = (tmp_path / "run" / "config.json").read_text()
+    assert '"paired": false' in config and '"translate": "colour:grey->colour"' in config
+
+
+def make_folders(root, names_a, names_b):
+    from PIL import Image
+
+    for side, names in (("A", names_a), ("B", names_b)):
+        (root / side).mkdir(parents=True)
+        for k, name in enumerate(names):
+            Image.new("RGB", (16, 16), (10 * k, 100, 200)).save(root / side / name)
+
+
+def test_paired_folders_train_pix2pix(tmp_path, capsys):
+    from synthscope.cli import main
+
+    make_folders(tmp_path / "data", ["x.png", "y.png", "z.png", "w.png"], ["w.png", "x.png", "y.png", "z.png"])
+    assert main(["generate", "train", "--model", "pix2pix", "--data", str(tmp_path / "data"),
+                 "--out", str(tmp_path / "run"), *TINY]) == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "pix2pix", "--data", "portraits", "--translate", "hair:dark->grey"],
+     "unknown attribute 'hair'; known: age"),
+    (["--model", "pix2pix", "--data", "portraits"], "say what to translate"),
+    (["--model", "gan", "--data", "portraits", "--translate", "colour"], "needs a translation model"),
+    (["--model", "pix2pix", "--data", "FOLDERS"], "pix2pix learns from pairs .* is unpaired"),
+    (["--model", "cyclegan", "--data", "digits"], "translates between two domains"),
+])
+def test_bad_translation_input_is_one_clear_error(argv, message, tmp_path, capsys):
+    from synthscope.cli import main
+
+    make_folders(tmp_path / "data", ["a.png", "b.png", "c.png"], ["d.png", "e.png", "f.png"])
+    argv = [str(tmp_path / "data") if arg == "FOLDERS" else arg for arg in argv]
+    assert main(["generate", "train", *argv, "--out", str(tmp_path / "run"), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert err.count("synthscope: error:") == 1 and "Traceback" not in err
+    assert pytest.importorskip("re").search(message, err)
+
+
+def test_translate_refuses_a_model_that_does_not_translate(tmp_path, capsys):
+    from synthscope.cli import main
+
+    assert main(["generate", "train", "--model", "ae", "--data", "digits", "--n", "8", "--steps", "1",
+                 "--no-eval", "--quiet", "--set", "width=4", "--set", "batch_size=4",
+                 "--out", str(tmp_path / "ae")]) == 0
+    capsys.readouterr()
+    assert main(["generate", "translate", str(tmp_path / "ae"), str(tmp_path), "--out", str(tmp_path / "c")]) == 2
+    assert "holds a ae, which draws new images" in capsys.readouterr().err

@@ -1,5 +1,6 @@
-"""``synthscope generate train|sample|memorisation``: train the built-in generators into run folders,
-sample corpora, and check samples for copies of training images."""
+"""``synthscope generate train|sample|translate|memorisation``: train the built-in generators into run
+folders, sample corpora, translate images with a translation model, and check samples for copies of
+training images."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ def register(commands: Subcommands) -> None:
     train.add_argument("--steps", type=positive_int, help="optimiser steps in total (default: per model, ~2 min on CPU)")
     train.add_argument("--size", type=positive_int, help="image size in px (default: 16 for digits, 32 otherwise)")
     train.add_argument("--n", type=positive_int, help="use at most N images (portraits: how many to draw)")
+    train.add_argument("--translate", metavar="ATTRIBUTE:FROM->TO",
+                       help="what a translation model (pix2pix, cyclegan) learns to change in portraits: "
+                            "age:young->older, age:older->young, colour (grey -> colour)")
     train.add_argument("--set", dest="options", action="append", metavar="KEY=VALUE",
                        help="model option, repeatable (e.g. --set latent_dim=2 --set mode=denoising)")
     train.add_argument("--snapshot-every", type=positive_int, help="save a sample grid every N steps")
@@ -50,6 +54,16 @@ def register(commands: Subcommands) -> None:
                         help="replace a corpus made differently (other run, seed or options) instead of refusing")
     add_common(sample)
 
+    translate = add_command(actions, "translate", translate_handler,
+                            help="translate images with a trained pix2pix or cyclegan into a corpus")
+    translate.add_argument("run_dir", type=Path, help="run folder of a translation model ('generate train')")
+    translate.add_argument("input", type=Path, help="a folder of images or a corpus to translate")
+    translate.add_argument("--out", required=True, type=output_folder,
+                           help="corpus folder; its manifest names each output's input (input_file)")
+    translate.add_argument("--batch-size", type=positive_int, default=64, help="images per batch (default: 64)")
+    translate.add_argument("--force", action="store_true", help="replace a corpus made differently instead of refusing")
+    add_common(translate)
+
     memo = add_command(actions, "memorisation", memorisation_handler,
                        help="flag generated images that copy a training image")
     memo.add_argument("source", type=Path,
@@ -70,8 +84,11 @@ def train_handler(args: argparse.Namespace, progress: bool) -> None:
     """Train a generator. Re-running with the same --out resumes from the last checkpoint; a larger
     --steps trains further. The run folder gets weights (safetensors + JSON), the loss history, lecture
     visuals and quality scores."""
-    from synthscope.generators import workflow
+    from synthscope.generators import translate_run, workflow
 
+    if args.model in translate_run.TRANSLATION_KINDS or args.translate is not None:
+        _train_translation(args, progress)
+        return
     result = workflow.train_run(
         args.model, args.data, args.out, conditional=args.conditional, steps=args.steps,
         seed=args.seed, size=args.size, n=args.n, device=args.device,
@@ -85,6 +102,31 @@ def train_handler(args: argparse.Namespace, progress: bool) -> None:
         print(f"trained {args.model} to step {quality['step']} in {quality['train_seconds']:.0f} s -> {args.out}")
         if "summary" in quality:
             print(f"quality: {quality['summary']}")
+
+
+def _train_translation(args: argparse.Namespace, progress: bool) -> None:
+    from synthscope.commands.common import UsageError
+    from synthscope.generators import translate_run, workflow
+
+    refused = [flag for flag, given in (("--conditional", args.conditional),
+                                        ("--snapshot-every", args.snapshot_every is not None)) if given]
+    if refused:
+        raise UsageError(f"{', '.join(refused)}: not for a translation model ({args.model})")
+    run = translate_run.train_translation(
+        args.model, args.data, args.out, translate=args.translate, steps=args.steps, seed=args.seed,
+        size=args.size, n=args.n, device=args.device, options=workflow.parse_options(args.options),
+        force=args.force, progress=progress, strict=args.strict)
+    print(f"trained {args.model} to step {run.step} in {run.seconds:.0f} s -> {args.out}")
+
+
+def translate_handler(args: argparse.Namespace, progress: bool) -> None:
+    """Translate every image of a folder or corpus with a trained translation model; the corpus's manifest
+    names each output's input file. Re-running resumes and never duplicates images."""
+    from synthscope.generators import translate_run
+
+    out = translate_run.translate_to_corpus(args.run_dir, args.input, args.out, batch_size=args.batch_size,
+                                            device=args.device, progress=progress, force=args.force)
+    print(f"corpus -> {out}")
 
 
 def sample_handler(args: argparse.Namespace, progress: bool) -> None:
