@@ -29,3 +29,7 @@ CLIP: dict[str, Any] = {
 # A GAN's discriminator learns nothing from the corpus, so by default all of it calibrates.
 THRESHOLD: dict[str, Any] = {"target_fpr": 0.01, "val_fraction": 0.2, "seed": 0}
 DISCRIMINATOR_VAL_FRACTION = 1.0
+
+# A model trained elsewhere (:class:`synthscope.detectors.external.ExternalEstimator`): an ``hf`` model reads
+# images at its processor's size; a ``python`` callable gets them at ``python_size`` px unless told.
+EXTERNAL: dict[str, Any] = {"batch_size": 64, "python_size": 224}

@@ -37,6 +37,8 @@ KINDS: dict[str, dict[str, str]] = {
         "cnn": "synthscope.detectors.cnn:CNNDetector",
         "clip": "synthscope.detectors.clip:ClipDetector",
         "gan-discriminator": "synthscope.detectors.discriminator:DiscriminatorDetector",
+        "hf": "synthscope.detectors.external:HFDetector",
+        "python": "synthscope.detectors.external:PythonDetector",
     },
 }
 
