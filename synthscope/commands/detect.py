@@ -12,7 +12,7 @@ from pathlib import Path
 
 from synthscope.commands.common import (Subcommands, UsageError, add_command, add_common, add_group, bounded,
                                         is_main_process, positive_int, probability)
-from synthscope.detectors.defaults import ARCHS, CLIP, CNN, PROBES, THRESHOLD
+from synthscope.detectors.defaults import ARCHS, CLIP, CNN, EXTERNAL, PROBES, THRESHOLD
 from synthscope.registry import kind_names
 
 # The CNN estimator's parameters that 'detect train' and 'detect matrix' take as options (the size is
@@ -34,7 +34,9 @@ def register(commands: Subcommands) -> None:
         help="train a detector on a real corpus vs synthetic corpora")
     train.add_argument("--kind", choices=kind_names("detector"), default="cnn", help="detector kind (default: cnn)")
     train.add_argument("--real", required=True, type=Path, help="corpus (or image folder) of real images")
-    train.add_argument("--fake", type=Path, nargs="+", default=[], help="one or more synthetic corpora (cnn, clip)")
+    train.add_argument("--fake", type=Path, nargs="+", default=[],
+                       help="one or more synthetic corpora (cnn, clip; hf, python: optional, reported and used by "
+                            "--calibrate)")
     train.add_argument("--out", required=True, type=Path, help="detector folder")
     add_training_options(train)
     clip = train.add_argument_group("clip detector (--kind clip)")
@@ -49,10 +51,28 @@ def register(commands: Subcommands) -> None:
     clip.add_argument("--k", type=positive_int, default=CLIP["k"],
                       help=f"neighbours for --probe knn (default: {CLIP['k']})")
     clip.add_argument("--cache-dir", type=Path,
-                      help="feature cache, kept by the detector for eval and scan "
-                           "(default: $SYNTHSCOPE_CACHE/clip-features or ~/.cache/synthscope)")
+                      help="feature cache (clip) or score cache (hf, python), kept by the detector for eval and "
+                           "scan (default: $SYNTHSCOPE_CACHE/clip-features or detector-scores, or ~/.cache/synthscope)")
     clip.add_argument("--no-cache", action="store_true",
-                      help="do not read or write the feature cache (now, nor when evaluating or scanning)")
+                      help="do not read or write the feature or score cache (now, nor when evaluating or scanning)")
+    external = train.add_argument_group(
+        "a model trained elsewhere (--kind hf, --kind python): nothing is trained, the threshold is fixed on "
+        "--real alone")
+    external.add_argument("--model", metavar="ID_OR_FOLDER",
+                          help="--kind hf: a transformers image classifier, a hub id or a folder written by "
+                               "save_pretrained with its image processor")
+    external.add_argument("--fake-label", metavar="NAME",
+                          help="--kind hf: the label whose probability is P(fake) (default: the one that reads "
+                               "fake, ai, generated or synthetic)")
+    external.add_argument("--callable", metavar="MODULE:FUNCTION",
+                          help="--kind python: a function taking a list of PIL images and returning one score per "
+                               "image, higher meaning more likely fake (P(fake) unless --calibrate)")
+    external.add_argument("--input-size", type=positive_int, metavar="PX",
+                          help=f"the size images are read at (default: the hf model's own; "
+                               f"{EXTERNAL['python_size']} for python)")
+    external.add_argument("--calibrate", action="store_true",
+                          help="fit a Platt (logistic) calibration of the scores on --real and --fake, so that "
+                               "scores read as probabilities")
     gan = train.add_argument_group("GAN discriminator baseline (--kind gan-discriminator)")
     gan.add_argument("--gan-run", type=Path, help="a GAN run folder ('synthscope generate train --model gan')")
     add_common(train)
@@ -141,7 +161,7 @@ def workload(args: argparse.Namespace) -> str:
     TINY otherwise; judged without importing torch models."""
     from synthscope.runtime import LARGE, TINY
 
-    if getattr(args, "kind", None) == "clip" or str(getattr(args, "arch", "small")).startswith("resnet"):
+    if getattr(args, "kind", None) in ("clip", "hf") or str(getattr(args, "arch", "small")).startswith("resnet"):
         return LARGE
     detector_dir = getattr(args, "detector_dir", None)
     if detector_dir is not None:  # eval and scan: the saved detector's kind
@@ -149,7 +169,7 @@ def workload(args: argparse.Namespace) -> str:
             model = json.loads((Path(detector_dir) / "detector.json").read_text()).get("model", {})
         except (OSError, ValueError, AttributeError):
             return TINY  # the command itself reports a missing or broken detector
-        if isinstance(model, dict) and (model.get("kind") == "clip"
+        if isinstance(model, dict) and (model.get("kind") in ("clip", "hf")
                                         or str(model.get("arch", "")).startswith("resnet")):
             return LARGE
     return TINY
@@ -206,9 +226,30 @@ def _train_discriminator(args: argparse.Namespace, progress: bool):
                                        seed=args.seed, device=args.device, progress=progress)
 
 
+def _train_external(args: argparse.Namespace, progress: bool):
+    flag, source = ("--model", args.model) if args.kind == "hf" else ("--callable", args.callable)
+    other = "--callable" if args.kind == "hf" else "--model"
+    if not source:
+        raise UsageError(f"--kind {args.kind} needs {flag} {'ID_OR_FOLDER' if args.kind == 'hf' else 'MODULE:FUNCTION'}")
+    if (args.callable if args.kind == "hf" else args.model):
+        raise UsageError(f"--kind {args.kind} takes {flag}, not {other}")
+    from synthscope.detectors.external import make_external_detector
+
+    run, report = make_external_detector(
+        args.kind, source, args.real, args.out, args.fake, fake_label=args.fake_label, size=args.input_size,
+        calibrate=args.calibrate, target_fpr=args.target_fpr, seed=args.seed, batch_size=args.batch_size,
+        device=args.device, cache_dir=args.cache_dir, cache=not args.no_cache, progress=progress)
+    if report is not None:
+        print(f"on --real and --fake at the threshold (the reals fixed it, so their false-positive rate is the "
+              f"target by construction; test on other images with 'synthscope detect eval'):")
+        print(report.table()[["metric", "value", "ci_low", "ci_high"]].to_string(index=False))
+    return run
+
+
 # How 'detect train' trains each detector kind; it returns the training run, or None on the other
 # processes of a multi-process run.
-TRAINERS = {"cnn": _train_cnn, "clip": _train_clip, "gan-discriminator": _train_discriminator}
+TRAINERS = {"cnn": _train_cnn, "clip": _train_clip, "gan-discriminator": _train_discriminator,
+            "hf": _train_external, "python": _train_external}
 
 
 def train_handler(args: argparse.Namespace, progress: bool) -> None:
