@@ -115,6 +115,15 @@ class Translator(Generator):
                             f"takes {(self.channels, self.size, self.size)}")
         return inputs
 
+    def _halvings(self) -> tuple[int, int]:
+        """The U-Net's ``levels`` and the PatchGAN's ``d_layers``, each checked to halve the image evenly."""
+        levels, d_layers = int(self.options["levels"]), int(self.options["d_layers"])
+        for name, count in (("levels", levels), ("d_layers", d_layers)):
+            if self.size % 2**count:
+                raise UserError(f"{self.kind}: option {name}={count} halves the image {count} times, "
+                                f"which a {self.size} px image does not allow")
+        return levels, d_layers
+
     def generate(self, n, condition, generator, **kwargs) -> torch.Tensor:
         raise UserError(f"{self.kind} translates images instead of drawing new ones: use "
                         f"'synthscope generate translate RUN_DIR INPUT --out CORPUS_DIR'")
@@ -156,11 +165,7 @@ class Pix2Pix(Translator):
     }
 
     def build(self) -> None:
-        levels, d_layers = int(self.options["levels"]), int(self.options["d_layers"])
-        for name, count in (("levels", levels), ("d_layers", d_layers)):
-            if self.size % 2**count:
-                raise UserError(f"pix2pix: option {name}={count} halves the image {count} times, "
-                                f"which a {self.size} px image does not allow")
+        levels, d_layers = self._halvings()
         self.generator_net = UNet(self.channels, self.channels, int(self.options["width"]), levels,
                                   float(self.options["dropout"]))
         self.discriminator = PatchDiscriminator(2 * self.channels, int(self.options["d_width"]), d_layers)
@@ -215,11 +220,7 @@ class CycleGAN(Translator):
     }
 
     def build(self) -> None:
-        levels, d_layers = int(self.options["levels"]), int(self.options["d_layers"])
-        for name, count in (("levels", levels), ("d_layers", d_layers)):
-            if self.size % 2**count:
-                raise UserError(f"cyclegan: option {name}={count} halves the image {count} times, "
-                                f"which a {self.size} px image does not allow")
+        levels, d_layers = self._halvings()
         width, d_width = int(self.options["width"]), int(self.options["d_width"])
         self.a_to_b = UNet(self.channels, self.channels, width, levels, 0.0)
         self.b_to_a = UNet(self.channels, self.channels, width, levels, 0.0)
