@@ -18,7 +18,6 @@ import hashlib
 import importlib
 import inspect
 import math
-import os
 import re
 import time
 import warnings
@@ -35,26 +34,22 @@ from synthscope.runtime import resolve_device, sha256_file
 
 from . import defaults
 from .base import NUMBER, OBJECT, TEXT, Field, SavedDetector, check_output_folder
-from .clip import FeatureCache, image_keys
+from .clip import FeatureCache, default_cache_dir, image_keys
 from .data import LabelledImages, check_distinct_corpora, load_labelled
 from .domain import training_profile
 from .estimator import DetectorEstimator, ThresholdedDetector
 from .metrics import DetectionReport, evaluate_scores
 from .training import DetectorRun
 
-CACHE_ENV = "SYNTHSCOPE_CACHE"
 FAKE_WORDS = ("fake", "ai", "generated", "synthetic")
 # Part of every cache key: a change to how images reach the model must never reuse old scores.
 PREPROCESSING = "tensor-to-pil-rgb/1"
 
 
 def default_score_cache() -> Path:
-    """Where scores are cached: ``$SYNTHSCOPE_CACHE/detector-scores``, else
+    """Where scores are cached: beside the CLIP features, ``$SYNTHSCOPE_CACHE/detector-scores``, else
     ``~/.cache/synthscope/detector-scores`` (``$XDG_CACHE_HOME`` is honoured)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser() / "detector-scores"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
-    return base / "synthscope" / "detector-scores"
+    return default_cache_dir().parent / "detector-scores"
 
 
 def _cache_id(identity: str) -> str:
