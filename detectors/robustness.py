@@ -52,7 +52,8 @@ def robustness_sweeps(detector: Detector, data: LabelledImages, threshold: float
 
     One row per (sweep, level): AP, ROC-AUC, the share of fakes caught and the false-positive rate
     at the saved ``threshold``, with 95 % intervals (bootstrap for AP, Wilson for the rates). Noise
-    is keyed by file, so an image gets the same noise whatever its batch or class.
+    is keyed by each image's pixels, so an image gets the same noise whatever its batch, class or
+    folder.
     """
     unknown = [name for name in sweeps if name not in SWEEPS]
     if unknown:
@@ -66,7 +67,9 @@ def robustness_sweeps(detector: Detector, data: LabelledImages, threshold: float
         if level.is_identity and clean_scores is not None:
             scores = clean_scores  # every sweep starts at the clean images: score them once
         else:
-            scores = detector.score(level(data.images, seed=seed, keys=data.files))
+            # Noise keyed by each image's pixels, not its path: the same images get the same noise
+            # wherever their corpus lies (paths made the noise rows differ between two lab folders).
+            scores = detector.score(level(data.images, seed=seed))
             if level.is_identity:
                 clean_scores = scores
         rows.append({"sweep": name, "step": step, "level": str(level), "spec": level.spec,

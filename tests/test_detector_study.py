@@ -274,3 +274,23 @@ def test_older_detectors_fall_back_to_their_training_corpora_for_the_sources_the
     assert assessment.by_training == {} and assessment.report.per_source_table()["seen_in_training"].isna().all()
     section = detector_section(assessment)
     assert any("does not record which generators" in caveat for caveat in section.caveats)
+
+
+def test_robustness_numbers_do_not_depend_on_where_the_corpora_lie():
+    from synthscope.detectors.data import LabelledImages
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(24, 1, 8, 8, generator=g)
+    labels = np.r_[np.zeros(12, dtype=int), np.ones(12, dtype=int)]
+
+    class Brightness:  # any object that scores images
+        def score(self, x, batch_size=256):
+            return x.mean(dim=(1, 2, 3)).numpy()
+
+    tables = []
+    for root in ("/data/lab-a", "/elsewhere/lab-b"):
+        data = LabelledImages(images, labels, ["real"] * 12 + ["gan"] * 12,
+                              [f"{root}/corpora/{i:06d}.png" for i in range(24)])
+        tables.append(robustness_sweeps(Brightness(), data, threshold=0.5, sweeps=["noise"], n_boot=20,
+                                        progress=False))
+    pd.testing.assert_frame_equal(tables[0], tables[1])
