@@ -8,7 +8,7 @@ what does the shared training loop cost?
 2. Cost. Seconds per pix2pix step through ``train_generator`` (batching, progress, checkpoints)
    against a bare loop calling ``training_step`` on the same model and batches.
 
-    python benchmarks/translation.py [--steps 600] [--n 800] [--size 32]
+    python benchmarks/translation.py [--steps 2500] [--n 800] [--size 32] [--kinds pix2pix cyclegan]
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ def l1(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=2500)
     parser.add_argument("--n", type=int, default=800)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--timing-steps", type=int, default=60)
+    parser.add_argument("--kinds", nargs="+", default=["pix2pix", "cyclegan"], choices=["pix2pix", "cyclegan"])
     args = parser.parse_args()
 
     a, b = portrait_pairs(args.n, "age:young->older", seed=0, size=args.size)
@@ -45,6 +46,8 @@ def main() -> None:
 
     results = {"identity (input unchanged)": l1(test_a.images, test_b.images)}
     for kind, data in (("pix2pix", paired), ("cyclegan", unpaired)):
+        if kind not in args.kinds:
+            continue
         torch.manual_seed(0)
         model = resolve("generator", kind)(channels=3, size=args.size)
         with tempfile.TemporaryDirectory() as run_dir:
