@@ -82,6 +82,15 @@ def test_translations_parse():
 # -- pix2pix -------------------------------------------------------------------------------------
 
 SMALL = {"width": 4, "levels": 3, "d_width": 4, "d_layers": 2, "batch_size": 4}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are tiny: a second thread only waits on the first, and on CPUs shared with other
+    jobs that waiting costs seconds per step (conftest sets two threads back after each test)."""
+    from synthscope import runtime
+
+    runtime.use_threads(1, automatic=False)
 LOSSES = {"pix2pix": ["loss_d", "loss_g", "loss_l1"],
           "cyclegan": ["loss_d", "loss_g", "loss_cycle", "loss_identity"]}
 
