@@ -3,6 +3,7 @@ and translate a folder or corpus with a trained run into a corpus that links eac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,13 @@ TRANSLATION_KINDS = ("pix2pix", "cyclegan")
 # about twice as much.
 DEFAULT_STEPS = {"pix2pix": 2500, "cyclegan": 1000}
 DEFAULT_PORTRAITS = 1000  # people drawn (pairs) when --n is not given
+
+
+@dataclass
+class TranslationRun(TrainingRun):
+    """A trained translation run and, when it was evaluated, what the evaluation measured."""
+
+    evaluation: Any = None  # a translation_eval.TranslationEvaluation
 
 
 def load_translation_data(kind: str, data_spec: str, translate: str | None, size: int = 32, n: int | None = None,
@@ -55,9 +63,14 @@ def load_translation_data(kind: str, data_spec: str, translate: str | None, size
 def train_translation(kind: str, data_spec: str, out: Path | str, translate: str | None = None,
                       steps: int | None = None, seed: int = 0, size: int | None = None, n: int | None = None,
                       device: str = "auto", options: dict[str, Any] | None = None, force: bool = False,
-                      progress: bool = True, strict: bool = False) -> TrainingRun:
+                      progress: bool = True, strict: bool = False, evaluate: bool = True,
+                      judge_dir: Path | None = None) -> TranslationRun:
     """Train a translation model into ``out`` (resumed if a run is there; ``force`` starts over), on 80 %
-    of the set; the held-out 20 % are for measuring it against the true targets."""
+    of the set; the held-out 20 % are for measuring it against the true targets. With ``evaluate``,
+    the run folder also gets that measurement (:mod:`.translation_eval`: ``translation.json``,
+    ``attribute_preservation.csv``, ``attribute_changes.csv``) and its lecture visuals, and the run's
+    ``evaluation`` holds it. ``judge_dir`` shares the judge between runs on the same data."""
+    from .translation_eval import CHANGES_FILE, PRESERVATION_FILE, RESULT_FILE
     from .workflow import clear_run
 
     if kind not in TRANSLATION_KINDS:
@@ -65,6 +78,8 @@ def train_translation(kind: str, data_spec: str, out: Path | str, translate: str
     out = Path(out)
     if force and out.exists():
         clear_run(out)
+        for name in (RESULT_FILE, PRESERVATION_FILE, CHANGES_FILE):
+            (out / name).unlink(missing_ok=True)
     seed_everything(seed)
     size = size or 32
     data = load_translation_data(kind, data_spec, translate, size=size, n=n, seed=seed, strict=strict)
@@ -78,8 +93,37 @@ def train_translation(kind: str, data_spec: str, out: Path | str, translate: str
     info = {"data": {"spec": data_spec, "translate": None if translate is None else str(parse_translation(translate)),
                      "paired": data.paired, "size": size, "n": len(data), "train": len(train),
                      "heldout": len(heldout)}, "command": "generate train"}
-    return train_generator(model, train, out, steps=steps, seed=seed, device=resolve_device(device),
-                           progress=progress, run_info=info)
+    run = train_generator(model, train, out, steps=steps, seed=seed, device=resolve_device(device),
+                          progress=progress, run_info=info)
+    if evaluate:
+        from .translation_eval import evaluate_translation_run
+
+        inputs, targets = evaluation_pairs(heldout, data_spec, translate, size, seed)
+        translation = None if translate is None else parse_translation(translate)
+        evaluation = evaluate_translation_run(
+            run, train, inputs, targets, changed=None if translation is None else translation.attribute,
+            translation=None if translation is None else str(translation), seed=seed, judge_dir=judge_dir)
+        return TranslationRun(**vars(run), evaluation=evaluation)
+    return TranslationRun(**vars(run))
+
+
+# Seed offset of the held-out people an unpaired portrait run is measured on: other people than any
+# it trained on, drawn paired so that each has a true target.
+EVALUATION_SEED_OFFSET = 7919
+
+
+def evaluation_pairs(heldout: PairedImageSet, data_spec: str, translate: str | None, size: int,
+                     seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Held-out inputs and their true targets. A paired held-out split is its own truth; unpaired
+    portraits (CycleGAN) are measured on as many new people drawn paired (never trained on); an
+    unpaired folder has no truth (None)."""
+    if heldout.paired:
+        return heldout.inputs, heldout.images
+    if data_spec == "portraits" and translate is not None:
+        a, b = portrait_pairs(max(len(heldout), 2), parse_translation(translate), seed=seed + EVALUATION_SEED_OFFSET,
+                              size=size, paired=True)
+        return a.images, b.images
+    return heldout.inputs, None
 
 
 def translate_to_corpus(run_dir: Path | str, source: Path | str, out: Path | str, batch_size: int = 64,

@@ -244,6 +244,18 @@ def image_grid(images: torch.Tensor, nrow: int = 8, title: str | None = None,
         return fig
 
 
+def image_rows_figure(rows: dict[str, torch.Tensor], title: str | None = None) -> Figure:
+    """One labelled row per entry of ``rows`` (label -> images (N, C, H, W), the same N each): e.g.
+    input / output / truth of the same people, column by column."""
+    if not rows:
+        raise UserError("image_rows_figure: no rows to show")
+    lengths = {label: len(images) for label, images in rows.items()}
+    if len(set(lengths.values())) != 1:
+        raise UserError(f"image_rows_figure: every row needs as many images, got {lengths}")
+    images = torch.cat([_check_images(images, label) for label, images in rows.items()])
+    return image_grid(images, nrow=next(iter(lengths.values())), title=title, row_labels=list(rows))
+
+
 # -- autoencoders ----------------------------------------------------------------------------------
 
 def _check_fits(model: Generator, images: torch.Tensor, what: str) -> None:

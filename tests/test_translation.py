@@ -299,3 +299,117 @@ def test_translate_refuses_a_model_that_does_not_translate(tmp_path, capsys):
     capsys.readouterr()
     assert main(["generate", "translate", str(tmp_path / "ae"), str(tmp_path), "--out", str(tmp_path / "c")]) == 2
     assert "holds a ae, which draws new images" in capsys.readouterr().err
+
+
+# -- evaluation: distance to the truth and attribute preservation --------------------------------
+
+class Identity:
+    """A "translator" that changes nothing."""
+
+    kind = "identity"
+
+    def translate(self, images):
+        return images.clone()
+
+
+class SwapsGender(Identity):
+    """Changes nothing but the red channel, which the stub judge reads as gender presentation."""
+
+    kind = "swaps-gender"
+
+    def translate(self, images):
+        out = images.clone()
+        out[:, 0] = 1 - out[:, 0]
+        return out
+
+
+class StubJudge:
+    """Reads gender from the mean red value and skin tone from the mean blue value: known readings."""
+
+    def __init__(self):
+        from synthscope.generators.conditioning import Vocabulary
+
+        self.vocabulary = Vocabulary({"gender": ["female", "male"], "skin_tone": ["1", "2"], "age": ["young", "older"]})
+        self.heldout_accuracy = {"gender": 0.9, "skin_tone": 0.8, "age": 0.7}
+
+    def predict(self, images):
+        def read(channel, values):
+            high = images[:, channel].mean(dim=(1, 2)) > 0.5
+            return ([values[int(h)] for h in high], None)
+
+        return {"gender": read(0, ["female", "male"]), "skin_tone": read(2, ["1", "2"]),
+                "age": read(1, ["young", "older"])}
+
+    def features(self, images):
+        return images.flatten(1).double().numpy()
+
+
+def test_an_identity_translator_preserves_every_attribute(ageing):
+    from synthscope.generators.quality import train_feature_classifier
+    from synthscope.generators.translation_eval import evaluate_translation, judge_set
+
+    judge = train_feature_classifier(judge_set(ageing), epochs=2, seed=0)
+    result = evaluate_translation(Identity(), ageing.inputs, ageing.images, judge, changed="age")
+    table = result.preservation.by_group
+    assert list(table["attribute"]) == ["profession", "gender", "skin_tone"]  # age is meant to change
+    assert (table["preserved"] == 1.0).all() and (table["k"] == 12).all()
+    assert (table["preserved_ci_low"] < 1).all()  # 12 images: the interval says how little that is
+    assert list(table["judge_accuracy"]) == [judge.heldout_accuracy[a] for a in table["attribute"]]
+    assert result.changed().empty
+    assert result.l1 == result.l1_identity == pytest.approx((ageing.inputs - ageing.images).abs().mean().item())
+    assert result.frechet == pytest.approx(result.frechet_identity)
+    assert "attribute,n,k,preserved,preserved_ci_low" in result.to_csv()
+
+
+def test_an_output_that_swaps_gender_is_counted_as_changed():
+    from synthscope.generators.translation_eval import evaluate_translation
+
+    inputs = torch.zeros(6, 3, 8, 8)
+    inputs[:2, 0] = 1  # two read as male, four as female; all skin tone 1
+    truth = inputs.clone()
+    result = evaluate_translation(SwapsGender(), inputs, truth, StubJudge(), changed="age")
+    table = result.preservation.by_group.set_index("attribute")
+    assert table.loc["gender", "k"] == 0 and table.loc["skin_tone", "k"] == 6
+    assert table.loc["gender", "truth_preserved"] == 1.0  # the truth keeps gender; the model does not
+    changed = result.changed()
+    assert changed.to_dict("records") == [
+        {"attribute": "gender", "input_value": "female", "output_value": "male", "count": 4},
+        {"attribute": "gender", "input_value": "male", "output_value": "female", "count": 2}]
+    assert result.l1 > result.l1_identity == 0
+    cells = result.changes.by_group
+    assert len(cells) == 8  # complete: every input x output value of gender and skin tone
+    assert result.to_dict()["attribute_preservation"]["gender"]["preserved"] == 0.0
+
+
+def test_training_writes_the_evaluation_and_visuals_into_the_run_folder(tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    from synthscope.cli import main
+
+    run = tmp_path / "run"
+    assert main(["generate", "train", "--model", "cyclegan", "--data", "portraits",
+                 "--translate", "age:young->older", "--out", str(run), *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "L1 to the true target" in out and "gender preserved" in out and "round trip" in out
+    result = json.loads((run / "translation.json").read_text())
+    assert result["translation"] == "age:young->older" and result["n_heldout"] == 2
+    assert result["l1_to_target"] > 0 and result["round_trip_l1"] >= 0
+    preservation = pd.read_csv(run / "attribute_preservation.csv")
+    assert list(preservation["attribute"]) == ["profession", "gender", "skin_tone"]
+    assert {"input_value", "output_value", "count"} <= set(pd.read_csv(run / "attribute_changes.csv").columns)
+    assert {p.name for p in (run / "visuals").glob("*.png")} == {"loss_curve.png", "translations.png",
+                                                                "round_trip.png"}
+
+
+def test_no_eval_writes_no_evaluation(tmp_path, capsys):
+    from synthscope.cli import main
+
+    run = tmp_path / "run"
+    assert main(["generate", "train", "--model", "pix2pix", "--data", "portraits",
+                 "--translate", "age:young->older", "--out", str(run), "--no-eval", *TINY]) == 0
+    assert "preserved" not in capsys.readouterr().out
+    assert (run / "model.safetensors").exists()
+    for name in ("translation.json", "attribute_preservation.csv", "attribute_changes.csv", "visuals", "judge"):
+        assert not (run / name).exists(), name

@@ -34,7 +34,9 @@ def register(commands: Subcommands) -> None:
     train.add_argument("--set", dest="options", action="append", metavar="KEY=VALUE",
                        help="model option, repeatable (e.g. --set latent_dim=2 --set mode=denoising)")
     train.add_argument("--snapshot-every", type=positive_int, help="save a sample grid every N steps")
-    train.add_argument("--no-eval", action="store_true", help="skip lecture visuals and quality scores")
+    train.add_argument("--no-eval", action="store_true",
+                       help="skip lecture visuals and quality scores (translation models: L1 to the truth and "
+                            "attribute preservation on held-out people)")
     train.add_argument("--force", action="store_true", help="start over instead of resuming")
     train.add_argument("--strict", action="store_true", help="a corrupt image in --data is an error")
     add_common(train)
@@ -115,8 +117,10 @@ def _train_translation(args: argparse.Namespace, progress: bool) -> None:
     run = translate_run.train_translation(
         args.model, args.data, args.out, translate=args.translate, steps=args.steps, seed=args.seed,
         size=args.size, n=args.n, device=args.device, options=workflow.parse_options(args.options),
-        force=args.force, progress=progress, strict=args.strict)
+        force=args.force, progress=progress, strict=args.strict, evaluate=not args.no_eval)
     print(f"trained {args.model} to step {run.step} in {run.seconds:.0f} s -> {args.out}")
+    if run.evaluation is not None:
+        print("\n".join(run.evaluation.summary_lines()))
 
 
 def translate_handler(args: argparse.Namespace, progress: bool) -> None:
