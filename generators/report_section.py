@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
 from synthscope.images import to_uint8
@@ -13,6 +13,9 @@ from synthscope.reports import Figure, Gallery, Metric, Section, Table, Text
 from synthscope.stats import wilson_interval
 
 from .evaluation import RunEvaluation
+
+if TYPE_CHECKING:
+    from .memorisation import MemorisationCheck
 
 MODEL_TITLES = {"ae": "Autoencoder", "vae": "Variational autoencoder (VAE)", "gan": "GAN (DCGAN)",
                 "diffusion": "Diffusion (DDPM/DDIM)"}
@@ -130,3 +133,40 @@ def gallery_from_images(title: str, images, labels: Sequence[str] | None = None,
             array = array[:, :, 0]
         tiles.append((array, labels[i] if labels else ""))
     return Gallery(title, tiles, caption=caption)
+
+
+def memorisation_section(checks: dict[str, tuple[str, "MemorisationCheck", object]]) -> Section:
+    """New, or copied? One row per generator: the share of its samples flagged as likely copies of a
+    training image, in pixels and in the judge's features, with Wilson intervals; and each one's
+    closest pairs. ``checks`` maps a generator's name to (its title, its check, a closest-pairs
+    matplotlib figure)."""
+    from .memorisation import FEATURES, PIXELS
+
+    rows = []
+    for name, (title, check, _) in checks.items():
+        row = {"generator": title, "samples": int(check.per_image["sample"].nunique()),
+               "training images": check.n_train, "k": check.k}
+        for space, label in ((PIXELS, "pixels"), (FEATURES, "features")):
+            if space in set(check.per_image["space"]):
+                share, low, high = check.flagged_share(space)
+                row[f"flagged ({label})"], row[f"{label} ci low"], row[f"{label} ci high"] = share, low, high
+        row["median ratio (pixels)"] = float(check.per_image.query("space == @PIXELS")["ratio"].median())
+        rows.append(row)
+    threshold = next(iter(checks.values()))[1].threshold if checks else 1 / 6
+    share_format = {c: ".1%" for row in rows for c in row if c.startswith("flagged") or " ci " in c}
+    blocks: list = [
+        Text("For every sample, its nearest training image and the ratio of that distance to the mean "
+             f"distance to its k nearest (Carlini et al. 2023). A sample below {threshold:.3g} is flagged as a "
+             "likely copy: a copy lies far nearer to its original than to that image's neighbours (ratio "
+             "near 0), a new image about as near to several (ratio near 1). Checked in pixels and in the "
+             "quality judge's features; 95 % Wilson intervals."),
+        Table("Samples flagged as likely copies of a training image", pd.DataFrame(rows),
+              formats={**share_format, "median ratio (pixels)": ".2f"}, name="memorisation"),
+    ]
+    for name, (title, check, figure) in checks.items():
+        blocks.append(Figure.from_matplotlib(figure, f"{title}: its samples closest to a training image",
+                                             name=f"memorisation-{name}",
+                                             caption="Top: generated; below: the nearest training image."))
+    return Section(id="memorisation", title="New, or copied? Memorisation check",
+                   intro="Did the generators make new digits, or hand back their training images?",
+                   blocks=blocks)

@@ -178,6 +178,8 @@ def lab_parts(quick: bool = False) -> list[LabPart]:
         LabPart("real", "real images", _real_part),
         *generators,
         LabPart("extras", "lecture figures across runs", _extras_part),
+        LabPart("memorisation", "memorisation: is each generator's corpus new, or copied from its training images?",
+                _memorisation_part),
         LabPart("detectors", "detectors: one per generator, one on all of them, then stress tests", _detector_part),
         LabPart("audit", "bias audit of a model trained on a skewed portraits world", _audit_part),
     ]
@@ -253,6 +255,33 @@ def _generator_part(stage: GeneratorStage, run: LabRun) -> None:
 def _extras_part(run: LabRun) -> None:
     if {"ae-2d", "ae"} <= {evaluation.name for evaluation in run.evaluations}:
         run.extras.append(compression_section(run.out / RUNS_DIR, run.seed))
+
+
+def _memorisation_part(run: LabRun) -> None:
+    """Each sampled corpus checked against its generator's training images (in pixels and in the
+    judge's features); results in the run folder's memorisation/ and a section of the report."""
+    from synthscope.generators.corpus import read_corpus
+    from synthscope.generators.evaluation import judge_for
+    from synthscope.generators.memorisation import (PIXELS, check_memorisation, closest_pairs_figure,
+                                                    training_images_of_run, write_check)
+    from synthscope.generators.report_section import memorisation_section
+
+    stages = {stage.name: stage for stage in lab_stages()}
+    checks = {}
+    for evaluation in run.evaluations:
+        stage = stages.get(evaluation.name)
+        if stage is None or evaluation.name not in run.corpora:
+            continue
+        run_dir = run.out / RUNS_DIR / stage.name
+        train = training_images_of_run(run_dir)
+        samples = read_corpus(run.corpora[stage.name]).load_images(size=train.size, channels=train.channels,
+                                                                   progress=False)
+        judge = judge_for(run.out / JUDGES_DIR / stage.data, train, run.seed) if stage.score else None
+        check = check_memorisation(samples, train.images, judge=judge)
+        write_check(check, samples, train.images, run_dir / "memorisation", source=str(run.corpora[stage.name]))
+        checks[stage.name] = (stage.title, check, closest_pairs_figure(check, samples, train.images, PIXELS))
+    if checks:
+        run.extras.append(memorisation_section(checks))
 
 
 def _detector_part(run: LabRun) -> None:

@@ -27,9 +27,25 @@ def lab_dir(tmp_path_factory):
 
 def test_the_lab_is_a_declared_list_of_parts():
     names = [part.name for part in lab_parts(quick=True)]
-    assert names == ["real", *(stage.name for stage in lab_stages()), "extras", "detectors", "audit"]
+    assert names == ["real", *(stage.name for stage in lab_stages()), "extras", "memorisation", "detectors",
+                     "audit"]
     quick = {part.name: part.message for part in lab_parts(quick=True)}
     assert quick["vae"].endswith("(200 steps)") and lab_parts()[5].message.endswith("(3000 steps)")
+
+
+def test_lab_checks_each_sampled_generator_for_copies(lab_dir):
+    html = (lab_dir / "index.html").read_text()
+    assert 'id="memorisation"' in html
+    for stage in lab_stages():
+        result = lab_dir / "runs" / stage.name / "memorisation" / "memorisation.json"
+        assert result.is_file() == bool(stage.corpus_size), stage.name
+        if stage.corpus_size:
+            flagged = json.loads(result.read_text())["flagged"]
+            assert set(flagged) == {"pixels", "judge features"}
+            # short --quick runs draw blurry digits, none a copy of a training image
+            assert flagged["pixels"]["share"] < 0.1 and flagged["pixels"]["ci_low"] == 0.0, stage.name
+    table = pd.read_csv(lab_dir / "tables" / "memorisation.csv")
+    assert len(table) == sum(1 for stage in lab_stages() if stage.corpus_size)
 
 
 def test_lab_writes_runs_corpora_and_report(lab_dir):
