@@ -31,5 +31,6 @@ THRESHOLD: dict[str, Any] = {"target_fpr": 0.01, "val_fraction": 0.2, "seed": 0}
 DISCRIMINATOR_VAL_FRACTION = 1.0
 
 # A model trained elsewhere (:class:`synthscope.detectors.external.ExternalEstimator`): an ``hf`` model reads
-# images at its processor's size; a ``python`` callable gets them at ``python_size`` px unless told.
-EXTERNAL: dict[str, Any] = {"batch_size": 64, "python_size": 224}
+# images at its processor's size; a ``python`` callable gets them at ``python_size`` px unless told; a
+# ``scores`` CSV needs the images only for the profile scans compare with, read at ``scores_size`` px.
+EXTERNAL: dict[str, Any] = {"batch_size": 64, "python_size": 224, "scores_size": 32}

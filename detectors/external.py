@@ -1,5 +1,6 @@
-"""A team's own detector, tested like synthscope's: a Hugging Face image classifier (``hf``) or any Python
-function (``python``), opened by the same loader as the kinds synthscope trains.
+"""A team's own detector, tested like synthscope's: a Hugging Face image classifier (``hf``), any Python
+function (``python``), or the scores of a model synthscope cannot call, read from a CSV (``scores``);
+opened by the same loader as the kinds synthscope trains.
 
 Nothing is trained here. ``synthscope detect train --kind hf|python`` scores held-out real images and
 fixes the decision threshold for a target false-positive rate (:class:`~.estimator.ThresholdedDetector`),
@@ -18,6 +19,7 @@ import hashlib
 import importlib
 import inspect
 import math
+import os
 import re
 import time
 import warnings
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 import torch
 
 from synthscope.errors import UserError
@@ -340,6 +343,154 @@ class PythonDetector(ExternalDetector):
                    config.get("source_sha256"))
 
 
+# --------------------------------------------------------------------------- scores from a CSV
+
+SCORE_COLUMNS = ("path", "score")
+JOIN_RULE = ("a row's path matches an image when it is the image's absolute path, or its path relative to the "
+             "folder the CSV lies in")
+NEEDS_MODEL = ("robustness sweeps, the format-shortcut check and scans need a model synthscope can call "
+               "(--kind hf or python)")
+
+
+def read_scores_csv(path: Path | str) -> dict[str, float]:
+    """The scores of a CSV with columns ``path`` and ``score`` (finite numbers; a path given twice must
+    have one score); anything else is one error naming the file and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--scores {path}: no such file; give a CSV with columns path, score")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError, pd.errors.ParserError) as error:
+        raise UserError(f"--scores {path}: cannot be read as CSV ({_one_line(error)})") from None
+    absent = [column for column in SCORE_COLUMNS if column not in table.columns]
+    if absent:
+        found = ", ".join(map(str, table.columns)) or "none"
+        raise UserError(f"--scores {path}: no column {', '.join(absent)} (found: {found}); give a CSV with "
+                        f"columns path, score")
+    values = pd.to_numeric(table["score"].str.strip(), errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isfinite(values) | (table["path"].str.strip() == "").to_numpy())
+    if len(bad):
+        row = bad[0]
+        raise UserError(f"--scores {path}: line {row + 2} (path {table['path'][row]!r}, score "
+                        f"{table['score'][row]!r}) needs a path and a finite number ({len(bad)} such rows)")
+    scores: dict[str, float] = {}
+    for name, value in zip(table["path"], values):
+        if scores.setdefault(name, value) != value:
+            raise UserError(f"--scores {path}: {name!r} is given twice with different scores; keep one row per image")
+    return scores
+
+
+def join_scores(table: dict[str, float], files: Sequence[str], where: Path | str) -> tuple[np.ndarray, int]:
+    """The score of every file by :data:`JOIN_RULE` (a relative path in the CSV ``where`` is read from the
+    CSV's own folder, as a manifest's are), and how many rows of ``table`` matched no file. Files without a
+    score are one error listing the first few and the count."""
+    base = Path(where).expanduser().absolute().parent
+    by_path: dict[str, float] = {}
+    rows: dict[str, str] = {}
+    for name, score in table.items():
+        full = os.path.normpath(os.path.join(base, os.path.expanduser(name)))  # an absolute name stays itself
+        if by_path.setdefault(full, score) != score:
+            raise UserError(f"--scores {where}: {rows[full]!r} and {name!r} name the same image with different "
+                            f"scores; keep one row per image")
+        rows[full] = name
+    by_real = {os.path.realpath(full): full for full in by_path}
+    scores, used, missing = np.empty(len(files)), set(), []
+    for i, file in enumerate(files):
+        full = os.path.normpath(os.path.abspath(file))
+        full = full if full in by_path else by_real.get(os.path.realpath(full))
+        if full is None:
+            missing.append(file)
+            continue
+        scores[i] = by_path[full]
+        used.add(full)
+    if missing:
+        shown = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        raise UserError(f"--scores {where}: {len(missing)} of the {len(files)} images have no score ({shown}); "
+                        f"{JOIN_RULE}; score every image, or leave those out of the corpora")
+    return scores, len(by_path) - len(used)
+
+
+class ScoresDetector(ExternalDetector):
+    """Scores of a model synthscope cannot call, read from a CSV (``path``, ``score``) and joined to the
+    images by file (:data:`JOIN_RULE`). Nothing is called: :meth:`bind` gives it the images of a run and
+    their scores, and only those images can be scored, so robustness sweeps, the format-shortcut check and
+    scans are refused with one message. Saved as ``detector.json`` alone, naming the CSV that fixed the
+    threshold and its hash."""
+
+    kind: ClassVar[str] = "scores"
+    config_fields: ClassVar[list[Field]] = ExternalDetector.config_fields + [
+        ("model.scores_csv", TEXT, True), ("model.scores_sha256", TEXT, False)]
+
+    def __init__(self, scores_csv: Path | str, size: int = defaults.EXTERNAL["scores_size"],
+                 calibration: dict[str, float] | None = None):
+        path = Path(scores_csv).expanduser().absolute()
+        self.scores_csv = str(path)
+        self.scores_sha256 = sha256_file(path) if path.is_file() else None
+        self.identity = f"scores:{self.scores_csv}@{self.scores_sha256}"
+        self.setup(size, None, False, calibration)
+        self.bound_images: torch.Tensor | None = None
+        self.bound_scores = np.empty(0)
+        self.bound_keys: dict[bytes, float] | None = None
+
+    def bind(self, data: LabelledImages, scores_csv: Path | str | None = None, warn_extra: bool = True) -> int:
+        """Read the scores of ``data``'s images from ``scores_csv`` (default: the CSV given at training);
+        returns how many rows matched no image (with ``warn_extra``, a warning says so too)."""
+        where = Path(scores_csv) if scores_csv is not None else Path(self.scores_csv)
+        table = read_scores_csv(where)
+        scores, extra = join_scores(table, data.files, where)
+        if extra and warn_extra:
+            warnings.warn(f"--scores {where}: {extra} of its {len(table)} rows match no image of these corpora "
+                          f"and were not used ({JOIN_RULE})", stacklevel=2)
+        self.bound_images, self.bound_scores, self.bound_keys = data.images, scores, None
+        return extra
+
+    def raw_scores(self, images: torch.Tensor) -> np.ndarray:
+        raise UserError(f"--kind scores ({self.scores_csv}): these images have no score in the CSV; {NEEDS_MODEL}")
+
+    def uncalibrated(self, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+        """The CSV's scores of bound images (those given to :meth:`bind`, or any subset of them)."""
+        if self.bound_images is not None and images is self.bound_images:
+            return self.bound_scores.copy()
+        if self.bound_keys is None:
+            bound = self.bound_images if self.bound_images is not None else torch.empty(0, 3, self.size, self.size)
+            self.bound_keys = dict(zip(image_keys(bound), self.bound_scores))
+        keys = image_keys(images)
+        if not all(key in self.bound_keys for key in keys):
+            return self.raw_scores(images)
+        return np.array([self.bound_keys[key] for key in keys], dtype=np.float64)
+
+    def config(self) -> dict[str, Any]:
+        """The ``model`` section of ``detector.json``."""
+        return {**self.common_config(), "scores_csv": self.scores_csv, "scores_sha256": self.scores_sha256}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], *, where: str = "the config", directory: Path | None = None,
+                    device: str | torch.device = "cpu", **options: Any) -> ScoresDetector:
+        """The detector again; its scores are read when a run binds its images."""
+        return cls(config["scores_csv"], int(config["size"]), config.get("calibration"))
+
+
+def assess_scores(detector_dir: Path | str, scores_csv: Path | str | None, real: Path | str | None,
+                  fakes: Sequence[Path | str], n_boot: int = 1000, seed: int = 0, progress: bool = True):
+    """:func:`~.assessment.assess_detector` for a ``scores`` detector: the test corpora's scores read from
+    ``scores_csv`` (default: the CSV given at training), metrics at the saved threshold and the seen/unseen
+    split; no robustness sweep nor format-shortcut check (:data:`NEEDS_MODEL`), and the report notes it."""
+    from synthscope.registry import load_detector
+
+    from .assessment import Assessment, split_by_training
+    from .estimator import DecisionSettings
+    from .training import score_labelled
+
+    detector, config = load_detector(detector_dir)
+    data = load_labelled(real, fakes, size=detector.size, channels=detector.channels, progress=progress)
+    detector.bind(data, scores_csv)
+    threshold = DecisionSettings.from_config(config).threshold
+    report, scores = score_labelled(detector, threshold, data, n_boot=n_boot, seed=seed)
+    by_training, training = split_by_training(report, scores, config, threshold, n_boot=n_boot, seed=seed)
+    report.notes.append(f"scores read from a CSV: {NEEDS_MODEL}, so none was run")
+    return Assessment(report, scores, pd.DataFrame(), pd.DataFrame(), config, by_training, training)
+
+
 # --------------------------------------------------------------------------- estimator
 
 
@@ -358,7 +509,7 @@ def platt(scores: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict[str, fl
 
 class ExternalEstimator(DetectorEstimator):
     """A model trained elsewhere (``source``: a hub id or folder for ``hf``, ``module:function`` for
-    ``python``): it learns nothing, so all the data is held out and its reals fix the threshold; with
+    ``python``, the CSV of its scores for ``scores``): it learns nothing, so all the data is held out and its reals fix the threshold; with
     ``calibrate`` a Platt calibration is fitted on the held-out reals and fakes first (a monotone map, so
     the decisions at the target false-positive rate are the same)."""
 
@@ -369,8 +520,8 @@ class ExternalEstimator(DetectorEstimator):
                  calibrate: bool = False, batch_size: int = defaults.EXTERNAL["batch_size"], seed: int = 0,
                  device: str | torch.device = "auto", cache_dir: Path | str | None = None, cache: bool = True,
                  progress: bool = True):
-        if kind not in ("hf", "python"):
-            raise UserError(f"unknown external detector kind {kind!r}; choose hf or python")
+        if kind not in ("hf", "python", "scores"):
+            raise UserError(f"unknown external detector kind {kind!r}; choose hf, python or scores")
         self.kind, self.source, self.fake_label, self.size, self.calibrate = kind, source, fake_label, size, calibrate
         self.batch_size, self.seed, self.device = batch_size, seed, device
         self.cache_dir, self.cache, self.progress = cache_dir, cache, progress
@@ -380,11 +531,13 @@ class ExternalEstimator(DetectorEstimator):
         if self.kind == "hf":
             self.detector_ = HFDetector(self.source, self.fake_label, self.size, device=resolve_device(self.device),
                                         cache_dir=self.cache_dir, cache=self.cache)
-        else:
-            if self.fake_label is not None:
-                raise UserError("--fake-label is for --kind hf; a --callable returns the fake score itself")
+        elif self.fake_label is not None:
+            raise UserError(f"--fake-label is for --kind hf; --kind {self.kind} gives the fake score itself")
+        elif self.kind == "python":
             self.detector_ = PythonDetector(self.source, self.size or defaults.EXTERNAL["python_size"],
                                             self.cache_dir, self.cache)
+        else:
+            self.detector_ = ScoresDetector(self.source, self.size or defaults.EXTERNAL["scores_size"])
         return self.detector_
 
     def fit(self, train: LabelledImages, held_out: LabelledImages) -> ExternalEstimator:
@@ -434,6 +587,8 @@ def make_external_detector(kind: str, source: str, real: Path | str, out: Path |
     began = time.perf_counter()
     detector = estimator.open()  # before any image is read: a bad model or path fails fast
     data = load_labelled(real, fakes, size=detector.size, channels=detector.channels, progress=progress)
+    if isinstance(detector, ScoresDetector):  # rows for other images (the test ones, say) are simply not used
+        detector.bind(data, warn_extra=False)
     model.fit(data, {"real": str(real), "reported_fakes": [str(f) for f in fakes]}, began=began)
     # what scans compare new images with: the reals that fixed the threshold, not the reported fakes
     reals = data.subset(np.flatnonzero(data.labels == 0))

@@ -39,6 +39,7 @@ KINDS: dict[str, dict[str, str]] = {
         "gan-discriminator": "synthscope.detectors.discriminator:DiscriminatorDetector",
         "hf": "synthscope.detectors.external:HFDetector",
         "python": "synthscope.detectors.external:PythonDetector",
+        "scores": "synthscope.detectors.external:ScoresDetector",
     },
 }
 
