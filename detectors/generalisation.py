@@ -2,7 +2,9 @@
 and leave-one-generator-out, from one real corpus and several synthetic ones.
 
 Every corpus is split once into a training part and a test part (seeded, the same for every
-detector), so no detector is ever tested on an image it, or its threshold, saw.
+detector), so no detector is ever tested on an image it, or its threshold, saw. Saved detectors (a
+team's own model, say) can join as fixed rows: tested on the same test parts, never trained here, at
+the threshold they were saved with.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ class SplitCorpora:
     names: list[str]
     train: dict[str, LabelledImages]
     test: dict[str, LabelledImages]
+    # how it was made (the corpus folders by name, the split), so the same split can be read at another size
+    paths: dict[str, Path] = field(default_factory=dict)
+    test_fraction: float = 0.3
+    seed: int = 0
 
     def training_set(self, fakes: Sequence[str]) -> LabelledImages:
         return concatenate([self.train["real"], *(self.train[name] for name in fakes)])
@@ -47,9 +53,24 @@ class SplitCorpora:
     def test_set(self, fakes: Sequence[str]) -> LabelledImages:
         return concatenate([self.test["real"], *(self.test[name] for name in fakes)])
 
+    def at_size(self, size: int, channels: int = 3, progress: bool = True) -> SplitCorpora:
+        """The same split with the images read at ``size`` px and ``channels`` (for a saved detector with
+        its own input size): the same files in every part, or one error."""
+        images = self.test["real"].images
+        if images.shape[-1] == size and images.shape[1] == channels:
+            return self
+        if not self.paths:
+            raise UserError("this split does not record its corpus folders; make it with split_corpora")
+        again = split_corpora(self.paths["real"], [self.paths[name] for name in self.names], size=size,
+                              test_fraction=self.test_fraction, seed=self.seed, channels=channels, progress=progress)
+        if any(again.test[name].files != self.test[name].files for name in self.test):
+            raise UserError(f"the corpora read differently at {size} px (an image readable at one size only?); "
+                            f"the test parts differ, so a fixed detector cannot be compared with the others")
+        return again
+
 
 def split_corpora(real: Path | str, fakes: Sequence[Path | str], size: int = 32, test_fraction: float = 0.3,
-                  seed: int = 0, progress: bool = True) -> SplitCorpora:
+                  seed: int = 0, progress: bool = True, channels: int = 3) -> SplitCorpora:
     """Load a real corpus and synthetic corpora (named by folder) and split each the same way."""
     if not fakes:
         raise UserError("give at least one synthetic corpus (--fake)")
@@ -63,11 +84,12 @@ def split_corpora(real: Path | str, fakes: Sequence[Path | str], size: int = 32,
         raise UserError(f"test fraction must be between 0 and 1, got {test_fraction}")
     train, test = {}, {}
     for name, path, label in [("real", real, 0), *((n, f, 1) for n, f in zip(names, fakes))]:
-        part = load_corpus(path, label, size=size, progress=progress)
+        part = load_corpus(path, label, size=size, channels=channels, progress=progress)
         # Name each synthetic corpus by its folder, so the matrix reads in the user's own words.
         part.sources = [name] * len(part) if label else part.sources
         train[name], test[name] = stratified_split(part, test_fraction, seed)
-    return SplitCorpora(names, train, test)
+    paths = {"real": Path(real), **{name: Path(fake) for name, fake in zip(names, fakes)}}
+    return SplitCorpora(names, train, test, paths, test_fraction, seed)
 
 
 def _data_sha256(data: LabelledImages) -> str:
@@ -129,12 +151,60 @@ class Generalisation:
         return cls(pd.read_csv(out / MATRIX_FILE), pd.read_csv(out / LEAVE_ONE_OUT_FILE))
 
 
-def cross_generator(split: SplitCorpora, out: Path | str, n_boot: int = 200, seed: int = 0, device: str = "auto",
-                    progress: bool = True, **train_options: Any) -> Generalisation:
-    """Train one detector per synthetic corpus, one on all of them, and (with three or more
-    corpora) one per left-out corpus; test each on every corpus's test part.
+def _test_scores(detector: Detector, split: SplitCorpora) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A detector's scores of the real test part and of every synthetic one (reals are shared by all cells)."""
+    return detector.score(split.test["real"].images), {name: detector.score(split.test[name].images)
+                                                       for name in split.names}
 
-    Each detector's threshold is fixed on its own held-out training reals; the test parts are
+
+def _fixed_rows(split: SplitCorpora, fixed: Sequence[Path | str], n_boot: int, seed: int, device: str,
+                progress: bool) -> tuple[list[dict[str, Any]], dict[str, Path]]:
+    """One matrix row per saved detector and synthetic corpus, the detector tested as it is: never trained
+    here, at its saved threshold, on the test parts read at its own input size. A ``scores`` detector
+    reads the test images' scores from its CSV."""
+    rows, folders = [], {}
+    for directory in map(Path, fixed):
+        name = f"{directory.name} (fixed)"
+        if name in folders:
+            raise UserError(f"--fixed: two detector folders are named {directory.name}; give folders with distinct "
+                            f"names")
+        saved = ThresholdedDetector.load(directory, device)
+        detector, threshold = saved.detector, saved.threshold
+        tests = split.at_size(detector.size, detector.channels, progress)
+        if hasattr(detector, "bind"):  # scores from a CSV: the training parts' rows are simply not used
+            detector.bind(tests.test_set(tests.names), warn_extra=False)
+        real_scores, fake_scores = _test_scores(detector, tests)
+        for test_name in split.names:
+            data = tests.test_set([test_name])
+            scores = np.concatenate([real_scores, fake_scores[test_name]])
+            rows.append({"train": name, "test": test_name, "threshold": threshold, "fixed": True,
+                         **_cell(data, scores, threshold, n_boot, seed)})
+        folders[name] = directory
+    return rows, folders
+
+
+def fixed_summary(result: Generalisation) -> tuple[Generalisation, list[str]]:
+    """The study without its fixed rows (what the seen/unseen sentences are about) and one sentence per
+    fixed detector: its AP over the synthetic corpora, none of which it was trained on here."""
+    matrix = result.matrix
+    fixed = matrix["fixed"].astype(bool) if "fixed" in matrix else pd.Series(False, index=matrix.index)
+    lines = []
+    for name, rows in matrix[fixed].groupby("train", sort=False):
+        rows = rows.dropna(subset=["ap"])
+        if len(rows):
+            worst = rows.loc[rows["ap"].idxmin()]
+            lines.append(f"{name}: a saved detector tested as it is (not trained here; its own threshold): AP "
+                         f"{rows['ap'].mean():.2f} on average, lowest {worst['ap']:.2f} on {worst['test']}.")
+    return Generalisation(matrix[~fixed], result.leave_one_out, result.detectors), lines
+
+
+def cross_generator(split: SplitCorpora, out: Path | str, n_boot: int = 200, seed: int = 0, device: str = "auto",
+                    progress: bool = True, fixed: Sequence[Path | str] = (), **train_options: Any) -> Generalisation:
+    """Train one detector per synthetic corpus, one on all of them, and (with three or more
+    corpora) one per left-out corpus; test each on every corpus's test part; then each ``fixed``
+    saved detector (a team's own model, say) as it is, at its own threshold (rows marked ``fixed``).
+
+    Each trained detector's threshold is fixed on its own held-out training reals; the test parts are
     never seen in training. ``train_options`` go to :func:`fit_detector` (arch, epochs, …)."""
     out, device = check_output_folder(out), resolve_device(device)
     settings = {"seed": seed, "size": split.train["real"].images.shape[-1], **train_options}
@@ -152,8 +222,7 @@ def cross_generator(split: SplitCorpora, out: Path | str, n_boot: int = 200, see
         folder = out / "detectors" / f"{number:02d}-{_slug(train_name)}"
         folders[train_name] = folder
         detector, threshold = _trained(folder, split.training_set(fakes), settings, device, progress)
-        real_scores = detector.score(split.test["real"].images)
-        fake_scores = {name: detector.score(split.test[name].images) for name in names}
+        real_scores, fake_scores = _test_scores(detector, split)
 
         def cell(tested: Sequence[str]) -> dict[str, Any]:
             data = split.test_set(tested)
@@ -167,8 +236,9 @@ def cross_generator(split: SplitCorpora, out: Path | str, n_boot: int = 200, see
         else:
             for test_name in names:
                 matrix_rows.append({"train": train_name, "test": test_name, "threshold": threshold,
-                                    **cell([test_name])})
-    result = Generalisation(pd.DataFrame(matrix_rows), pd.DataFrame(loo_rows), folders)
+                                    "fixed": False, **cell([test_name])})
+    rows, fixed_folders = _fixed_rows(split, fixed, n_boot, seed, device, progress)
+    result = Generalisation(pd.DataFrame(matrix_rows + rows), pd.DataFrame(loo_rows), {**folders, **fixed_folders})
     result.save(out)
     return result
 

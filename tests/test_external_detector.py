@@ -220,3 +220,123 @@ def test_labels_callables_and_models_that_cannot_be_used_are_one_clear_error(cor
         assert message in err and len(err.strip().splitlines()) == 1
     assert main(["detect", "train", "--kind", "python", "--real", str(corpora["real"]), "--out", str(out)]) == 2
     assert "--kind python needs --callable" in capsys.readouterr().err
+
+
+def _corpus_files(folder):
+    """The image files of a corpus, relative to it (as its manifest lists them)."""
+    return pd.read_csv(folder / "manifest.csv", dtype=str)["file"].tolist()
+
+
+def _write_scores(path, rows):
+    pd.DataFrame(rows, columns=["path", "score"]).to_csv(path, index=False)
+    return path
+
+
+def _team_scores(corpora, csv_folder, seed=0):
+    """A team's scores: reals low, fakes high; training reals by their path relative to the CSV's folder,
+    test images by their absolute path."""
+    import os
+
+    rng = np.random.default_rng(seed)
+    rows = [(os.path.relpath(corpora["real"] / f, csv_folder), rng.uniform(0, 0.6))
+            for f in _corpus_files(corpora["real"])]
+    rows += [(str((corpora[name] / f).absolute()), rng.uniform(*span))
+             for name, span in (("test-real", (0, 0.6)), ("test-fake", (0.4, 1)))
+             for f in _corpus_files(corpora[name])]
+    return rows
+
+
+def test_scores_csv_threshold_on_reals_rows_alone_then_eval_without_sweeps(corpora, tmp_path, capsys):
+    rows = _team_scores(corpora, tmp_path)
+    csv = _write_scores(tmp_path / "scores.csv", rows)
+    det = tmp_path / "det"
+    train = ["detect", "train", "--kind", "scores", "--real", str(corpora["real"]), "--target-fpr", "0.05", "--quiet"]
+    assert main([*train, "--scores", str(csv), "--out", str(det)]) == 0
+    saved = json.loads((det / "detector.json").read_text())
+    reals = np.array([score for _, score in rows[:60]])
+    assert saved["threshold"] == threshold_at_fpr(reals, 0.05)
+    assert saved["model"]["kind"] == "scores" and saved["model"]["scores_csv"] == str(csv.absolute())
+    # other test scores (their labels, their values) never move the threshold: only the reals' rows fix it
+    moved = _write_scores(tmp_path / "moved.csv", rows[:60] + [(p, 1 - s) for p, s in rows[60:]])
+    assert main([*train, "--scores", str(moved), "--out", str(tmp_path / "again")]) == 0
+    assert json.loads((tmp_path / "again" / "detector.json").read_text())["threshold"] == saved["threshold"]
+    capsys.readouterr()
+
+    results = tmp_path / "results"
+    assert main(["detect", "eval", str(det), "--real", str(corpora["test-real"]), "--fake", str(corpora["test-fake"]),
+                 "--out", str(results), "--bootstrap", "20", "--robustness", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "need a model synthscope can call" in out and "--robustness sweeps were not run" in out
+    table = pd.read_csv(results / "scores.csv")
+    assert dict(zip(table["file"], table["score"])) == pytest.approx(dict(rows[60:]))
+    assert (table["decision"] == np.where(table["score"] > saved["threshold"], "fake", "real")).all()
+    assert (results / "robustness.csv").read_text().strip() == ""
+    assert "need a model synthscope can call" in (results / "index.html").read_text()
+
+    # another CSV for the test images (--scores at eval) with the moved scores
+    assert main(["detect", "eval", str(det), "--fake", str(corpora["test-fake"]), "--scores", str(moved),
+                 "--out", str(tmp_path / "moved-results"), "--bootstrap", "20", "--quiet"]) == 0
+    table = pd.read_csv(tmp_path / "moved-results" / "scores.csv")
+    assert table["score"].tolist() == pytest.approx([1 - s for _, s in rows[100:]])
+
+
+def test_scores_csv_missing_extra_and_repeated_paths_are_clear_messages(corpora, tmp_path, capsys):
+    rows = _team_scores(corpora, tmp_path)
+    csv = _write_scores(tmp_path / "scores.csv", rows)
+    det = tmp_path / "det"
+    assert main(["detect", "train", "--kind", "scores", "--scores", str(csv), "--real", str(corpora["real"]),
+                 "--out", str(det), "--quiet"]) == 0
+    evaluate = ["detect", "eval", str(det), "--real", str(corpora["test-real"]), "--fake", str(corpora["test-fake"]),
+                "--bootstrap", "20", "--quiet"]
+    # missing: a test image without a score is one error with the count and the first few
+    short = _write_scores(tmp_path / "short.csv", rows[:-5])
+    capsys.readouterr()
+    assert main([*evaluate, "--scores", str(short), "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "5 of the 70 images have no score" in err and "relative to the folder the CSV lies in" in err
+    assert len(err.strip().splitlines()) == 1, err
+    # extra: a score for no test image is a warning with the count
+    extra = _write_scores(tmp_path / "extra.csv", rows + [("/nowhere/x.png", 0.5), ("elsewhere/y.png", 0.1)])
+    with pytest.warns(UserWarning, match="62 of its 132 rows match no image"):  # the 60 training reals and 2
+        assert main([*evaluate, "--scores", str(extra), "--out", str(tmp_path / "b")]) == 0
+    # a path given twice (once relative to the CSV's folder, once absolute) with two scores
+    twice = _write_scores(tmp_path / "twice.csv", rows + [(str((tmp_path / rows[0][0]).resolve()), 0.99)])
+    assert main([*evaluate, "--scores", str(twice), "--out", str(tmp_path / "c")]) == 2
+    assert "name the same image with different scores" in capsys.readouterr().err
+    # bad CSVs, a flag for another kind, and what only a callable model can do
+    _write_scores(tmp_path / "nan.csv", [("a.png", "high")])
+    (tmp_path / "cols.csv").write_text("file,p\na.png,0.5\n")
+    for name, message in (("nan.csv", "line 2 (path 'a.png', score 'high') needs a path and a finite number"),
+                          ("cols.csv", "no column path, score (found: file, p)"), ("none.csv", "no such file")):
+        assert main([*evaluate, "--scores", str(tmp_path / name), "--out", str(tmp_path / "d")]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["detect", "scan", str(det), str(_inbox(tmp_path / "inbox")), "--out", str(tmp_path / "s.csv"),
+                 "--quiet"]) == 2
+    assert "scans need a model synthscope can call" in capsys.readouterr().err
+    assert main(["detect", "train", "--kind", "scores", "--model", "x", "--scores", str(csv), "--real",
+                 str(corpora["real"]), "--out", str(tmp_path / "e")]) == 2
+    assert "--kind scores takes --scores, not --model" in capsys.readouterr().err
+
+
+def test_matrix_adds_a_saved_detector_as_a_fixed_row(corpora, team_module, tmp_path, capsys):
+    det = tmp_path / "team"
+    assert _train("python", "team_detector:brightness", corpora["real"], det, "--input-size", 16) == 0
+    threshold = json.loads((det / "detector.json").read_text())["threshold"]
+    out = tmp_path / "matrix"
+    calls = len(team_module.CALLS)
+    assert main(["detect", "matrix", "--real", str(corpora["test-real"]), "--fake", str(corpora["fake"]),
+                 str(corpora["other-fake"]), "--fixed", str(det), "--out", str(out), "--size", "8", "--epochs", "1",
+                 "--bootstrap", "10", "--quiet"]) == 0
+    assert "team (fixed): a saved detector tested as it is" in capsys.readouterr().out
+    assert len(team_module.CALLS) > calls  # read at its own 16 px, scored by the team's function
+    matrix = pd.read_csv(out / "matrix.csv")
+    fixed = matrix[matrix["fixed"]]
+    assert fixed["train"].tolist() == ["team (fixed)"] * 2 and fixed["test"].tolist() == ["fake", "other-fake"]
+    assert (fixed["threshold"] == threshold).all()
+    assert (fixed[["n_real", "n_fake"]].to_numpy() == matrix.loc[matrix["train"] == "fake", ["n_real", "n_fake"]]
+            .to_numpy()).all()  # the same test parts as the trained rows
+    assert not matrix.loc[~matrix["fixed"], "train"].str.contains("fixed").any()
+    assert main(["detect", "matrix", "--real", str(corpora["test-real"]), "--fake", str(corpora["fake"]),
+                 "--fixed", str(det), str(tmp_path / "other" / "team"), "--out", str(tmp_path / "m2"),
+                 "--size", "8", "--epochs", "1", "--quiet"]) == 2
+    assert "two detector folders are named team" in capsys.readouterr().err

@@ -56,7 +56,7 @@ def register(commands: Subcommands) -> None:
     clip.add_argument("--no-cache", action="store_true",
                       help="do not read or write the feature or score cache (now, nor when evaluating or scanning)")
     external = train.add_argument_group(
-        "a model trained elsewhere (--kind hf, --kind python): nothing is trained, the threshold is fixed on "
+        "a model trained elsewhere (--kind hf, python, scores): nothing is trained, the threshold is fixed on "
         "--real alone")
     external.add_argument("--model", metavar="ID_OR_FOLDER",
                           help="--kind hf: a transformers image classifier, a hub id or a folder written by "
@@ -67,6 +67,10 @@ def register(commands: Subcommands) -> None:
     external.add_argument("--callable", metavar="MODULE:FUNCTION",
                           help="--kind python: a function taking a list of PIL images and returning one score per "
                                "image, higher meaning more likely fake (P(fake) unless --calibrate)")
+    external.add_argument("--scores", type=Path, metavar="SCORES.csv",
+                          help="--kind scores: a CSV (columns path, score) of a model synthscope cannot call; the "
+                               "rows of --real's images fix the threshold. A row matches an image by its absolute "
+                               "path, or its path relative to the CSV's folder")
     external.add_argument("--input-size", type=positive_int, metavar="PX",
                           help=f"the size images are read at (default: the hf model's own; "
                                f"{EXTERNAL['python_size']} for python)")
@@ -84,6 +88,9 @@ def register(commands: Subcommands) -> None:
     evaluate.add_argument("--fake", type=Path, nargs="*", default=[], help="synthetic test corpora")
     evaluate.add_argument("--out", required=True, type=Path, help="results folder")
     evaluate.add_argument("--bootstrap", type=positive_int, default=1000, help="bootstrap resamples (default: 1000)")
+    evaluate.add_argument("--scores", type=Path, metavar="SCORES.csv",
+                          help="a detector made with --kind scores: the CSV holding the test images' scores "
+                               "(default: the one given at train)")
     evaluate.add_argument("--robustness", nargs="*", metavar="SWEEP", choices=list(SWEEP_NAMES),
                           help=f"perturbation sweeps to run, applied alike to reals and fakes "
                                f"({', '.join(SWEEP_NAMES)}; no names: all of them)")
@@ -100,6 +107,9 @@ def register(commands: Subcommands) -> None:
                         help="share of every corpus kept for testing (default: 0.3)")
     matrix.add_argument("--bootstrap", type=positive_int, default=200,
                         help="bootstrap resamples per cell (default: 200)")
+    matrix.add_argument("--fixed", type=Path, nargs="+", default=[], metavar="DET_DIR",
+                        help="saved detectors (e.g. --kind hf, python or scores) added as rows tested on every "
+                             "corpus as they are: never trained here, at their own saved threshold")
     add_training_options(matrix)
     add_common(matrix)
 
@@ -165,14 +175,20 @@ def workload(args: argparse.Namespace) -> str:
         return LARGE
     detector_dir = getattr(args, "detector_dir", None)
     if detector_dir is not None:  # eval and scan: the saved detector's kind
-        try:
-            model = json.loads((Path(detector_dir) / "detector.json").read_text()).get("model", {})
-        except (OSError, ValueError, AttributeError):
-            return TINY  # the command itself reports a missing or broken detector
-        if isinstance(model, dict) and (model.get("kind") in ("clip", "hf")
-                                        or str(model.get("arch", "")).startswith("resnet")):
+        model = _saved_model(detector_dir)
+        if model.get("kind") in ("clip", "hf") or str(model.get("arch", "")).startswith("resnet"):
             return LARGE
     return TINY
+
+
+def _saved_model(detector_dir: Path) -> dict:
+    """The ``model`` section of a saved detector.json, read without torch; empty when it cannot be read (the
+    command itself then reports the missing or broken detector)."""
+    try:
+        model = json.loads((Path(detector_dir) / "detector.json").read_text()).get("model", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return model if isinstance(model, dict) else {}
 
 
 def _check_output_folder(args: argparse.Namespace) -> None:
@@ -226,17 +242,23 @@ def _train_discriminator(args: argparse.Namespace, progress: bool):
                                        seed=args.seed, device=args.device, progress=progress)
 
 
+# Where each external kind's model comes from: its option, the attribute argparse gives it, what it names.
+EXTERNAL_SOURCES = {"hf": ("--model", "model", "ID_OR_FOLDER"), "python": ("--callable", "callable", "MODULE:FUNCTION"),
+                    "scores": ("--scores", "scores", "SCORES.csv")}
+
+
 def _train_external(args: argparse.Namespace, progress: bool):
-    flag, source = ("--model", args.model) if args.kind == "hf" else ("--callable", args.callable)
-    other = "--callable" if args.kind == "hf" else "--model"
+    flag, attribute, metavar = EXTERNAL_SOURCES[args.kind]
+    source = getattr(args, attribute)
     if not source:
-        raise UsageError(f"--kind {args.kind} needs {flag} {'ID_OR_FOLDER' if args.kind == 'hf' else 'MODULE:FUNCTION'}")
-    if (args.callable if args.kind == "hf" else args.model):
-        raise UsageError(f"--kind {args.kind} takes {flag}, not {other}")
+        raise UsageError(f"--kind {args.kind} needs {flag} {metavar}")
+    others = [other for kind, (other, name, _) in EXTERNAL_SOURCES.items() if kind != args.kind and getattr(args, name)]
+    if others:
+        raise UsageError(f"--kind {args.kind} takes {flag}, not {', '.join(others)}")
     from synthscope.detectors.external import make_external_detector
 
     run, report = make_external_detector(
-        args.kind, source, args.real, args.out, args.fake, fake_label=args.fake_label, size=args.input_size,
+        args.kind, str(source), args.real, args.out, args.fake, fake_label=args.fake_label, size=args.input_size,
         calibrate=args.calibrate, target_fpr=args.target_fpr, seed=args.seed, batch_size=args.batch_size,
         device=args.device, cache_dir=args.cache_dir, cache=not args.no_cache, progress=progress)
     if report is not None:
@@ -249,13 +271,14 @@ def _train_external(args: argparse.Namespace, progress: bool):
 # How 'detect train' trains each detector kind; it returns the training run, or None on the other
 # processes of a multi-process run.
 TRAINERS = {"cnn": _train_cnn, "clip": _train_clip, "gan-discriminator": _train_discriminator,
-            "hf": _train_external, "python": _train_external}
+            "hf": _train_external, "python": _train_external, "scores": _train_external}
 
 
 def train_handler(args: argparse.Namespace, progress: bool) -> None:
     """Train a detector: a CNN (balanced batches, blur+JPEG augmentation), a probe on frozen CLIP features
-    (UnivFD), or a trained GAN's own discriminator as a baseline. The decision threshold is fixed on
-    held-out real images for --target-fpr, never on test labels."""
+    (UnivFD), or a trained GAN's own discriminator as a baseline; or bring a model trained elsewhere (a
+    transformers classifier, a Python function, or a CSV of its scores), of which only the threshold is
+    fixed. The decision threshold is fixed on held-out real images for --target-fpr, never on test labels."""
     _check_output_folder(args)
     run = TRAINERS[args.kind](args, progress)
     if run is None:  # another process of a multi-process run: the main one reports
@@ -269,22 +292,38 @@ def eval_handler(args: argparse.Namespace, progress: bool) -> None:
     a 95 % interval, a per-generator breakdown (each generator marked as seen or unseen in the detector's
     training, the two measured apart) and a format-shortcut check; with --robustness, perturbation sweeps
     too. Writes metrics.json, metrics.csv, per_source.csv, seen_unseen.csv, scores.csv, robustness.csv,
-    format_shortcut.csv and an HTML report (index.html) into --out."""
+    format_shortcut.csv and an HTML report (index.html) into --out. A detector made with --kind scores reads
+    the test images' scores from --scores (default: its own CSV); it runs no sweep (no model to call)."""
     _check_output_folder(args)
     if args.real is None and not args.fake:
         raise UsageError("give --real, --fake or both")
     from synthscope.detectors.assessment import assess_detector
     from synthscope.detectors.report_section import assessment_summary, detector_section
 
-    sweeps = [] if args.robustness is None else (args.robustness or list(SWEEP_NAMES))
-    assessment = assess_detector(args.detector_dir, real=args.real, fakes=args.fake, sweeps=sweeps,
-                                 n_boot=args.bootstrap, seed=args.seed, device=args.device, progress=progress)
+    from_csv = _saved_model(args.detector_dir).get("kind") == "scores"
+    if args.scores is not None and not from_csv:
+        raise UsageError(f"--scores: {args.detector_dir} is not a detector made with 'synthscope detect train --kind "
+                         f"scores'; make one from the CSV with it, or leave --scores out")
+    notes = []
+    if from_csv:
+        from synthscope.detectors.external import NEEDS_MODEL, assess_scores
+
+        if not is_main_process():  # the main process joins the scores and assesses
+            return
+        assessment = assess_scores(args.detector_dir, args.scores, args.real, args.fake, n_boot=args.bootstrap,
+                                   seed=args.seed, progress=progress)
+        notes.append(f"Scores read from a CSV: {NEEDS_MODEL}; "
+                     + ("the --robustness sweeps were not run." if args.robustness is not None else "none was run."))
+    else:
+        sweeps = [] if args.robustness is None else (args.robustness or list(SWEEP_NAMES))
+        assessment = assess_detector(args.detector_dir, real=args.real, fakes=args.fake, sweeps=sweeps,
+                                     n_boot=args.bootstrap, seed=args.seed, device=args.device, progress=progress)
     if assessment is None:  # another process of a multi-process run: the main one assesses
         return
     assessment.save(args.out)
     print(assessment.report.table()[["metric", "value", "ci_low", "ci_high"]].to_string(index=False))
     # the summary heads the report, so the section need not repeat it
-    _write_report(args, detector_section(assessment, summary=False), assessment_summary(assessment),
+    _write_report(args, detector_section(assessment, summary=False), assessment_summary(assessment) + notes,
                   f"detect eval {args.detector_dir}")
 
 
@@ -292,17 +331,20 @@ def matrix_handler(args: argparse.Namespace, progress: bool) -> None:
     """Split every corpus once into training and test parts; train one detector per synthetic corpus, one
     on all of them and one per left-out corpus; test each on every corpus. Writes matrix.csv,
     leave_one_out.csv, the detectors and an HTML report into --out. Detectors trained before on the same
-    images and settings are reused."""
+    images and settings are reused. --fixed adds saved detectors (a team's own model, say) as rows tested
+    on the same test parts as they are, at their own threshold."""
     _check_output_folder(args)
-    from synthscope.detectors.generalisation import cross_generator, split_corpora
+    from synthscope.detectors.generalisation import cross_generator, fixed_summary, split_corpora
     from synthscope.detectors.report_section import detector_section, generalisation_summary
 
     split = split_corpora(args.real, args.fake, size=args.size, test_fraction=args.test_fraction,
                           seed=args.seed, progress=progress)
     result = cross_generator(split, args.out, n_boot=args.bootstrap, seed=args.seed, device=args.device,
-                             progress=progress, size=args.size, **training_options(args))
+                             progress=progress, fixed=args.fixed, size=args.size, **training_options(args))
     print(result.pivot("ap").round(3).to_string())
-    _write_report(args, detector_section(generalisation=result), generalisation_summary(result), "detect matrix")
+    trained, lines = fixed_summary(result)  # the summary's seen/unseen sentences are about trained rows only
+    _write_report(args, detector_section(generalisation=result), generalisation_summary(trained) + lines,
+                  "detect matrix")
 
 
 def scan_handler(args: argparse.Namespace, progress: bool) -> None:
