@@ -431,11 +431,16 @@ class ScoresDetector(ExternalDetector):
         self.bound_images: torch.Tensor | None = None
         self.bound_scores = np.empty(0)
         self.bound_keys: dict[bytes, float] | None = None
+        self.saved_sha256: str | None = None  # the CSV's hash when the threshold was fixed (a loaded detector)
 
     def bind(self, data: LabelledImages, scores_csv: Path | str | None = None, warn_extra: bool = True) -> int:
         """Read the scores of ``data``'s images from ``scores_csv`` (default: the CSV given at training);
         returns how many rows matched no image (with ``warn_extra``, a warning says so too)."""
         where = Path(scores_csv) if scores_csv is not None else Path(self.scores_csv)
+        if scores_csv is None and self.saved_sha256 and self.saved_sha256 != self.scores_sha256:
+            warnings.warn(f"{where}: changed since its real images' rows fixed the threshold (SHA-256 "
+                          f"{self.saved_sha256[:12]}… then, {str(self.scores_sha256)[:12]}… now); the threshold "
+                          f"is the one fixed then", stacklevel=2)
         table = read_scores_csv(where)
         scores, extra = join_scores(table, data.files, where)
         if extra and warn_extra:
@@ -467,7 +472,9 @@ class ScoresDetector(ExternalDetector):
     def from_config(cls, config: dict[str, Any], *, where: str = "the config", directory: Path | None = None,
                     device: str | torch.device = "cpu", **options: Any) -> ScoresDetector:
         """The detector again; its scores are read when a run binds its images."""
-        return cls(config["scores_csv"], int(config["size"]), config.get("calibration"))
+        detector = cls(config["scores_csv"], int(config["size"]), config.get("calibration"))
+        detector.saved_sha256 = config.get("scores_sha256")
+        return detector
 
 
 def assess_scores(detector_dir: Path | str, scores_csv: Path | str | None, real: Path | str | None,

@@ -279,6 +279,12 @@ def test_scores_csv_threshold_on_reals_rows_alone_then_eval_without_sweeps(corpo
     table = pd.read_csv(tmp_path / "moved-results" / "scores.csv")
     assert table["score"].tolist() == pytest.approx([1 - s for _, s in rows[100:]])
 
+    # the training CSV changed since the threshold was fixed: said, and the saved threshold is kept
+    _write_scores(csv, rows[:60] + [(p, min(1.0, s + 0.01)) for p, s in rows[60:]])
+    with pytest.warns(UserWarning, match="changed since its real images' rows fixed the threshold"):
+        assert main(["detect", "eval", str(det), "--fake", str(corpora["test-fake"]),
+                     "--out", str(tmp_path / "changed"), "--bootstrap", "20", "--quiet"]) == 0
+
 
 def test_scores_csv_missing_extra_and_repeated_paths_are_clear_messages(corpora, tmp_path, capsys):
     rows = _team_scores(corpora, tmp_path)
