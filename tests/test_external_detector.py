@@ -129,9 +129,12 @@ def test_hf_model_threshold_on_reals_alone_then_eval_and_scan(corpora, tiny_vit,
 
     results = tmp_path / "results"
     assert main(["detect", "eval", str(det), "--real", str(corpora["test-real"]), "--fake", str(corpora["test-fake"]),
-                 "--out", str(results), "--bootstrap", "20", "--quiet", "--device", "cpu"]) == 0
+                 "--out", str(results), "--bootstrap", "20", "--quiet", "--device", "cpu",
+                 "--robustness", "jpeg", "blur"]) == 0
     scores = pd.read_csv(results / "scores.csv")
     assert len(scores) == 70 and scores["score"].between(0, 1).all()
+    sweeps = pd.read_csv(results / "robustness.csv")
+    assert set(sweeps["sweep"]) == {"jpeg", "blur"} and sweeps["ap"].between(0, 1).all()
     seen = pd.read_csv(results / "scores.csv")["seen_in_training"]
     assert seen.isna().all()  # what the team's model was trained on is not known: nothing marked seen
 
