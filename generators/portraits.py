@@ -479,15 +479,9 @@ def _rescale_dark(probs: Sequence[float], dark: float) -> list[float]:
 # Drawing
 # --------------------------------------------------------------------------------------------
 
-# A 6-step light-to-dark skin palette (Fitzpatrick-like), sRGB.
-SKIN_PALETTE: dict[str, tuple[int, int, int]] = {
-    "1": (247, 221, 198),
-    "2": (234, 190, 155),
-    "3": (209, 156, 112),
-    "4": (178, 129, 84),
-    "5": (126, 82, 52),
-    "6": (74, 47, 31),
-}
+# A 6-step light-to-dark skin palette (Fitzpatrick-like), sRGB, one colour per tone of the schema.
+SKIN_PALETTE: dict[str, tuple[int, int, int]] = dict(zip(SKIN_TONES, (
+    (247, 221, 198), (234, 190, 155), (209, 156, 112), (178, 129, 84), (126, 82, 52), (74, 47, 31))))
 # Natural hair colours for young people (black, dark brown, brown, light brown, auburn, blonde),
 # with weights by skin tone so that darker tones mostly get darker hair, as in life.
 _HAIR_COLOURS = np.array([(26, 22, 20), (58, 38, 26), (100, 66, 40), (150, 108, 66),
