@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from synthscope.errors import UserError
-from synthscope.images import to_pil_list
+from synthscope.images import to_pil_list, to_uint8
 from synthscope.runtime import resolve_device, sha256_file
 
 from . import defaults
@@ -245,7 +245,9 @@ class HFDetector(ExternalDetector):
         self.setup(size or processor_size(self.processor), cache_dir, cache, calibration)
 
     def raw_scores(self, images: torch.Tensor) -> np.ndarray:
-        inputs = self.processor(images=to_pil_list(images.expand(-1, 3, -1, -1)), return_tensors="pt")
+        # 8-bit tensors go to the processor as they are: it rescales and normalises them exactly as the
+        # Pillow images a pipeline gives it, without a Pillow round trip per image.
+        inputs = self.processor(images=to_uint8(images.expand(-1, 3, -1, -1)).cpu(), return_tensors="pt")
         with torch.inference_mode():
             logits = self.network(pixel_values=inputs["pixel_values"].to(self.device)).logits
         return logits.float().softmax(dim=-1)[:, self.label_index].double().cpu().numpy()
