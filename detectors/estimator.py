@@ -245,8 +245,8 @@ class ThresholdedDetector:
         self.fit_threshold(scores[held_out.labels == 0])
         learns = _learns(estimator)
         # what scans compare new images with: the training images, or for a kind that learnt nothing
-        # here the reals that fixed its threshold
-        domain = data if learns else held_out
+        # here the reals that fixed its threshold (not fakes that were only reported)
+        domain = data if learns else held_out.subset(np.flatnonzero(held_out.labels == 0))
         self.training_domain_ = training_profile(domain.images, domain.files, seed=self.seed)
         self.seconds_ = time.perf_counter() - began
         split_record = {"seed": self.seed, "n_train": len(train), "n_val": len(held_out),

@@ -39,7 +39,6 @@ from . import defaults
 from .base import NUMBER, OBJECT, TEXT, Field, SavedDetector, check_output_folder
 from .clip import FeatureCache, default_cache_dir, image_keys
 from .data import LabelledImages, check_distinct_corpora, load_labelled
-from .domain import training_profile
 from .estimator import DetectorEstimator, ThresholdedDetector
 from .metrics import DetectionReport, evaluate_scores
 from .training import DetectorRun
@@ -112,7 +111,11 @@ class ExternalDetector(SavedDetector):
 
     def score(self, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
         """The score per image (higher: more likely fake), calibrated to P(fake) when calibrated."""
-        scores = self.uncalibrated(images, batch_size)
+        return self.calibrated(self.uncalibrated(images, batch_size))
+
+    def calibrated(self, scores: np.ndarray) -> np.ndarray:
+        """The model's own ``scores`` as this detector reports them: mapped to P(fake) by its Platt
+        calibration, or checked to read as P(fake) already."""
         if self.calibration is None:
             if len(scores) and (scores.min() < 0 or scores.max() > 1):
                 # the metrics read scores as P(fake) (calibration error, Brier): any other scale needs a map
@@ -556,7 +559,7 @@ class ExternalEstimator(DetectorEstimator):
         raw = detector.uncalibrated(held_out.images, self.batch_size)
         if self.calibrate:
             detector.calibration = platt(raw, held_out.labels, self.seed)
-        self.held_out_scores_ = detector.score(held_out.images, self.batch_size)
+        self.held_out_scores_ = detector.calibrated(raw)  # the model is not called again
         return self
 
     def held_out_scores(self, held_out: LabelledImages) -> np.ndarray:
@@ -599,9 +602,6 @@ def make_external_detector(kind: str, source: str, real: Path | str, out: Path |
     if isinstance(detector, ScoresDetector):  # rows for other images (the test ones, say) are simply not used
         detector.bind(data, warn_extra=False)
     model.fit(data, {"real": str(real), "reported_fakes": [str(f) for f in fakes]}, began=began)
-    # what scans compare new images with: the reals that fixed the threshold, not the reported fakes
-    reals = data.subset(np.flatnonzero(data.labels == 0))
-    model.training_domain_ = training_profile(reals.images, reals.files, seed=seed)
     report = None
     if fakes:
         scores = estimator.held_out_scores_
