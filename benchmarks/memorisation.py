@@ -54,7 +54,7 @@ def main() -> int:
         for name, n in (("overfit", args.n_train), ("normal", None)):
             run = work / name
             train(run, args.steps, n)
-            check = check_run(run, work / f"{name}-check", n=200, seed=1, device="cpu", progress=False)
+            check = check_run(run, work / f"{name}-check", n=200, seed=1, device="cpu")
             print(f"   {name} ({check.n_train} training images, {args.steps} steps):")
             for line in summary_lines(check):
                 print(f"     {line}")

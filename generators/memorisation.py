@@ -47,8 +47,7 @@ def nearest_training(samples: torch.Tensor | np.ndarray, train: torch.Tensor | n
                      k: int) -> tuple[np.ndarray, np.ndarray]:
     """Distances (N, k), nearest first, and indices (N, k) of each sample's ``k`` nearest training
     rows (Euclidean; samples and training rows flattened to vectors of the same length)."""
-    samples = torch.as_tensor(np.asarray(samples) if isinstance(samples, np.ndarray) else samples).float()
-    train = torch.as_tensor(np.asarray(train) if isinstance(train, np.ndarray) else train).float()
+    samples, train = torch.as_tensor(samples).float(), torch.as_tensor(train).float()
     samples, train = samples.reshape(len(samples), -1), train.reshape(len(train), -1)
     if samples.shape[1] != train.shape[1]:
         raise UserError(f"generated images have {samples.shape[1]} values each and training images "
@@ -167,7 +166,7 @@ TABLE_FILE = "memorisation.csv"
 
 def training_images_of_run(run_dir: Path | str):
     """The training images of a run folder, as its training split drew them (same data, size, count
-    and seed as recorded in its ``config.json``)."""
+    and seed as recorded in its ``config.json``), and that seed."""
     from synthscope.runtime import read_json
 
     from .data import load_data
@@ -177,27 +176,36 @@ def training_images_of_run(run_dir: Path | str):
     data = config.get("data") if isinstance(config, dict) else None
     if not isinstance(data, dict) or not isinstance(data.get("spec"), str):
         raise UserError(f"{path}: no 'data' record of what the run was trained on; give --train")
-    images = load_data(data["spec"], size=data.get("size"), n=data.get("n"), seed=int(config.get("seed", 0)))
-    train, _ = images.split(0.2, seed=int(config.get("seed", 0)))
-    return train
+    seed = int(config.get("seed", 0))
+    train, _ = load_data(data["spec"], size=data.get("size"), n=data.get("n"), seed=seed).split(0.2, seed=seed)
+    return train, seed
 
 
-def check_run(run_dir: Path | str, out: Path | str, n: int = 500, seed: int = 0, k: int = DEFAULT_K,
-              threshold: float = DEFAULT_THRESHOLD, device: str = "cpu", progress: bool = True) -> MemorisationCheck:
-    """Sample ``n`` images from a trained run and check them against its own training images; the
-    judge of the run's data is read from (or trained into) the run folder."""
-    from synthscope.registry import load_generator
-
+def check_run_samples(run_dir: Path | str, samples: torch.Tensor | None, out: Path | str,
+                      judge_dir: Path | str | None = None, k: int = DEFAULT_K, threshold: float = DEFAULT_THRESHOLD,
+                      source: str | None = None) -> tuple[MemorisationCheck, dict[str, Path]]:
+    """A run's ``samples`` checked against its own training images, in pixels and in the features of
+    the judge its evaluation used (trained with the run's seed: found in ``judge_dir``, by default the
+    run's own ``judge/``, and reused there); written into ``out``. Returns the check and its figures."""
     from .evaluation import JUDGE_DIR, judge_for
 
     run_dir = Path(run_dir)
-    model = load_generator(run_dir, device=device)
-    train = training_images_of_run(run_dir)
-    samples = model.sample(n, seed=seed)
-    judge = judge_for(run_dir / JUDGE_DIR, train, seed) if train.vocabulary is not None else None
+    train, seed = training_images_of_run(run_dir)
+    judge = None
+    if train.vocabulary is not None:  # a judge learns the data's labels: none for unlabelled folders
+        judge = judge_for(Path(judge_dir) if judge_dir is not None else run_dir / JUDGE_DIR, train, seed)
     check = check_memorisation(samples, train.images, k=k, threshold=threshold, judge=judge)
-    write_check(check, samples, train.images, out, source=str(run_dir))
-    return check
+    figures = write_check(check, samples, train.images, out, source=source or str(run_dir))
+    return check, figures
+
+
+def check_run(run_dir: Path | str, out: Path | str, n: int = 500, seed: int = 0, k: int = DEFAULT_K,
+              threshold: float = DEFAULT_THRESHOLD, device: str = "cpu") -> MemorisationCheck:
+    """Sample ``n`` images from a trained run (``seed``) and check them (:func:`check_run_samples`)."""
+    from synthscope.registry import load_generator
+
+    samples = load_generator(run_dir, device=device).sample(n, seed=seed)
+    return check_run_samples(run_dir, samples, out, k=k, threshold=threshold)[0]
 
 
 def check_corpus(corpus: Path | str, train_spec: str, out: Path | str, k: int = DEFAULT_K,
@@ -219,9 +227,10 @@ def check_corpus(corpus: Path | str, train_spec: str, out: Path | str, k: int = 
 
 
 def write_check(check: MemorisationCheck, samples: torch.Tensor, train: torch.Tensor, out: Path | str,
-                source: str) -> None:
+                source: str) -> dict[str, Path]:
     """``memorisation.csv`` (one row per image and space), ``memorisation.json`` (settings and shares)
-    and a figure of the closest pairs per space, written atomically into ``out``."""
+    and a figure of the closest pairs per space, written atomically into ``out``; returns the
+    figures' paths by space."""
     from synthscope.runtime import atomic_write_bytes, atomic_write_json
     from synthscope.tables import spreadsheet_safe
 
@@ -230,10 +239,11 @@ def write_check(check: MemorisationCheck, samples: torch.Tensor, train: torch.Te
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / TABLE_FILE, spreadsheet_safe(check.per_image).to_csv(index=False).encode())
-    for space in check.per_image["space"].unique():
-        figure = closest_pairs_figure(check, samples, train, space=space)
-        save_figure(figure, out / f"closest-pairs-{space.replace(' ', '-')}.png")
+    figures = {space: save_figure(closest_pairs_figure(check, samples, train, space=space),
+                                  out / f"closest-pairs-{space.replace(' ', '-')}.png")
+               for space in check.per_image["space"].unique()}
     atomic_write_json(out / RESULT_FILE, {**check.describe(), "source": source})  # last: marks it done
+    return figures
 
 
 def summary_lines(check: MemorisationCheck) -> list[str]:

@@ -135,11 +135,11 @@ def gallery_from_images(title: str, images, labels: Sequence[str] | None = None,
     return Gallery(title, tiles, caption=caption)
 
 
-def memorisation_section(checks: dict[str, tuple[str, "MemorisationCheck", object]]) -> Section:
+def memorisation_section(checks: dict[str, tuple[str, "MemorisationCheck", Path]]) -> Section:
     """New, or copied? One row per generator: the share of its samples flagged as likely copies of a
     training image, in pixels and in the judge's features, with Wilson intervals; and each one's
-    closest pairs. ``checks`` maps a generator's name to (its title, its check, a closest-pairs
-    matplotlib figure)."""
+    closest pairs. ``checks`` maps a generator's name to (its title, its check, its closest-pairs PNG
+    in pixels, as written by ``memorisation.write_check``)."""
     from .memorisation import FEATURES, PIXELS
 
     rows = []
@@ -164,9 +164,9 @@ def memorisation_section(checks: dict[str, tuple[str, "MemorisationCheck", objec
               formats={**share_format, "median ratio (pixels)": ".2f"}, name="memorisation"),
     ]
     for name, (title, check, figure) in checks.items():
-        blocks.append(Figure.from_matplotlib(figure, f"{title}: its samples closest to a training image",
-                                             name=f"memorisation-{name}",
-                                             caption="Top: generated; below: the nearest training image."))
+        blocks.append(Figure(f"{title}: its samples closest to a training image", figure,
+                             name=f"memorisation-{name}",
+                             caption="Top: generated; below: the nearest training image."))
     return Section(id="memorisation", title="New, or copied? Memorisation check",
                    intro="Did the generators make new digits, or hand back their training images?",
                    blocks=blocks)

@@ -261,9 +261,7 @@ def _memorisation_part(run: LabRun) -> None:
     """Each sampled corpus checked against its generator's training images (in pixels and in the
     judge's features); results in the run folder's memorisation/ and a section of the report."""
     from synthscope.generators.corpus import read_corpus
-    from synthscope.generators.evaluation import judge_for
-    from synthscope.generators.memorisation import (PIXELS, check_memorisation, closest_pairs_figure,
-                                                    training_images_of_run, write_check)
+    from synthscope.generators.memorisation import PIXELS, check_run_samples
     from synthscope.generators.report_section import memorisation_section
 
     stages = {stage.name: stage for stage in lab_stages()}
@@ -273,13 +271,11 @@ def _memorisation_part(run: LabRun) -> None:
         if stage is None or evaluation.name not in run.corpora:
             continue
         run_dir = run.out / RUNS_DIR / stage.name
-        train = training_images_of_run(run_dir)
-        samples = read_corpus(run.corpora[stage.name]).load_images(size=train.size, channels=train.channels,
-                                                                   progress=False)
-        judge = judge_for(run.out / JUDGES_DIR / stage.data, train, run.seed) if stage.score else None
-        check = check_memorisation(samples, train.images, judge=judge)
-        write_check(check, samples, train.images, run_dir / "memorisation", source=str(run.corpora[stage.name]))
-        checks[stage.name] = (stage.title, check, closest_pairs_figure(check, samples, train.images, PIXELS))
+        samples = read_corpus(run.corpora[stage.name]).load_images(progress=False)  # as sampled: the run's size
+        check, figures = check_run_samples(run_dir, samples, run_dir / "memorisation",
+                                           judge_dir=run.out / JUDGES_DIR / stage.data,
+                                           source=str(run.corpora[stage.name]))
+        checks[stage.name] = (stage.title, check, figures[PIXELS])
     if checks:
         run.extras.append(memorisation_section(checks))
 

@@ -92,6 +92,12 @@ def test_the_command_flags_a_corpus_of_training_images_and_not_a_run_s_samples(t
     assert result["n_samples"] == 20 and result["k"] == 47 and result["n_train"] == 48
     assert set(result["flagged"]) == {PIXELS, FEATURES}
     assert (tmp_path / "check" / "closest-pairs-pixels.png").is_file()
+    # other samples (--seed 3) are judged by the same judge: the one trained with the run's own seed
+    judge = tmp_path / "run" / "judge" / "model.safetensors"
+    trained = judge.stat().st_mtime_ns
+    assert main(["generate", "memorisation", str(tmp_path / "run"), "--n", "20", "--seed", "3",
+                 "--out", str(tmp_path / "check3"), "--quiet", "--device", "cpu"]) == 0
+    assert judge.stat().st_mtime_ns == trained
 
 
 def test_a_corpus_without_a_training_set_is_bad_usage(tmp_path, capsys):

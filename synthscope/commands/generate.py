@@ -158,7 +158,7 @@ def memorisation_handler(args: argparse.Namespace, progress: bool) -> None:
     is_run = (args.source / "config.json").is_file() and (args.source / "model.safetensors").is_file()
     if is_run:
         check = memorisation.check_run(args.source, args.out, n=args.n, seed=args.seed, k=args.k,
-                                       threshold=args.threshold, device=args.device, progress=progress)
+                                       threshold=args.threshold, device=args.device)
     elif args.train is None:
         raise UsageError(f"{args.source}: not a run folder, so give --train (the images it may have copied)")
     else:
