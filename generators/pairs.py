@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from synthscope.errors import UserError
+from synthscope.images import to_float
 
 from .attributes import AGES
 from .imageset import ImageSet
@@ -78,7 +79,7 @@ def _draw_people(attributes: pd.DataFrame, image_seeds: np.ndarray, age_seeds: n
             attrs["age"] = age
         pixels[i] = np.asarray(draw_portrait(attrs, np.random.default_rng(int(image_seeds[i])), size,
                                              age_rng=np.random.default_rng(int(age_seeds[i]))))
-    return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
+    return to_float(torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous())
 
 
 def portrait_pairs(n: int, translation: Translation | str, seed: int = 0, size: int = 32, paired: bool = True,

@@ -30,6 +30,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from synthscope.errors import UserError
+from synthscope.images import to_float
 
 from .attributes import AGES, GENDERS, PROFESSIONS, SKIN_TONE_WORDS, SKIN_TONES
 from .conditioning import Vocabulary
@@ -902,7 +903,7 @@ def generate_portraits(n: int = 4000, seed: int = 0, size: int = 32,
     records = attributes.to_dict("records")
     for i, attrs in enumerate(records):
         pixels[i] = np.asarray(draw_portrait(attrs, np.random.default_rng(int(image_seeds[i])), int(size)))
-    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
+    images = to_float(torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous())
     return ImageSet(
         name="portraits",
         images=images,

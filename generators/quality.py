@@ -36,7 +36,6 @@ from synthscope.images import to_float
 from synthscope.jsondata import json_data
 from synthscope.persistence import Persistent
 from synthscope.runtime import evaluating
-from synthscope.stats import wilson_interval
 
 from .conditioning import Vocabulary
 from .imageset import ImageSet

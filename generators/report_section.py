@@ -7,8 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import pandas as pd
-from synthscope.images import to_uint8
-from synthscope.reports import Figure, Gallery, Metric, Section, Table, Text
+from synthscope.reports import Figure, Metric, Section, Table, Text
 
 from synthscope.stats import wilson_interval
 
@@ -122,17 +121,6 @@ def generator_section(evaluations: Sequence[RunEvaluation], extra: Sequence[Sect
     if not evaluations and not extra:
         section.add(Text("No generator was trained in this run.", kind="note"))
     return section
-
-
-def gallery_from_images(title: str, images, labels: Sequence[str] | None = None, caption: str = "") -> Gallery:
-    """A gallery of image tensors (N, C, H, W) in [0, 1]."""
-    tiles = []
-    for i, image in enumerate(images):
-        array = to_uint8(image).permute(1, 2, 0).numpy()
-        if array.shape[2] == 1:
-            array = array[:, :, 0]
-        tiles.append((array, labels[i] if labels else ""))
-    return Gallery(title, tiles, caption=caption)
 
 
 def memorisation_section(checks: dict[str, tuple[str, "MemorisationCheck", Path]]) -> Section:

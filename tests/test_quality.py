@@ -20,8 +20,8 @@ from synthscope.generators.quality import (
     precision_recall_density_coverage,
     prompt_adherence,
     train_feature_classifier,
-    wilson_interval,
 )
+from synthscope.stats import wilson_interval
 
 # --------------------------------------------------------------------------------------------------
 # Fréchet distance
