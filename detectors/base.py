@@ -128,12 +128,6 @@ class SavedDetector(Persistent):
         check_fields(saved.file, cls.fields_for(saved.model), saved.path)
 
 
-def read_detector_config(directory: Path | str) -> dict[str, Any]:
-    """The saved ``detector.json`` of a detector folder, checked: a missing file, or one without a field
-    every detector has, is one clear error naming it."""
-    return SavedDetector.read_saved(directory).file
-
-
 def _writable_folder(path: Path, what: str) -> None:
     """Create ``path`` (a folder) if needed; a file in the way, or no permission, is a ValueError."""
     for folder in [path, *path.parents]:

@@ -279,7 +279,7 @@ def test_training_on_too_few_readable_images_or_on_one_folder_twice_is_refused(c
 def test_outputs_that_cannot_be_written_stop_the_command_before_any_work(corpora, trained, tmp_path, capsys,
                                                                          monkeypatch):
     from synthscope.cli import main
-    from synthscope.detectors import base
+    from synthscope import registry
 
     real, fake, test_real, _ = corpora
     _, det = trained
@@ -293,7 +293,7 @@ def test_outputs_that_cannot_be_written_stop_the_command_before_any_work(corpora
     def no_work(*args, **kwargs):
         raise AssertionError("a detector was opened before the output was checked")
 
-    monkeypatch.setattr(base, "read_detector_config", no_work)
+    monkeypatch.setattr(registry, "open_saved", no_work)  # what opens any saved folder
     for out in (taken, a_file / "scores.csv"):
         assert main(["detect", "scan", str(det), str(inbox), "--out", str(out), "--quiet"]) == 2
         err = capsys.readouterr().err.strip()
