@@ -104,3 +104,5 @@ def test_a_corpus_without_a_training_set_is_bad_usage(tmp_path, capsys):
     (tmp_path / "images").mkdir()
     assert main(["generate", "memorisation", str(tmp_path / "images"), "--out", str(tmp_path / "o")]) == 2
     assert "give --train" in capsys.readouterr().err
+    assert main(["generate", "memorisation", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
+    assert "nowhere: no such folder" in capsys.readouterr().err

@@ -155,6 +155,8 @@ def memorisation_handler(args: argparse.Namespace, progress: bool) -> None:
     from synthscope.commands.common import UsageError
     from synthscope.generators import memorisation
 
+    if not args.source.is_dir():
+        raise UsageError(f"{args.source}: no such folder (give a run folder, or a corpus with --train)")
     is_run = (args.source / "config.json").is_file() and (args.source / "model.safetensors").is_file()
     if is_run:
         check = memorisation.check_run(args.source, args.out, n=args.n, seed=args.seed, k=args.k,
