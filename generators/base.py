@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -18,8 +18,12 @@ from synthscope.runtime import evaluating
 
 from .conditioning import Vocabulary
 
+if TYPE_CHECKING:
+    from .imageset import ImageSet
+
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+SNAPSHOT_IMAGES = 64  # images in a training snapshot of a model that samples
 
 
 def null_ids(sizes: list[int], batch: int, device: torch.device | str) -> torch.Tensor:
@@ -143,6 +147,15 @@ class Generator(nn.Module, Persistent):
 
     def finish_training(self, images: torch.Tensor) -> None:
         """Called once training ends, with the training images (e.g. to fit a latent prior)."""
+
+    def snapshot(self, data: ImageSet, seed: int) -> tuple[torch.Tensor, int]:
+        """What a training snapshot shows, and how many images a row of its grid holds: samples from
+        fixed noise, with one column per value of the first attribute when the model is conditional
+        (so that conditioning is visible)."""
+        prompt = None
+        if self.conditional:
+            prompt = self.vocabulary.balanced_prompts(min(SNAPSHOT_IMAGES, 8 * self.vocabulary.sizes()[0]))
+        return self.sample(len(prompt) if prompt else SNAPSHOT_IMAGES, prompt=prompt, seed=seed + 12345), 8
 
     def sampling_cost(self, n: int) -> float:
         """What drawing ``n`` samples costs, in training steps (one network pass for most models);

@@ -18,7 +18,7 @@ from synthscope.errors import UserError
 from synthscope.images import to_uint8
 from synthscope.runtime import ThreadGovernor, atomic_write_bytes, read_json
 
-from .base import CONFIG_FILE, Generator
+from .base import CONFIG_FILE, SNAPSHOT_IMAGES, Generator
 from .imageset import ImageSet
 
 STATE_FILE = "training_state.pt"
@@ -124,7 +124,7 @@ def train_generator(model: Generator, data: ImageSet, run_dir: Path, steps: int,
             # Gaussian); it leaves the training state untouched, so snapshots show real samples.
             model.finish_training(data.images)
         if snapshot_due:
-            _save_snapshot(model, run_dir, step, seed)
+            _save_snapshot(model, run_dir, step, seed, data)
         if step % checkpoint_every == 0 or step == steps:
             _checkpoint(model, optimizers, sampler, run_dir, step,
                         seconds + time.perf_counter() - began, records, info)
@@ -217,7 +217,6 @@ def _check_state(state: Any, path: Path, optimizers: dict[str, torch.optim.Optim
                          f"({', '.join(missing) or 'sampler'}); use --force to start over")
 
 
-SNAPSHOT_IMAGES = 64
 SNAPSHOT_SHARE = 0.25  # training snapshots take at most about this share of a run's time
 
 
@@ -230,14 +229,10 @@ def snapshot_interval(model: Generator, steps: int, snapshots: int = 8) -> int:
     return max(1, steps // max(1, snapshots), math.ceil(cost / SNAPSHOT_SHARE))
 
 
-def _save_snapshot(model: Generator, run_dir: Path, step: int, seed: int) -> None:
+def _save_snapshot(model: Generator, run_dir: Path, step: int, seed: int, data: ImageSet) -> None:
     from torchvision.utils import save_image
 
     folder = run_dir / "snapshots"
     folder.mkdir(exist_ok=True)
-    prompt = None
-    if model.conditional:  # one column per value of the first attribute, so conditioning is visible
-        prompt = model.vocabulary.balanced_prompts(min(SNAPSHOT_IMAGES, 8 * model.vocabulary.sizes()[0]))
-    n = len(prompt) if prompt else SNAPSHOT_IMAGES
-    grid = model.sample(n, prompt=prompt, seed=seed + 12345)
-    save_image(grid, folder / f"step_{step:06d}.png", nrow=8, padding=1)
+    images, nrow = model.snapshot(data, seed)
+    save_image(images, folder / f"step_{step:06d}.png", nrow=nrow, padding=1)

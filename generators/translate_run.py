@@ -16,7 +16,7 @@ from synthscope.runtime import resolve_device, seed_everything, sha256_file
 
 from .base import WEIGHTS_FILE
 from .pairs import PairedImageSet, folder_pairs, parse_translation, portrait_pairs, translation_set
-from .training import TrainingRun, train_generator
+from .training import TrainingRun, snapshot_interval, train_generator
 
 TRANSLATION_KINDS = ("pix2pix", "cyclegan")
 # Default optimiser steps on 32 px portraits: pix2pix takes about a minute on one CPU thread and then
@@ -64,12 +64,15 @@ def train_translation(kind: str, data_spec: str, out: Path | str, translate: str
                       steps: int | None = None, seed: int = 0, size: int | None = None, n: int | None = None,
                       device: str = "auto", options: dict[str, Any] | None = None, force: bool = False,
                       progress: bool = True, strict: bool = False, evaluate: bool = True,
-                      judge_dir: Path | None = None) -> TranslationRun:
+                      judge_dir: Path | None = None, snapshot_every: int | None = None,
+                      snapshots: int = 8) -> TranslationRun:
     """Train a translation model into ``out`` (resumed if a run is there; ``force`` starts over), on 80 %
     of the set; the held-out 20 % are for measuring it against the true targets. With ``evaluate``,
     the run folder also gets that measurement (:mod:`.translation_eval`: ``translation.json``,
     ``attribute_preservation.csv``, ``attribute_changes.csv``) and its lecture visuals, and the run's
-    ``evaluation`` holds it. ``judge_dir`` shares the judge between runs on the same data."""
+    ``evaluation`` holds it. ``judge_dir`` shares the judge between runs on the same data. Training
+    snapshots (the first training inputs translated) are saved every ``snapshot_every`` steps, by
+    default about ``snapshots`` times a run."""
     from .translation_eval import CHANGES_FILE, PRESERVATION_FILE, RESULT_FILE
     from .workflow import clear_run
 
@@ -90,11 +93,15 @@ def train_translation(kind: str, data_spec: str, out: Path | str, translate: str
     model = resolve("generator", kind, where="--model")(channels=train.channels, size=train.size,
                                                       **(options or {}))
     steps = int(DEFAULT_STEPS[kind] if steps is None else steps)
+    if steps < 1:
+        raise UserError(f"--steps must be at least 1, got {steps}")
+    if snapshot_every is None:
+        snapshot_every = snapshot_interval(model, steps, snapshots)
     info = {"data": {"spec": data_spec, "translate": None if translate is None else str(parse_translation(translate)),
                      "paired": data.paired, "size": size, "n": len(data), "train": len(train),
                      "heldout": len(heldout)}, "command": "generate train"}
     run = train_generator(model, train, out, steps=steps, seed=seed, device=resolve_device(device),
-                          progress=progress, run_info=info)
+                          snapshot_every=snapshot_every, progress=progress, run_info=info)
     if evaluate:
         from .translation_eval import evaluate_translation_run
 

@@ -3,7 +3,8 @@
 * **Distance to the truth**: per-pixel L1 of each output to its true target, against the identity
   baseline (the input's own L1 to the target: a model that changes nothing), and the quality judge's
   Fréchet distance of the outputs to the true targets (the inputs' as the baseline). For CycleGAN also
-  the round trip A -> B -> A, in L1 to the input.
+  the round trip A -> B -> A, in L1 to the input, and the way back on its own: the true targets
+  translated B -> A (e.g. de-ageing), in L1 to the true inputs.
 * **Attribute preservation**: does ageing keep the perceived gender presentation, skin tone and
   profession? The judge (trained on the run's real portraits) reads each input and its output; per
   attribute, the share of images whose reading is unchanged with its Wilson interval, and the
@@ -55,6 +56,7 @@ class TranslationEvaluation:
     l1: float | None
     l1_identity: float | None
     round_trip_l1: float | None = None
+    backward_l1: float | None = None
     frechet: float | None = None
     frechet_identity: float | None = None
     preservation: GroupedProportions | None = None
@@ -73,7 +75,8 @@ class TranslationEvaluation:
                          for row in self.preservation.by_group.to_dict("records")}
         return {"kind": self.kind, "translation": self.translation, "n_heldout": self.n,
                 "l1_to_target": self.l1, "l1_identity_baseline": self.l1_identity,
-                "round_trip_l1": self.round_trip_l1, "judge_frechet_to_targets": self.frechet,
+                "round_trip_l1": self.round_trip_l1, "backward_l1_to_input": self.backward_l1,
+                "judge_frechet_to_targets": self.frechet,
                 "judge_frechet_identity_baseline": self.frechet_identity, "attribute_preservation": preserved,
                 "changed": None if self.changes is None else self.changed().to_dict("records")}
 
@@ -100,6 +103,9 @@ class TranslationEvaluation:
                          f"{self.n} held-out")
         if self.round_trip_l1 is not None:
             lines.append(f"round trip A -> B -> A: L1 {self.round_trip_l1:.4f}")
+        if self.backward_l1 is not None:
+            lines.append(f"the way back, true B -> A: L1 to the true A {self.backward_l1:.4f} "
+                         f"(identity baseline {self.l1_identity:.4f})")
         if self.frechet is not None:
             lines.append(f"judge's Fréchet distance to the targets {self.frechet:.2f} "
                          f"(identity baseline {self.frechet_identity:.2f})")
@@ -175,6 +181,8 @@ def evaluate_translation(model, inputs: torch.Tensor, targets: torch.Tensor | No
         result.l1, result.l1_identity = l1(outputs, targets), l1(inputs, targets)
     if hasattr(model, "translate_back"):
         result.round_trip_l1 = l1(model.translate_back(outputs), inputs)
+        if targets is not None:
+            result.backward_l1 = l1(model.translate_back(targets), inputs)
     if judge is not None:
         result.judge_accuracy = dict(judge.heldout_accuracy)
         result.preservation, result.changes = attribute_preservation(judge, inputs, outputs, targets, changed,
@@ -184,6 +192,15 @@ def evaluate_translation(model, inputs: torch.Tensor, targets: torch.Tensor | No
             result.frechet = frechet_distance(judge.features(outputs), truth)
             result.frechet_identity = frechet_distance(judge.features(inputs), truth)
     return result
+
+
+def reverse_label(translation: str | None) -> str:
+    """``age:young->older`` read backwards (``age:older->young``); ``B -> A`` when unnamed."""
+    if translation is None or "->" not in translation:
+        return "B -> A"
+    attribute, _, change = translation.partition(":")
+    source, _, target = change.partition("->")
+    return f"{attribute}:{target.strip()}->{source.strip()}"
 
 
 def judge_set(data):
@@ -225,10 +242,20 @@ def evaluate_translation_run(run, train, inputs: torch.Tensor, targets: torch.Te
     if targets is not None:
         rows["truth"] = targets[shown]
     figures["translations"] = visuals.image_rows_figure(rows, title=f"{model.kind} {what}, held-out people")
+    if (run_dir / "snapshots").is_dir():
+        rows_shown = "input, output, truth" if train.paired else "input, output, round trip"
+        figures["training_progress"] = visuals.training_progress_figure(
+            run_dir, title=f"The first training inputs translated as training goes on (rows: {rows_shown})")
     if hasattr(model, "translate_back"):
         figures["round_trip"] = visuals.image_rows_figure(
             {"A": inputs[shown], "A -> B": outputs[shown], "A -> B -> A": model.translate_back(outputs[shown])},
             title=f"{model.kind} round trip, held-out people")
+        if targets is not None:
+            back = reverse_label(translation)
+            figures["backward"] = visuals.image_rows_figure(
+                {"input (true B)": targets[shown], "output (B -> A)": model.translate_back(targets[shown]),
+                 "truth (A)": inputs[shown]},
+                title=f"{model.kind} the way back, {back}, held-out people")
     for name, figure in figures.items():
         visuals.save_figure(figure, out / f"{name}.png")
     result.write(run_dir)

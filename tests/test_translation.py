@@ -7,6 +7,7 @@ import torch
 from synthscope.errors import UserError
 from synthscope.generators.pairs import parse_translation, portrait_pairs, to_grey, translation_set
 from synthscope.generators.portraits import draw_portrait
+from synthscope.generators.translation import RESIDUAL_LIMIT
 
 
 def test_paired_ages_are_the_same_person_changed_only_where_ageing_is_drawn():
@@ -156,6 +157,61 @@ def test_translators_round_trip_through_their_run_folder_and_resume_exactly(kind
     assert resumed.resumed_from == 3 and list(resumed.history["step"]) == [1, 2, 3, 4, 5, 6]
     for key, value in straight.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
+
+
+def test_a_residual_translator_whose_network_adds_nothing_returns_its_input(ageing):
+    model = make(data=ageing)
+    assert model.options["residual"] is True
+    last = model.generator_net.ups[-1]  # the U-Net's outermost layer: zero it and the network outputs 0
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+    out = model.translate(ageing.inputs)
+    assert (out - ageing.inputs).abs().max() <= (1 - RESIDUAL_LIMIT) / 2 + 1e-6
+    plain = make(data=ageing, residual=False)
+    torch.nn.init.zeros_(plain.generator_net.ups[-1].weight)
+    torch.nn.init.zeros_(plain.generator_net.ups[-1].bias)
+    assert torch.allclose(plain.translate(ageing.inputs), torch.full_like(ageing.inputs, 0.5))
+
+
+def test_a_run_saved_before_the_residual_option_loads_as_it_was_trained(ageing, tmp_path):
+    import json
+
+    from synthscope.generators.training import train_generator
+    from synthscope.registry import load_generator
+
+    model = make(data=ageing, residual=False)
+    train_generator(model, ageing, tmp_path, steps=2, progress=False)
+    config_path = tmp_path / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["model"]["options"]["residual"]  # as a run written before the option existed
+    config_path.write_text(json.dumps(config))
+    loaded = load_generator(tmp_path)
+    assert loaded.options["residual"] is False
+    assert torch.equal(model.translate(ageing.inputs), loaded.translate(ageing.inputs))
+
+
+@pytest.mark.parametrize("kind", ["pix2pix", "cyclegan"])
+def test_training_snapshots_show_the_first_inputs_translated(kind, ageing, unpaired_ageing, tmp_path):
+    from PIL import Image
+
+    from synthscope.generators.training import train_generator
+
+    data = training_set(kind, ageing, unpaired_ageing)
+    model = make(kind, data)
+    before = torch.get_rng_state()
+    images, per_row = model.snapshot(data, seed=0)
+    assert torch.equal(before, torch.get_rng_state())  # a snapshot leaves training's random stream alone
+    assert per_row == 8 and images.shape == (24, 3, 16, 16)
+    assert torch.equal(images[:8], data.inputs[:8]) and torch.equal(images[8:16], model.translate(data.inputs[:8]))
+    if kind == "pix2pix":  # paired: the third row is the truth
+        assert torch.equal(images[16:], data.images[:8])
+    else:  # unpaired: the third row is the round trip
+        assert torch.equal(images[16:], model.translate_back(images[8:16]))
+    train_generator(model, data, tmp_path, steps=4, snapshot_every=2, progress=False)
+    shots = sorted((tmp_path / "snapshots").iterdir())
+    assert [p.name for p in shots] == ["step_000002.png", "step_000004.png"]
+    with Image.open(shots[0]) as grid:  # 8 columns, 3 rows of 16 px images, 1 px padding
+        assert grid.size == (8 * 17 + 1, 3 * 17 + 1)
 
 
 def test_cyclegan_round_trip_returns_to_the_input_domain(unpaired_ageing, tmp_path):
@@ -393,14 +449,17 @@ def test_training_writes_the_evaluation_and_visuals_into_the_run_folder(tmp_path
                  "--translate", "age:young->older", "--out", str(run), *TINY]) == 0
     out = capsys.readouterr().out
     assert "L1 to the true target" in out and "gender preserved" in out and "round trip" in out
+    assert "the way back, true B -> A" in out
     result = json.loads((run / "translation.json").read_text())
     assert result["translation"] == "age:young->older" and result["n_heldout"] == 2
-    assert result["l1_to_target"] > 0 and result["round_trip_l1"] >= 0
+    assert result["l1_to_target"] > 0 and result["round_trip_l1"] >= 0 and result["backward_l1_to_input"] > 0
     preservation = pd.read_csv(run / "attribute_preservation.csv")
     assert list(preservation["attribute"]) == ["profession", "gender", "skin_tone"]
     assert {"input_value", "output_value", "count"} <= set(pd.read_csv(run / "attribute_changes.csv").columns)
     assert {p.name for p in (run / "visuals").glob("*.png")} == {"loss_curve.png", "translations.png",
-                                                                "round_trip.png"}
+                                                                "round_trip.png", "backward.png",
+                                                                "training_progress.png"}
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == ["step_000002.png"]  # at least the last
 
 
 def test_no_eval_writes_no_evaluation(tmp_path, capsys):

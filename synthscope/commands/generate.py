@@ -110,14 +110,13 @@ def _train_translation(args: argparse.Namespace, progress: bool) -> None:
     from synthscope.commands.common import UsageError
     from synthscope.generators import translate_run, workflow
 
-    refused = [flag for flag, given in (("--conditional", args.conditional),
-                                        ("--snapshot-every", args.snapshot_every is not None)) if given]
-    if refused:
-        raise UsageError(f"{', '.join(refused)}: not for a translation model ({args.model})")
+    if args.conditional:
+        raise UsageError(f"--conditional: not for a translation model ({args.model})")
     run = translate_run.train_translation(
         args.model, args.data, args.out, translate=args.translate, steps=args.steps, seed=args.seed,
         size=args.size, n=args.n, device=args.device, options=workflow.parse_options(args.options),
-        force=args.force, progress=progress, strict=args.strict, evaluate=not args.no_eval)
+        force=args.force, progress=progress, strict=args.strict, evaluate=not args.no_eval,
+        snapshot_every=args.snapshot_every)
     print(f"trained {args.model} to step {run.step} in {run.seconds:.0f} s -> {args.out}")
     if run.evaluation is not None:
         print("\n".join(run.evaluation.summary_lines()))
