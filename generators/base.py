@@ -157,6 +157,14 @@ class Generator(nn.Module, Persistent):
             prompt = self.vocabulary.balanced_prompts(min(SNAPSHOT_IMAGES, 8 * self.vocabulary.sizes()[0]))
         return self.sample(len(prompt) if prompt else SNAPSHOT_IMAGES, prompt=prompt, seed=seed + 12345), 8
 
+    def training_state(self) -> dict[str, torch.Tensor]:
+        """What training carries besides weights and optimisers (a CycleGAN's image pools), saved with
+        every checkpoint so that a resumed run continues exactly; nothing for most models."""
+        return {}
+
+    def load_training_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`training_state` returned (an empty dict from a checkpoint without it)."""
+
     def sampling_cost(self, n: int) -> float:
         """What drawing ``n`` samples costs, in training steps (one network pass for most models);
         training snapshots are spaced by it so that they never cost more than the training."""

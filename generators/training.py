@@ -149,6 +149,7 @@ def _checkpoint(model, optimizers, sampler, run_dir: Path, step: int, seconds: f
     state = {
         "step": step, "seconds": seconds,
         "model": model.state_dict(),
+        "model_training": model.training_state(),
         "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
         "sampler": sampler.state(),
         "torch_rng": torch.get_rng_state(),
@@ -181,6 +182,7 @@ def _restore(path: Path, model, optimizers, sampler, fingerprint: str, seed: int
     _check_state(state, path, optimizers)
     try:
         model.load_state_dict(state["model"])  # copies onto the model's device
+        model.load_training_state(state.get("model_training", {}))  # absent from older checkpoints
         for name, optimizer in optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
         sampler.restore(state["sampler"])
@@ -211,6 +213,9 @@ def _check_state(state: Any, path: Path, optimizers: dict[str, torch.optim.Optim
         if not isinstance(state[key], types) or isinstance(state[key], bool):
             raise UserError(f"{path}: training state {key!r} is a {type(state[key]).__name__}; "
                              f"use --force to start over")
+    if not isinstance(state.get("model_training", {}), dict):  # optional: older checkpoints lack it
+        raise UserError(f"{path}: training state 'model_training' is a {type(state['model_training']).__name__}; "
+                         f"use --force to start over")
     missing = sorted(set(optimizers) - set(state["optimizers"]))
     if missing or not {"rng", "order", "position"} <= set(state["sampler"]):
         raise UserError(f"{path}: training state lacks optimiser or sampler entries "

@@ -95,6 +95,38 @@ class PatchDiscriminator(nn.Module):
         return self.body(torch.cat(images, dim=1))
 
 
+class ImagePool:
+    """The history of generated images a CycleGAN discriminator learns from (Shrivastava et al. 2017,
+    as Zhu et al. use it). Until ``size`` images are stored, a query returns its images and stores
+    them; after that each image is, with even odds, returned as it is or swapped for a stored older one
+    (which it replaces). The discriminators thus judge what the generators drew over many recent
+    steps, not only at the last, which damps the two sides chasing each other."""
+
+    def __init__(self, size: int):
+        self.size = int(size)
+        self.images: torch.Tensor | None = None  # (stored, C, H, W), at most ``size``
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` (detached), some swapped for older ones once the pool is full; draws from torch's
+        global random stream, which the training checkpoints save."""
+        images = images.detach()
+        if self.size == 0:
+            return images
+        out = []
+        for image in images:
+            stored = 0 if self.images is None else len(self.images)
+            if stored < self.size:
+                self.images = image[None].clone() if self.images is None else torch.cat([self.images, image[None]])
+                out.append(image)
+            elif float(torch.rand(())) < 0.5:
+                index = int(torch.randint(stored, ()))
+                out.append(self.images[index].clone())
+                self.images[index] = image
+            else:
+                out.append(image)
+        return torch.stack(out)
+
+
 class Translator(Generator):
     """Base of the image-to-image models: they translate given images rather than sample new ones."""
 
@@ -236,18 +268,21 @@ class CycleGAN(Translator):
     """CycleGAN (Zhu et al. 2017): generators A->B and B->A, a discriminator per domain (least-squares
     GAN loss), and a cycle-consistency loss (A -> B -> A returns the input) weighted ``lambda_cycle``;
     ``lambda_identity`` (a share of ``lambda_cycle``, 0 to switch it off) asks each generator to leave an
-    image already in its target domain alone. It never needs to know which A goes with which B."""
+    image already in its target domain alone; each discriminator learns from a pool of the last
+    ``pool_size`` generated images (:class:`ImagePool`). It never needs to know which A goes with which B."""
 
     kind = "cyclegan"
     default_config: ClassVar[dict[str, Any]] = {
         "width": 16, "levels": 4, "d_width": 16, "d_layers": 2, "lambda_cycle": 10.0,
-        "lambda_identity": 0.5, "lr": 2e-4, "beta1": 0.5, "batch_size": 16, "residual": True,
+        "lambda_identity": 0.5, "lr": 2e-4, "beta1": 0.5, "batch_size": 16, "residual": True, "pool_size": 50,
     }
     option_ranges: ClassVar[dict[str, tuple[float, float]]] = {
         "width": (1, 1024), "levels": (1, 10), "d_width": (1, 1024), "d_layers": (1, 8),
         "lambda_cycle": (0, 1e6), "lambda_identity": (0, 1e3), "lr": (1e-8, 10), "beta1": (0, 0.999),
-        "batch_size": (2, 65536),
+        "batch_size": (2, 65536), "pool_size": (0, 100_000),
     }
+    # Runs saved before these options existed: no residual, no image pool.
+    added_config: ClassVar[dict[str, Any]] = {"options": {"residual": False, "pool_size": 0}}
 
     def build(self) -> None:
         levels, d_layers = self._halvings()
@@ -256,6 +291,16 @@ class CycleGAN(Translator):
         self.b_to_a = UNet(self.channels, self.channels, width, levels, 0.0)
         self.critic_a = PatchDiscriminator(self.channels, d_width, d_layers)
         self.critic_b = PatchDiscriminator(self.channels, d_width, d_layers)
+        # Generated images of each domain, for its discriminator: ``pool_size`` of them (0: none).
+        self.pools = {"a": ImagePool(int(self.options["pool_size"])), "b": ImagePool(int(self.options["pool_size"]))}
+
+    def training_state(self) -> dict[str, torch.Tensor]:
+        return {f"pool_{name}": pool.images for name, pool in self.pools.items() if pool.images is not None}
+
+    def load_training_state(self, state: dict[str, torch.Tensor]) -> None:
+        for name, pool in self.pools.items():
+            images = state.get(f"pool_{name}")
+            pool.images = None if images is None else images.to(self.device)
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         betas, lr = (self.options["beta1"], 0.999), self.options["lr"]
@@ -296,9 +341,11 @@ class CycleGAN(Translator):
         g_loss.backward()
         optimizers["generator"].step()
 
-        # Each discriminator halved, as in the paper, so they learn more slowly than the generators.
-        d_loss = 0.5 * (gan_loss(self.critic_a(real_a), True) + gan_loss(self.critic_a(fake_a.detach()), False)
-                        + gan_loss(self.critic_b(real_b), True) + gan_loss(self.critic_b(fake_b.detach()), False))
+        # Each discriminator halved, as in the paper, so they learn more slowly than the generators; each
+        # judges fakes from its pool of recent ones.
+        pooled_a, pooled_b = self.pools["a"].query(fake_a), self.pools["b"].query(fake_b)
+        d_loss = 0.5 * (gan_loss(self.critic_a(real_a), True) + gan_loss(self.critic_a(pooled_a), False)
+                        + gan_loss(self.critic_b(real_b), True) + gan_loss(self.critic_b(pooled_b), False))
         optimizers["discriminator"].zero_grad(set_to_none=True)
         d_loss.backward()
         optimizers["discriminator"].step()

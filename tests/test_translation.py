@@ -214,6 +214,37 @@ def test_training_snapshots_show_the_first_inputs_translated(kind, ageing, unpai
         assert grid.size == (8 * 17 + 1, 3 * 17 + 1)
 
 
+def test_the_image_pool_stores_then_swaps_half_of_its_queries_for_older_images():
+    from synthscope.generators.translation import ImagePool
+
+    pool = ImagePool(4)
+    first = torch.arange(4.0).view(4, 1, 1, 1)
+    assert torch.equal(pool.query(first), first) and torch.equal(pool.images, first)  # filling: returned as is
+    torch.manual_seed(0)
+    later = torch.arange(100.0, 300.0).view(200, 1, 1, 1)
+    out = pool.query(later)
+    swapped = ~torch.eq(out, later).view(-1)
+    assert 0.35 < swapped.float().mean() < 0.65  # even odds
+    stored_before = set(range(4)) | set(range(100, 300))
+    assert set(out.view(-1).tolist()) <= stored_before and len(pool.images) == 4
+    assert torch.equal(ImagePool(0).query(later), later)
+
+
+def test_a_resumed_cyclegan_continues_with_its_image_pools(unpaired_ageing, tmp_path):
+    from synthscope.generators.training import train_generator
+
+    straight = make("cyclegan", unpaired_ageing, pool_size=2)  # full after one step: later steps swap
+    train_generator(straight, unpaired_ageing, tmp_path / "straight", steps=6, progress=False)
+    train_generator(make("cyclegan", unpaired_ageing, pool_size=2), unpaired_ageing, tmp_path / "split", steps=3,
+                    progress=False)
+    resumed = train_generator(make("cyclegan", unpaired_ageing, pool_size=2), unpaired_ageing,
+                              tmp_path / "split", steps=6, progress=False)
+    assert resumed.resumed_from == 3
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert torch.equal(straight.pools["b"].images, resumed.model.pools["b"].images)
+
+
 def test_cyclegan_round_trip_returns_to_the_input_domain(unpaired_ageing, tmp_path):
     from synthscope.generators.training import train_generator
 
