@@ -5,6 +5,10 @@
   Fréchet distance of the outputs to the true targets (the inputs' as the baseline). For CycleGAN also
   the round trip A -> B -> A, in L1 to the input, and the way back on its own: the true targets
   translated B -> A (e.g. de-ageing), in L1 to the true inputs.
+* **Did it translate?** The share of outputs the judge reads with the target value of the changed
+  attribute (e.g. perceived as older), with its Wilson interval, beside the same share for the inputs
+  (what changing nothing scores) and for the true targets (the judge's own ceiling). L1 to one true
+  target rewards a blurred average of what ageing might draw; this asks whether the change was made.
 * **Attribute preservation**: does ageing keep the perceived gender presentation, skin tone and
   profession? The judge (trained on the run's real portraits) reads each input and its output; per
   attribute, the share of images whose reading is unchanged with its Wilson interval, and the
@@ -40,6 +44,7 @@ PRESERVATION_CARRIED = Schema((
                                        "perfect model"),
 ))
 CHANGE_CATEGORIES = ("input_value", "output_value")
+REACHED_KEYS = Schema((Column("images", "text", "which images the judge read: outputs, inputs or true targets"),))
 
 
 def l1(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -63,6 +68,7 @@ class TranslationEvaluation:
     changes: GroupedCrossCounts | None = None
     judge_accuracy: dict[str, float] = field(default_factory=dict)
     translation: str | None = None
+    reached: GroupedProportions | None = None  # share read with the target value: outputs, inputs, truth
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers (preservation per attribute included), for ``translation.json``."""
@@ -78,7 +84,11 @@ class TranslationEvaluation:
                 "round_trip_l1": self.round_trip_l1, "backward_l1_to_input": self.backward_l1,
                 "judge_frechet_to_targets": self.frechet,
                 "judge_frechet_identity_baseline": self.frechet_identity, "attribute_preservation": preserved,
-                "changed": None if self.changes is None else self.changed().to_dict("records")}
+                "changed": None if self.changes is None else self.changed().to_dict("records"),
+                "read_as_target": None if self.reached is None else {
+                    row["images"]: {"share": row["reached"], "ci_low": row["reached_ci_low"],
+                                    "ci_high": row["reached_ci_high"], "k": int(row["k"]), "n": int(row["n"])}
+                    for row in self.reached.by_group.to_dict("records")}}
 
     def changed(self) -> pd.DataFrame:
         """The confusion's off-diagonal cells that occurred: attribute, input_value, output_value, count."""
@@ -109,12 +119,24 @@ class TranslationEvaluation:
         if self.frechet is not None:
             lines.append(f"judge's Fréchet distance to the targets {self.frechet:.2f} "
                          f"(identity baseline {self.frechet_identity:.2f})")
+        if self.reached is not None:
+            rows = {row["images"]: row for row in self.reached.by_group.to_dict("records")}
+            out = rows["outputs"]
+            others = "; ".join(f"{name} {row['reached']:.0%}" for name, row in rows.items() if name != "outputs")
+            lines.append(f"read as {self.target_value()} by the judge: {out['reached']:.0%} "
+                         f"[{out['reached_ci_low']:.0%}, {out['reached_ci_high']:.0%}] of outputs ({others})")
         if self.preservation is not None:
             for row in self.preservation.by_group.to_dict("records"):
                 lines.append(f"{row['attribute']} preserved {row['preserved']:.0%} "
                              f"[{row['preserved_ci_low']:.0%}, {row['preserved_ci_high']:.0%}] "
                              f"(true targets {row['truth_preserved']:.0%}; judge accuracy {row['judge_accuracy']:.0%})")
         return lines
+
+    def target_value(self) -> str | None:
+        """The value the translation changes its attribute to (``older`` for ``age:young->older``)."""
+        if self.translation is None or "->" not in self.translation:
+            return None
+        return self.translation.partition("->")[2].strip()
 
     def write(self, folder: Path | str) -> dict[str, Path]:
         """``attribute_preservation.csv`` and ``attribute_changes.csv`` (with a judge) and
@@ -162,6 +184,17 @@ def attribute_preservation(judge, inputs: torch.Tensor, outputs: torch.Tensor, t
     return preservation, changes
 
 
+def read_as_target(judge, attribute: str, value: str, images: dict[str, torch.Tensor],
+                   confidence: float = 0.95) -> GroupedProportions:
+    """Per named set of ``images`` (outputs, inputs, true targets), the share the judge reads with
+    ``value`` of ``attribute``."""
+    rows = []
+    for name, batch in images.items():
+        read = np.asarray(judge.predict(batch)[attribute][0])
+        rows.append({"images": name, "n": len(read), "k": int((read == value).sum())})
+    return GroupedProportions(pd.DataFrame(rows), ["images"], "reached", confidence, REACHED_KEYS)
+
+
 def evaluate_translation(model, inputs: torch.Tensor, targets: torch.Tensor | None, judge=None,
                          changed: str | None = None, translation: str | None = None,
                          outputs: torch.Tensor | None = None, confidence: float = 0.95) -> TranslationEvaluation:
@@ -187,6 +220,10 @@ def evaluate_translation(model, inputs: torch.Tensor, targets: torch.Tensor | No
         result.judge_accuracy = dict(judge.heldout_accuracy)
         result.preservation, result.changes = attribute_preservation(judge, inputs, outputs, targets, changed,
                                                                      confidence)
+        target_value = result.target_value()
+        if changed in judge.vocabulary.names and target_value in judge.vocabulary.attributes[changed]:
+            sets = {"outputs": outputs, "inputs": inputs, **({} if targets is None else {"true targets": targets})}
+            result.reached = read_as_target(judge, changed, target_value, sets, confidence)
         if targets is not None and len(inputs) >= 2:
             truth = judge.features(targets)
             result.frechet = frechet_distance(judge.features(outputs), truth)

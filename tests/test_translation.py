@@ -468,6 +468,37 @@ def test_an_output_that_swaps_gender_is_counted_as_changed():
     assert result.to_dict()["attribute_preservation"]["gender"]["preserved"] == 0.0
 
 
+class AgesHalf(Identity):
+    """Raises the green channel (read as older by the stub judge) of every other image only."""
+
+    kind = "ages-half"
+
+    def translate(self, images):
+        out = images.clone()
+        out[::2, 1] = 1
+        return out
+
+
+def test_the_share_of_outputs_read_with_the_target_value_is_measured_beside_inputs_and_truth():
+    from synthscope.generators.translation_eval import evaluate_translation
+
+    inputs = torch.zeros(8, 3, 8, 8)  # all read as young
+    truth = inputs.clone()
+    truth[:, 1] = 1  # all read as older
+    result = evaluate_translation(AgesHalf(), inputs, truth, StubJudge(), changed="age",
+                                  translation="age:young->older")
+    reached = result.reached.by_group.set_index("images")
+    assert list(reached.index) == ["outputs", "inputs", "true targets"]
+    assert reached.loc["outputs", "k"] == 4 and reached.loc["outputs", "reached"] == 0.5
+    assert reached.loc["inputs", "reached"] == 0 and reached.loc["true targets", "reached"] == 1
+    assert reached.loc["outputs", "reached_ci_low"] < 0.5 < reached.loc["outputs", "reached_ci_high"]
+    assert "read as older by the judge: 50% [" in "\n".join(result.summary_lines())
+    assert result.to_dict()["read_as_target"]["outputs"]["k"] == 4
+    # A translation the judge has no head for (colour) measures no reached share.
+    assert evaluate_translation(AgesHalf(), inputs, truth, StubJudge(), changed="colour",
+                                translation="colour:grey->colour").reached is None
+
+
 def test_training_writes_the_evaluation_and_visuals_into_the_run_folder(tmp_path, capsys):
     import json
 
@@ -480,7 +511,7 @@ def test_training_writes_the_evaluation_and_visuals_into_the_run_folder(tmp_path
                  "--translate", "age:young->older", "--out", str(run), *TINY]) == 0
     out = capsys.readouterr().out
     assert "L1 to the true target" in out and "gender preserved" in out and "round trip" in out
-    assert "the way back, true B -> A" in out
+    assert "the way back, true B -> A" in out and "read as older by the judge" in out
     result = json.loads((run / "translation.json").read_text())
     assert result["translation"] == "age:young->older" and result["n_heldout"] == 2
     assert result["l1_to_target"] > 0 and result["round_trip_l1"] >= 0 and result["backward_l1_to_input"] > 0
