@@ -9,7 +9,7 @@ what does the shared training loop cost?
    held-out people whose perceived profession, gender and skin tone the judge (trained on both
    domains of the paired training set) reads the same on input and output, beside the share it reads
    the same on the true older image (its own noise) and its held-out accuracy.
-2. Cost. Seconds per pix2pix step through ``train_generator`` (batching, progress, checkpoints)
+2. Cost. Seconds per step of each model through ``train_generator`` (batching, progress, checkpoints)
    against a bare loop calling ``training_step`` on the same model and batches.
 
     python benchmarks/translation.py [--steps 2500] [--n 800] [--size 32] [--kinds pix2pix cyclegan]
@@ -55,7 +55,8 @@ def main() -> None:
         model = resolve("generator", kind)(channels=3, size=args.size)
         with tempfile.TemporaryDirectory() as run_dir:
             run = train_generator(model, data, run_dir, steps=args.steps, progress=False)
-        evaluation = evaluate_translation(model, test_a.images, test_b.images, judge, changed="age")
+        evaluation = evaluate_translation(model, test_a.images, test_b.images, judge, changed="age",
+                                          translation="age:young->older")
         evaluations[kind] = evaluation
         results[f"{kind} ({args.steps} steps, {run.seconds:.0f} s)"] = evaluation.l1
         if kind == "cyclegan":
@@ -71,26 +72,34 @@ def main() -> None:
             print(f"  changed {row['attribute']}: {row['input_value']} -> {row['output_value']} x{row['count']}")
 
     # Cost: the same model, batches and number of steps, through the loop and bare.
+    for kind, data in (("pix2pix", paired), ("cyclegan", unpaired)):
+        if kind not in args.kinds:
+            continue
+        looped, bare, batch = seconds_per_step(kind, data, args.size, args.timing_steps)
+        print(f"{kind} seconds per step ({args.timing_steps} steps, batch {batch}): training loop {looped:.4f}, "
+              f"bare loop {bare:.4f} ({looped / bare:.2f}x)")
+
+
+def seconds_per_step(kind: str, data, size: int, steps: int) -> tuple[float, float, int]:
+    """Seconds per step of ``kind`` through ``train_generator`` (checkpoint at the end only) and through a
+    bare loop calling ``training_step`` on the same batches; the batch size."""
     torch.manual_seed(0)
-    model = resolve("generator", "pix2pix")(channels=3, size=args.size)
+    model = resolve("generator", kind)(channels=3, size=size)
     with tempfile.TemporaryDirectory() as run_dir:
         started = time.perf_counter()
-        train_generator(model, paired, run_dir, steps=args.timing_steps, progress=False,
-                        checkpoint_every=args.timing_steps)
-        looped = (time.perf_counter() - started) / args.timing_steps
+        train_generator(model, data, run_dir, steps=steps, progress=False, checkpoint_every=steps)
+        looped = (time.perf_counter() - started) / steps
     torch.manual_seed(0)
-    model = resolve("generator", "pix2pix")(channels=3, size=args.size).train()
+    model = resolve("generator", kind)(channels=3, size=size).train()
     optimizers = model.make_optimizers()
     batch = int(model.options["batch_size"])
     generator = torch.Generator().manual_seed(0)
     started = time.perf_counter()
-    for _ in range(args.timing_steps):
-        index = torch.randperm(len(paired), generator=generator)[:batch]
-        model.training_step(paired.images[index], paired.inputs[index], optimizers)
-    bare = (time.perf_counter() - started) / args.timing_steps
-    print(f"pix2pix seconds per step ({args.timing_steps} steps, batch {batch}): training loop {looped:.4f}, "
-          f"bare loop {bare:.4f} ({looped / bare:.2f}x)")
-
+    for _ in range(steps):
+        index = torch.randperm(len(data), generator=generator)[:batch]
+        model.training_step(data.images[index], data.inputs[index], optimizers)
+    bare = (time.perf_counter() - started) / steps
+    return looped, bare, batch
 
 if __name__ == "__main__":
     main()

@@ -12,6 +12,10 @@ from synthscope.errors import UserError
 
 from .conditioning import Vocabulary
 
+# The share of a data set every training run holds out to measure the model on (and the lab's
+# lecture figures show): one split, made the same way everywhere from the run's seed.
+HELDOUT_FRACTION = 0.2
+
 
 @dataclass
 class ImageSet:
@@ -59,8 +63,8 @@ class ImageSet:
             vocabulary=self.vocabulary,
         )
 
-    def split(self, heldout_fraction: float = 0.2, seed: int = 0) -> tuple["ImageSet", "ImageSet"]:
-        """A seeded random (train, held-out) split."""
+    def split(self, heldout_fraction: float = HELDOUT_FRACTION, seed: int = 0) -> tuple["ImageSet", "ImageSet"]:
+        """A seeded random (train, held-out) split; by default the one every training run makes."""
         order = np.random.default_rng(seed).permutation(len(self))
         n_heldout = int(round(len(self) * heldout_fraction))
         return self.subset(order[n_heldout:]), self.subset(order[:n_heldout])

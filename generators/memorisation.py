@@ -177,7 +177,7 @@ def training_images_of_run(run_dir: Path | str):
     if not isinstance(data, dict) or not isinstance(data.get("spec"), str):
         raise UserError(f"{path}: no 'data' record of what the run was trained on; give --train")
     seed = int(config.get("seed", 0))
-    train, _ = load_data(data["spec"], size=data.get("size"), n=data.get("n"), seed=seed).split(0.2, seed=seed)
+    train, _ = load_data(data["spec"], size=data.get("size"), n=data.get("n"), seed=seed).split(seed=seed)
     return train, seed
 
 

@@ -158,3 +158,77 @@ def memorisation_section(checks: dict[str, tuple[str, "MemorisationCheck", Path]
     return Section(id="memorisation", title="New, or copied? Memorisation check",
                    intro="Did the generators make new digits, or hand back their training images?",
                    blocks=blocks)
+
+
+TRANSLATION_VISUALS = {
+    "translations": ("Held-out people, translated", "Rows: the input, the model's output, and the true picture "
+                     "of the same person at the target age."),
+    "backward": ("The way back", "CycleGAN's second generator, given the true older picture: rows input, "
+                 "output, and the true younger picture."),
+    "round_trip": ("Round trip", "A -> B -> A: the cycle-consistency CycleGAN is trained on."),
+    "training_progress": ("During training", "The same training inputs translated at several points of training."),
+}
+
+
+def translation_table(runs: dict[str, tuple[str, dict]]) -> pd.DataFrame:
+    """One row per translation model: distance to the truth against the identity baseline, the share
+    read with the target value, and per attribute the share the judge reads unchanged, each with its
+    Wilson interval."""
+    rows = []
+    for title, result in runs.values():
+        reached = (result.get("read_as_target") or {}).get("outputs")
+        row = {"model": title, "held-out people": result["n_heldout"], "L1 to truth": result["l1_to_target"],
+               "L1 identity": result["l1_identity_baseline"], "round-trip L1": result.get("round_trip_l1"),
+               "Fréchet (judge)": result.get("judge_frechet_to_targets"),
+               "Fréchet identity": result.get("judge_frechet_identity_baseline")}
+        if reached is not None:
+            row.update({"reads as target": reached["share"], "target ci low": reached["ci_low"],
+                        "target ci high": reached["ci_high"]})
+        for attribute, kept in (result.get("attribute_preservation") or {}).items():
+            row.update({f"{attribute} kept": kept["preserved"], f"{attribute} ci low": kept["ci_low"],
+                        f"{attribute} ci high": kept["ci_high"]})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def translation_section(runs: dict[str, tuple[str, dict, Path]], detectors: Section | None = None,
+                        translation: str = "age:young->older") -> Section:
+    """Image-to-image translation: each model's numbers on held-out people (from ``translation.json``),
+    what it changed besides the translated attribute, its lecture visuals (from its ``visuals/``), and
+    ``detectors``, a subsection on telling its outputs from drawn pictures."""
+    table = translation_table({name: (title, result) for name, (title, result, _) in runs.items()})
+    shares = {c: ".0%" for c in table.columns if c.endswith((" kept", " ci low", " ci high")) or c == "reads as target"}
+    target = translation.partition("->")[2] or "the target"
+    section = Section(
+        id="translation", title=f"Image-to-image translation: {translation}",
+        intro="The portraits world can draw the same person young and older. pix2pix learns ageing from such "
+              "pairs; CycleGAN only sees young people and older people, never the same person twice, and "
+              "learns a second generator back with a cycle-consistency loss. Both are measured on held-out "
+              "people against the true older picture.",
+        blocks=[
+            Text(f"L1: mean per-pixel distance to the true picture; the identity baseline is what changing "
+                 f"nothing scores. Ageing is partly chance (which grey, whether a man goes bald), so one true "
+                 f"picture is one of several right answers: 'reads as target' asks instead whether the quality "
+                 f"judge perceives the output as {target}. The 'kept' columns are the share of people whose "
+                 f"perceived profession, gender presentation and skin tone the judge reads the same before and "
+                 f"after: a model that lightens skin or changes gender while ageing is a bias finding. All "
+                 f"attributes are as perceived by the judge; 95 % Wilson intervals."),
+            Table("Translation on held-out people", table, formats={**shares, "L1 to truth": ".4f",
+                  "L1 identity": ".4f", "round-trip L1": ".4f", "Fréchet (judge)": ".2f",
+                  "Fréchet identity": ".2f"}, name="translation"),
+        ])
+    for name, (title, result, visuals) in runs.items():
+        sub = Section(id=f"translation-{name}", title=title)
+        changed = [row for row in (result.get("changed") or []) if row["count"] > 0]
+        if changed:
+            sub.add(Text("Changed besides the translation (input reading -> output reading, people): "
+                         + "; ".join(f"{row['attribute']} {row['input_value']} -> {row['output_value']} "
+                                     f"x{row['count']}" for row in changed) + "."))
+        for stem, (label, caption) in TRANSLATION_VISUALS.items():
+            path = Path(visuals) / f"{stem}.png"
+            if path.is_file():
+                sub.add(Figure(f"{title}: {label}", path, name=f"translation-{name}-{stem}", caption=caption))
+        section.subsections.append(sub)
+    if detectors is not None:
+        section.subsections.append(detectors)
+    return section

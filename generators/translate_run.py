@@ -86,7 +86,7 @@ def train_translation(kind: str, data_spec: str, out: Path | str, translate: str
     seed_everything(seed)
     size = size or 32
     data = load_translation_data(kind, data_spec, translate, size=size, n=n, seed=seed, strict=strict)
-    train, heldout = data.split(0.2, seed=seed)
+    train, heldout = data.split(seed=seed)
     if len(train) < 2:  # batch normalisation needs two images in a batch
         raise UserError(f"--n {len(data)}: {len(train)} training pair(s) remain after holding out 20 %; "
                         f"training needs at least 2")

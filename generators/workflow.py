@@ -67,7 +67,7 @@ def train_run(kind: str, data_spec: str = "digits", out: Path | str = "run", con
     seed_everything(seed)
     size = size or DEFAULT_SIZE.get(data_spec, 32)
     data = load_data(data_spec, size=size, n=n, seed=seed, strict=strict)
-    train, heldout = data.split(0.2, seed=seed)
+    train, heldout = data.split(seed=seed)
     if len(train) < 2:  # batch normalisation needs two images in a batch
         raise UserError(f"--n {len(data)}: {len(train)} training image(s) remain after holding out 20 % for "
                          f"evaluation; training needs at least 2 (use --n 3 or more)")
@@ -226,16 +226,23 @@ def export_builtin(name: str, out: Path | str, n: int | None = None, seed: int =
         raise UserError(f"unknown built-in data set {name!r}; choose from {', '.join(DEFAULT_SIZE)}")
     size = size or DEFAULT_SIZE[name]
     data = load_data(name, size=size, n=n, seed=seed)
-    writer = open_corpus(Path(out), {"generator": "real", "data": name, "size": size, "seed": seed,
-                                     "n": len(data), "command": "data export"}, force)
+    return write_image_set(data, out, {"generator": "real", "data": name, "size": size, "seed": seed,
+                                       "command": "data export"}, key=name, progress=progress, force=force)
+
+
+def write_image_set(data: ImageSet, out: Path | str, provenance: dict[str, Any], key: str, progress: bool = True,
+                    force: bool = False) -> Path:
+    """Write real images (``data``, with its attributes and captions) as a corpus, resuming a partial
+    one: image i gets the manifest key ``{key}#{i}`` and the source "real"."""
+    writer = open_corpus(Path(out), {**provenance, "n": len(data)}, force)
     done = len(writer)
     if done and done != len(data):
-        _check_same_start(writer, data, name)
+        _check_same_start(writer, data, key)
     rows = data.attributes.astype(str).to_dict("records")
-    bar = tqdm(total=len(data), initial=done, desc=f"export {name}", unit="img", disable=not progress)
+    bar = tqdm(total=len(data), initial=done, desc=f"export {key}", unit="img", disable=not progress)
     for start in range(done, len(data), 256):
         stop = min(len(data), start + 256)
-        batch_rows = [{"key": f"{name}#{i}", "source": "real", "caption": data.captions[i], **rows[i]}
+        batch_rows = [{"key": f"{key}#{i}", "source": "real", "caption": data.captions[i], **rows[i]}
                       for i in range(start, stop)]
         writer.append(data.images[start:stop], batch_rows)
         bar.update(stop - start)

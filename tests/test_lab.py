@@ -15,7 +15,7 @@ from browser_harness import CHROMIUM, Chromium, Page, skip_reason
 from PIL import Image
 
 from synthscope.cli import main
-from synthscope.lab import lab_parts, lab_stages
+from synthscope.lab import lab_parts, lab_stages, translation_stages
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def lab_dir(tmp_path_factory):
 def test_the_lab_is_a_declared_list_of_parts():
     names = [part.name for part in lab_parts(quick=True)]
     assert names == ["real", *(stage.name for stage in lab_stages()), "extras", "memorisation", "detectors",
-                     "audit"]
+                     "translation", "audit"]
     quick = {part.name: part.message for part in lab_parts(quick=True)}
     assert quick["vae"].endswith("(200 steps)") and lab_parts()[5].message.endswith("(3000 steps)")
 
@@ -84,6 +84,28 @@ def test_lab_detector_stage(lab_dir):
     assert "held-out real" in metrics["detector"]["threshold_source"]
 
 
+def test_lab_translation_stage(lab_dir):
+    html = (lab_dir / "index.html").read_text()
+    assert 'id="translation"' in html and "Can a detector tell a translated portrait from a drawn one?" in html
+    assert "as perceived by the judge" in html
+    young = pd.read_csv(lab_dir / "corpora" / "portraits-young" / "manifest.csv")
+    for stage in translation_stages():
+        result = json.loads((lab_dir / "runs" / stage.name / "translation.json").read_text())
+        assert result["translation"] == "age:young->older" and result["n_heldout"] == 40
+        assert set(result["attribute_preservation"]) == {"profession", "gender", "skin_tone"}
+        assert set(result["read_as_target"]) == {"outputs", "inputs", "true targets"}
+        assert f'id="translation-{stage.name}"' in html
+        manifest = pd.read_csv(lab_dir / "corpora" / stage.name / "manifest.csv")
+        assert len(manifest) == len(young) == 100 and set(manifest["source"]) == {stage.kind}
+        linked = {name.rsplit("/", 1)[-1] for name in manifest["input_file"]}
+        assert linked == set(young["file"].map(lambda name: name.rsplit("/", 1)[-1]))  # every output names its input
+    matrix = pd.read_csv(lab_dir / "detectors" / "translation" / "matrix.csv")
+    assert set(matrix["test"]) == {stage.name for stage in translation_stages()}
+    assert "all generators" in set(matrix["train"])
+    corpora = pd.read_csv(lab_dir / "tables" / "corpora.csv")
+    assert {"portraits-young", "portraits-older", "pix2pix-ageing", "cyclegan-ageing"} <= set(corpora["corpus"])
+
+
 def test_report_is_self_contained(lab_dir):
     html = (lab_dir / "index.html").read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?https?://""", html)
@@ -97,15 +119,18 @@ def test_report_is_self_contained(lab_dir):
 def test_rerun_reuses_finished_stages(lab_dir, capsys):
     weights = lab_dir / "runs" / "vae" / "model.safetensors"
     detector = lab_dir / "detectors" / "detectors" / "04-all-generators" / "detector.safetensors"
+    translator = lab_dir / "runs" / "cyclegan-ageing" / "model.safetensors"
     before, detector_before = weights.stat().st_mtime_ns, detector.stat().st_mtime_ns
+    translator_before = translator.stat().st_mtime_ns
     started = time.perf_counter()
     assert main(["lab", "--quick", "--out", str(lab_dir), "--quiet"]) == 0
     assert weights.stat().st_mtime_ns == before and detector.stat().st_mtime_ns == detector_before
+    assert translator.stat().st_mtime_ns == translator_before
     assert time.perf_counter() - started < 60  # only the report is rebuilt
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 5 and out[-1].endswith("index.html")
-    assert out[2].startswith("Detector on all generators") and out[3].startswith("Audit:")
-    assert "a world where 15% of doctors are women" in out[3]  # LAB_AUDIT_SPEC's skew, read back
+    assert len(out) == 6 and out[-1].endswith("index.html")
+    assert out[2].startswith("Detector on all generators") and out[3].startswith("Ageing held-out portraits")
+    assert out[4].startswith("Audit:") and "a world where 15% of doctors are women" in out[4]  # LAB_AUDIT_SPEC
 
 
 def test_report_rerenders_from_saved_data(lab_dir):
