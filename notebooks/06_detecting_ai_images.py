@@ -58,10 +58,9 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 
 from synthscope.detectors.estimator import ThresholdedDetector
-from synthscope.detectors.generalisation import ALL, cross_generator, split_corpora
+from synthscope.detectors.generalisation import cross_generator, split_corpora
 from synthscope.detectors.metrics import evaluate_scores
 from synthscope.detectors.perturbations import parse_perturbation
 from synthscope.detectors.robustness import robustness_sweeps
@@ -191,7 +190,8 @@ sweeps[["sweep", "level", "ap", "fake_accuracy", "fpr_at_threshold"]].round(3)
 # Two kinds of failure can appear: the detector stops catching fakes (its evidence lived in fine
 # detail that compression and blur remove), or it starts flagging *real* images (the perturbation
 # itself looks "fake" to it). The second is the more harmful one in deployment, and a single AP
-# number hides both.
+# number hides both. Our small generators draw softer strokes than the real scans, so a detector
+# can learn that "blurry means fake": blur a real digit and it gets flagged.
 #
 # **Exercise:** set `P_AUGMENT = 0.5` (half of the training images blurred, half compressed) and
 # rerun from the training cell. Does the detector hold up better under JPEG and blur? What does it

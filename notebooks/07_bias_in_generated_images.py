@@ -69,7 +69,6 @@ from IPython.display import display
 from synthscope.audits.annotators import ProbeAnnotator, annotate
 from synthscope.audits.audit import run_audit
 from synthscope.audits.labels import agreement, export_label_sheet, import_labels, labeller_validity, read_label_sheet
-from synthscope.audits.reference import training_world_reference
 from synthscope.generators import labour, visuals
 from synthscope.generators.corpus import read_corpus
 from synthscope.generators.portraits import PortraitDistribution, generate_portraits
