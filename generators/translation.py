@@ -24,7 +24,7 @@ from .imageset import ImageSet
 # How far from the ends of [-1, 1] a residual model's input is pulled before ``atanh`` (atanh(1) is
 # infinite): a saturated pixel passed through unchanged comes out 0.0025 off, in [0, 1] terms.
 RESIDUAL_LIMIT = 0.995
-SNAPSHOT_SUBJECTS = 8  # training inputs a snapshot shows
+SNAPSHOT_SUBJECTS = 4  # training inputs a snapshot shows (few, so each stays legible beside the others)
 
 
 class UNet(nn.Module):

@@ -508,7 +508,8 @@ def training_progress_figure(run_dir: str | Path, max_columns: int = 6, title: s
         tiles.append((step, array))
     with use_style():
         cell = 2.2 if len(tiles) > 3 else 2.8
-        fig = _new_figure(cell * len(tiles), cell + 0.9)
+        aspect = max(array.shape[0] / array.shape[1] for _, array in tiles)  # wide grids get short panels
+        fig = _new_figure(cell * len(tiles), cell * aspect + 0.9)
         axes = fig.subplots(1, len(tiles), squeeze=False)[0]
         for ax, (step, array) in zip(axes, tiles):
             _show(ax, array, title=f"step {step:,}")

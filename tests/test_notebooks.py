@@ -30,6 +30,7 @@ QUICK: dict[str, dict[str, object]] = {
     "02_vaes": {"STEPS": 60, "STEPS_BETA": 40},
     "03_gans": {"STEPS": 40, "STEPS_CONDITIONAL": 30},
     "04_diffusion": {"STEPS": 20, "SAMPLE_STEPS": 10, "N_PER_DIGIT": 4, "JUDGE_SAMPLES": 40},
+    "05_image_to_image": {"STEPS_PIX2PIX": 20, "STEPS_CYCLEGAN": 10, "PEOPLE": 60, "SHOWN": 4},
     "06_detecting_ai_images": {"GENERATOR_STEPS": 30, "N_FAKE": 120, "N_REAL": 360, "EPOCHS": 2,
                                "N_BOOT": 20},
     "07_bias_in_generated_images": {"TRAIN_STEPS": 20, "IMAGES_PER_PROMPT": 3, "SAMPLE_STEPS": 5,
