@@ -159,7 +159,7 @@ class TranslationResults:
     detectors trained to tell translated portraits from drawn ones."""
 
     runs: dict[str, tuple[str, dict[str, Any], Path]]  # name -> (title, evaluation, visuals folder)
-    corpora: dict[str, Path] = field(default_factory=dict)  # inputs, true targets, and each model's outputs
+    corpora: dict[str, Path] = field(default_factory=dict)  # inputs, the real side, each model's outputs
     generalisation: Any = None
 
 
@@ -198,6 +198,7 @@ class LabRun:
     detectors: DetectorResults | None = None
     translation: TranslationResults | None = None
     audit: Any = None
+    part_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each part, in order
 
 
 @dataclass(frozen=True)
@@ -242,12 +243,14 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
     run = LabRun(out, quick, force, seed, device, progress)
     for part in lab_parts(quick):
         _say(progress, f"[lab] {part.message}")
+        started = time.perf_counter()
         part.run(run)
+        run.part_seconds[part.name] = round(time.perf_counter() - started, 2)
     _say(progress, "[lab] report")
     seconds = time.perf_counter() - began
     report_path = write_lab_report(out, run.evaluations, run.corpora, quick=quick, seed=seed, seconds=seconds,
                                    extras=run.extras, reused=run.reused, detectors=run.detectors,
-                                   audit=run.audit, translation=run.translation)
+                                   audit=run.audit, translation=run.translation, part_seconds=run.part_seconds)
     summary = lab_summary(run.evaluations, run.corpora, report_path, seconds, run.reused, run.detectors,
                           run.audit, run.translation)
     return LabResult(out, report_path, summary, seconds)
@@ -339,9 +342,10 @@ def translation_stage(out: Path, quick: bool, seed: int = 0, device: str = "auto
                       force: bool = False) -> TranslationResults:
     """Train pix2pix and CycleGAN to age portraits (each measured on held-out people against the true
     older picture: distance, whether it reads as older, and what else it changed), translate further
-    young people with each into a corpus, and train detectors to tell those translations from the
-    same people drawn older."""
+    young people with each into a corpus, and train detectors to tell those translations from portraits
+    drawn by the portraits world (other people, of every age)."""
     from synthscope.detectors.generalisation import cross_generator, split_corpora
+    from synthscope.generators.data import load_data
     from synthscope.generators.pairs import portrait_pairs
     from synthscope.generators.translate_run import train_translation, translate_to_corpus
     from synthscope.generators.translation_eval import RESULT_FILE
@@ -350,13 +354,16 @@ def translation_stage(out: Path, quick: bool, seed: int = 0, device: str = "auto
     people = 200 if quick else TRANSLATION_PEOPLE
     corpus_people = 100 if quick else TRANSLATION_CORPUS_PEOPLE
     corpus_seed = seed + TRANSLATION_CORPUS_SEED
-    young, older = portrait_pairs(corpus_people, LAB_TRANSLATION, seed=corpus_seed, size=32)
+    young, _ = portrait_pairs(corpus_people, LAB_TRANSLATION, seed=corpus_seed, size=32)
     corpus_dir = out / CORPORA_DIR
     made = {"command": "synthscope lab", "size": 32, "seed": corpus_seed, "generator": "real"}
     inputs = write_image_set(young, corpus_dir / "portraits-young", {**made, "data": "portraits age=young"},
                              key="portraits-young", progress=progress, force=force)
-    truth = write_image_set(older, corpus_dir / "portraits-older", {**made, "data": "portraits age=older"},
-                            key="portraits-older", progress=progress, force=force)
+    # The real side: other people of every age. Against older people alone, a model that failed to age
+    # its inputs would be caught for looking young, not for how it draws.
+    real = write_image_set(load_data("portraits", size=32, n=2 * corpus_people, seed=corpus_seed + 1),
+                           corpus_dir / "portraits-real", {**made, "seed": corpus_seed + 1, "data": "portraits"},
+                           key="portraits-real", progress=progress, force=force)
     runs, translated = {}, []
     for stage in translation_stages():
         steps, run_dir = stage.steps_for(quick), out / RUNS_DIR / stage.name
@@ -374,11 +381,11 @@ def translation_stage(out: Path, quick: bool, seed: int = 0, device: str = "auto
         # A retrained model's corpus is made again: its old translations came from other weights.
         translated.append(translate_to_corpus(run_dir, inputs, corpus_dir / stage.name, device=device,
                                               progress=progress, force=retrain))
-    split = split_corpora(truth, translated, size=32, test_fraction=0.3, seed=seed, progress=progress)
+    split = split_corpora(real, translated, size=32, test_fraction=0.3, seed=seed, progress=progress)
     training = {**LAB_DETECTOR_TRAINING, **({"epochs": 6, "patience": 3} if quick else {})}
     generalisation = cross_generator(split, out / DETECTORS_DIR / "translation", n_boot=200, seed=seed,
                                      device=device, progress=progress, **training)
-    corpora = {path.name: path for path in (inputs, truth, *translated)}
+    corpora = {path.name: path for path in (inputs, real, *translated)}
     return TranslationResults(runs, corpora, generalisation)
 
 
@@ -547,7 +554,8 @@ def compression_section(runs: Path, seed: int = 0):
 def write_lab_report(out: Path, evaluations, corpora: dict[str, Path], quick: bool, seed: int,
                      seconds: float, extras=(), reused: Sequence[str] = (),
                      detectors: DetectorResults | None = None, audit: Any = None,
-                     translation: TranslationResults | None = None) -> Path:
+                     translation: TranslationResults | None = None,
+                     part_seconds: dict[str, float] | None = None) -> Path:
     """Assemble the lab report from the stages' results."""
     import pandas as pd
 
@@ -574,7 +582,8 @@ def write_lab_report(out: Path, evaluations, corpora: dict[str, Path], quick: bo
     summary.append("Every number here comes from built-in data on this machine; nothing was downloaded.")
     provenance = collect_provenance({
         "run": {"command": "synthscope lab" + (" --quick" if quick else ""), "seed": seed,
-                "seconds": round(seconds, 1), "synthscope": __version__},
+                "seconds": round(seconds, 1), "part_seconds": dict(part_seconds or {}),
+                "synthscope": __version__},
         "generators": {ev.name: _run_provenance(ev) for ev in evaluations},
     })
     sections = [generator_section(evaluations, extra=extras), corpora_section]
@@ -610,7 +619,8 @@ def translation_report_section(translation: TranslationResults):
         detectors = generalisation_section(translation.generalisation, section_id="translation-detectors")
         detectors.title = "Can a detector tell a translated portrait from a drawn one?"
         detectors.intro = ("Further young people, never seen in training, aged by each model; the real side is "
-                           "the same people drawn older. Translation leaves much of the input untouched: the "
+                           "other people of every age, drawn by the portraits world. Translation leaves much of "
+                           "the input untouched: the "
                            "detectors (the same small CNN as above, threshold fixed on held-out real pictures "
                            "for a 1 % false-positive rate) must find what the model drew.")
     return translation_section(translation.runs, detectors, LAB_TRANSLATION)

@@ -103,7 +103,7 @@ def test_lab_translation_stage(lab_dir):
     assert set(matrix["test"]) == {stage.name for stage in translation_stages()}
     assert "all generators" in set(matrix["train"])
     corpora = pd.read_csv(lab_dir / "tables" / "corpora.csv")
-    assert {"portraits-young", "portraits-older", "pix2pix-ageing", "cyclegan-ageing"} <= set(corpora["corpus"])
+    assert {"portraits-young", "portraits-real", "pix2pix-ageing", "cyclegan-ageing"} <= set(corpora["corpus"])
 
 
 def test_report_is_self_contained(lab_dir):
