@@ -287,6 +287,40 @@ def test_blur_jpeg_augment_is_deterministic_per_generator_seed_and_per_image_ran
     assert any(changed) and not all(changed)  # with p = 0.5 each, some images are left alone (seed 5)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_jpeg_round_trip_gives_pillows_bytes(channels):
+    import io
+
+    from PIL import Image
+
+    from synthscope.images import from_pil, to_pil_list, to_uint8
+
+    x = torch.nn.functional.avg_pool2d(torch.rand(12, channels, 17, 17, generator=torch.Generator().manual_seed(1)),
+                                       3, 1, 1)  # odd size, smooth and noisy parts
+    for quality in (30, 75, 100):
+        expected = []
+        for image in to_pil_list(x):
+            buffer = io.BytesIO()
+            image.save(buffer, format="JPEG", quality=quality)
+            with Image.open(buffer) as back:
+                expected.append(from_pil(back.convert(image.mode)))
+        assert torch.equal(to_uint8(P._jpeg(x, quality)), to_uint8(torch.stack(expected))), quality
+
+
+def test_blur_jpeg_augment_perturbs_each_image_as_if_alone():
+    x = _images(n=16)
+    aug = BlurJpegAugment(p_blur=0.5, p_jpeg=0.5)
+    batch = aug(x, torch.Generator().manual_seed(2))
+    u = torch.rand(16, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    for i in range(16):  # the draws are per image: image i sees u[i] whatever the others drew
+        one = x[i:i + 1]
+        if u[i, 0] < 0.5:
+            one = P._blur(one, 3.0 * u[i, 1].item())
+        if u[i, 2] < 0.5:
+            one = P._jpeg(one, min(100, 30 + int(u[i, 3].item() * 71)))
+        assert torch.equal(batch[i], one[0]), i
+
+
 def test_blur_jpeg_augment_validates_arguments():
     for kwargs in ({"p_blur": -0.1}, {"p_jpeg": 1.5}, {"sigma": (2, 1)}, {"quality": (0, 100)},
                    {"quality": (50, 40)}):
