@@ -53,24 +53,16 @@ WORK_DIR = "lab-work/01_autoencoders"  # where trained models are written
 
 # %%
 # %matplotlib inline
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # text progress bars are enough
-from pathlib import Path
-
-import matplotlib.pyplot as plt
 import torch
 
 from synthscope.generators import visuals
 from synthscope.generators.data import load_data
 from synthscope.generators.workflow import train_run
-from synthscope.runtime import choose_threads, evaluating, seed_everything, use_threads
+from synthscope.notebook import start_notebook
+from synthscope.runtime import evaluating
 
 # One thread per free core (and one only beside other jobs); the same seed gives the same figures.
-use_threads(choose_threads(), automatic=True)
-seed_everything(SEED)
-WORK = Path(WORK_DIR)
-plt.rcParams.update(visuals.style_rc())
+WORK = start_notebook(seed=SEED, work_dir=WORK_DIR)
 
 # %% [markdown]
 # ## The data: handwritten digits
@@ -82,7 +74,7 @@ plt.rcParams.update(visuals.style_rc())
 
 # %%
 digits = load_data("digits", size=16, seed=SEED)
-train, heldout = digits.split(0.2, seed=SEED)  # the same split training uses
+train, heldout = digits.split(seed=SEED)  # the same split training uses
 print(f"{len(train)} training and {len(heldout)} held-out digits, each {tuple(digits.images.shape[1:])}")
 visuals.image_grid(heldout.images[:32], nrow=16, title="Some held-out digits")
 
@@ -184,7 +176,7 @@ visuals.reconstruction_figure(heldout.images[:12], {"denoising": denoise.model},
 colour = train_run("ae", "portraits", WORK / "ae-colourising", steps=STEPS_COLOUR, seed=SEED, force=True,
                    evaluate=False, n=N_PORTRAITS, options={"latent_dim": 32, "mode": "colourising"})
 portraits = load_data("portraits", n=N_PORTRAITS, seed=SEED)
-_, portraits_heldout = portraits.split(0.2, seed=SEED)
+_, portraits_heldout = portraits.split(seed=SEED)
 visuals.reconstruction_figure(portraits_heldout.images[:10], {"colourising": colour.model})
 
 # %% [markdown]

@@ -48,10 +48,6 @@ WORK_DIR = "lab-work/03_gans"  # where trained models are written
 # %%
 # %matplotlib inline
 import math
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # text progress bars are enough
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -59,15 +55,12 @@ import numpy as np
 from synthscope.generators import visuals
 from synthscope.generators.data import load_data
 from synthscope.generators.workflow import train_run
-from synthscope.runtime import choose_threads, seed_everything, use_threads
+from synthscope.notebook import start_notebook
 
-use_threads(choose_threads(), automatic=True)  # one thread per free core
-seed_everything(SEED)
-WORK = Path(WORK_DIR)
-plt.rcParams.update(visuals.style_rc())
+WORK = start_notebook(seed=SEED, work_dir=WORK_DIR)
 
 digits = load_data("digits", size=16, seed=SEED)
-train, heldout = digits.split(0.2, seed=SEED)  # the same split training uses
+train, heldout = digits.split(seed=SEED)  # the same split training uses
 
 # %% [markdown]
 # ## Training a DCGAN

@@ -53,11 +53,6 @@ WORK_DIR = "lab-work/04_diffusion"  # where trained models are written
 
 # %%
 # %matplotlib inline
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # text progress bars are enough
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
@@ -66,15 +61,12 @@ from synthscope.generators import visuals
 from synthscope.generators.data import load_data
 from synthscope.generators.quality import prompt_adherence, train_feature_classifier
 from synthscope.generators.workflow import new_generator, train_run
-from synthscope.runtime import choose_threads, seed_everything, use_threads
+from synthscope.notebook import start_notebook
 
-use_threads(choose_threads(), automatic=True)  # one thread per free core
-seed_everything(SEED)
-WORK = Path(WORK_DIR)
-plt.rcParams.update(visuals.style_rc())
+WORK = start_notebook(seed=SEED, work_dir=WORK_DIR)
 
 digits = load_data("digits", size=16, seed=SEED)
-train, heldout = digits.split(0.2, seed=SEED)  # the same split training uses
+train, heldout = digits.split(seed=SEED)  # the same split training uses
 
 # %% [markdown]
 # ## The forward process: destroying an image, step by step

@@ -53,23 +53,13 @@ WORK_DIR = "lab-work/05_image_to_image"  # where trained models are written
 
 # %%
 # %matplotlib inline
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # text progress bars are enough
-from pathlib import Path
-
-import matplotlib.pyplot as plt
-
 from synthscope.generators import visuals
 from synthscope.generators.pairs import portrait_pairs
 from synthscope.generators.translate_run import train_translation
 from synthscope.generators.translation_eval import l1
-from synthscope.runtime import choose_threads, seed_everything, use_threads
+from synthscope.notebook import start_notebook
 
-use_threads(choose_threads(), automatic=True)  # one thread per free core
-seed_everything(SEED)
-WORK = Path(WORK_DIR)
-plt.rcParams.update(visuals.style_rc())
+WORK = start_notebook(seed=SEED, work_dir=WORK_DIR)
 
 # %% [markdown]
 # ## The same people, young and older

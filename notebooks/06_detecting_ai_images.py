@@ -51,11 +51,6 @@ WORK_DIR = "lab-work/06_detecting_ai_images"  # where models and corpora are wri
 
 # %%
 # %matplotlib inline
-import warnings
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # text progress bars are enough
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -67,12 +62,9 @@ from synthscope.detectors.robustness import robustness_sweeps
 from synthscope.detectors.training import CNNEstimator
 from synthscope.generators import visuals
 from synthscope.generators.workflow import export_builtin, sample_to_corpus, train_run
-from synthscope.runtime import choose_threads, seed_everything, use_threads
+from synthscope.notebook import start_notebook
 
-use_threads(choose_threads(), automatic=True)  # one thread per free core
-seed_everything(SEED)
-WORK = Path(WORK_DIR)
-plt.rcParams.update(visuals.style_rc())
+WORK = start_notebook(seed=SEED, work_dir=WORK_DIR)
 
 # %% [markdown]
 # ## Real and generated images

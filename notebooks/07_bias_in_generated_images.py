@@ -55,10 +55,6 @@ WORK_DIR = "lab-work/07_bias_in_generated_images"  # where the model, images and
 # %%
 # %matplotlib inline
 import json
-import warnings
-from pathlib import Path
-
-warnings.filterwarnings("ignore", message="IProgress not found")  # text progress bars are enough
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -73,13 +69,10 @@ from synthscope.generators import labour, visuals
 from synthscope.generators.corpus import read_corpus
 from synthscope.generators.portraits import PortraitDistribution, generate_portraits
 from synthscope.generators.workflow import export_builtin
-from synthscope.runtime import choose_threads, seed_everything, use_threads
+from synthscope.notebook import start_notebook
 
-use_threads(choose_threads(), automatic=True)  # one thread per free core
-seed_everything(SEED)
-WORK = Path(WORK_DIR)
+WORK = start_notebook(seed=SEED, work_dir=WORK_DIR)
 WORK.mkdir(parents=True, exist_ok=True)
-plt.rcParams.update(visuals.style_rc())
 PROFESSIONS = ["doctor", "nurse", "engineer", "chief executive", "janitor", "teacher", "software developer",
                "housekeeper"]
 

@@ -110,3 +110,19 @@ def test_notebook_runs_quick(path, tmp_path, one_thread):
 def test_notebook_runs_full(path, tmp_path, one_thread):
     seconds = execute(path, {}, tmp_path / "work", FULL_TIMEOUT)
     print(f"{path.name}: {seconds:.1f} s at full size")
+
+
+def test_start_notebook_seeds_styles_and_names_the_work_folder(tmp_path):
+    import matplotlib.pyplot as plt
+    import torch
+
+    from synthscope.generators.visuals import style_rc
+    from synthscope.notebook import start_notebook
+
+    work = start_notebook(seed=3, work_dir=tmp_path / "work")
+    first = torch.rand(3)
+    assert start_notebook(seed=3, work_dir=str(tmp_path / "work")) == work == tmp_path / "work"
+    assert torch.equal(first, torch.rand(3))  # seeded again: the same draws
+    assert not work.exists()  # training calls make their own folders
+    for key, value in style_rc().items():
+        assert plt.rcParams[key] == value, key
