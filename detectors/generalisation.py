@@ -148,7 +148,16 @@ class Generalisation:
     @classmethod
     def load(cls, out: Path | str) -> "Generalisation":
         out = Path(out)
-        return cls(pd.read_csv(out / MATRIX_FILE), pd.read_csv(out / LEAVE_ONE_OUT_FILE))
+        return cls(pd.read_csv(out / MATRIX_FILE), _read_rows(out / LEAVE_ONE_OUT_FILE))
+
+
+def _read_rows(path: Path) -> pd.DataFrame:
+    """A saved table that may hold no rows: with fewer than three corpora there is no leave-one-out,
+    and an empty table is saved without a header."""
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
 
 
 def _test_scores(detector: Detector, split: SplitCorpora) -> tuple[np.ndarray, dict[str, np.ndarray]]:

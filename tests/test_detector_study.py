@@ -294,3 +294,12 @@ def test_robustness_numbers_do_not_depend_on_where_the_corpora_lie():
         tables.append(robustness_sweeps(Brightness(), data, threshold=0.5, sweeps=["noise"], n_boot=20,
                                         progress=False))
     pd.testing.assert_frame_equal(tables[0], tables[1])
+
+
+def test_a_study_without_leave_one_out_loads_back(tmp_path):
+    # Two corpora have no leave-one-out: its table is saved empty, without a header.
+    matrix = pd.DataFrame([{"train": "a", "test": "a", "ap": 1.0}])
+    Generalisation(matrix, pd.DataFrame()).save(tmp_path)
+    loaded = Generalisation.load(tmp_path)
+    assert loaded.leave_one_out.empty
+    pd.testing.assert_frame_equal(loaded.matrix, matrix)
