@@ -171,13 +171,13 @@ TRANSLATION_VISUALS = {
 
 
 def translation_table(runs: dict[str, tuple[str, dict]]) -> pd.DataFrame:
-    """One row per translation model: its distances to the true targets against the identity baseline
+    """One row per translation model: its distances to the true targets against the unchanged input
     (and CycleGAN's round trip and way back)."""
     return pd.DataFrame([{
-        "model": title, "held-out people": result["n_heldout"], "L1 to truth": result["l1_to_target"],
-        "L1 unchanged input": result["l1_identity_baseline"], "round-trip L1": result.get("round_trip_l1"),
-        "way-back L1": result.get("backward_l1_to_input"), "Fréchet (judge)": result.get("judge_frechet_to_targets"),
-        "Fréchet unchanged input": result.get("judge_frechet_identity_baseline")} for title, result in runs.values()])
+        "model": title, "L1 to truth": result["l1_to_target"], "unchanged": result["l1_identity_baseline"],
+        "round trip": result.get("round_trip_l1"), "way back": result.get("backward_l1_to_input"),
+        "Fréchet": result.get("judge_frechet_to_targets"),
+        "Fréchet unchanged": result.get("judge_frechet_identity_baseline")} for title, result in runs.values()])
 
 
 def perceived_table(runs: dict[str, tuple[str, dict]], target: str) -> pd.DataFrame:
@@ -216,12 +216,13 @@ def translation_section(runs: dict[str, tuple[str, dict, Path]], detectors: Sect
               "learns a second generator back with a cycle-consistency loss. Both are measured on held-out "
               "people against the true older picture.",
         blocks=[
-            Text("L1: mean per-pixel distance to the true picture, beside what an unchanged input scores; the "
+            Text("L1: mean per-pixel distance to the true picture, beside what the unchanged input scores; the "
                  "round trip (A -> B -> A) and CycleGAN's way back (the true older picture made young again) "
-                 "in L1 to the true input. Fréchet distances use the quality judge's features."),
+                 "in L1 to the true input. Fréchet distances to the true pictures use the quality judge's "
+                 "features. The held-out people measured are counted in the next table (n)."),
             Table("How close to the true picture", translation_table(results), name="translation",
-                  formats={"L1 to truth": ".4f", "L1 unchanged input": ".4f", "round-trip L1": ".4f",
-                           "way-back L1": ".4f", "Fréchet (judge)": ".1f", "Fréchet unchanged input": ".1f"}),
+                  formats={"L1 to truth": ".4f", "unchanged": ".4f", "round trip": ".4f", "way back": ".4f",
+                           "Fréchet": ".1f", "Fréchet unchanged": ".1f"}),
             Text(f"Ageing is partly chance (which grey, whether a man goes bald), so one true picture is one of "
                  f"several right answers. The quality judge answers two other questions: is the output perceived "
                  f"as {target}, and are the person's perceived profession, gender presentation and skin tone "
