@@ -56,6 +56,9 @@ def parse_translation(text: str) -> Translation:
         return Translation(attribute, values[0], values[-1])
     source, arrow, target = change.partition("->")
     source, target = source.strip(), target.strip()
+    if not arrow and change.endswith("-"):  # what is left after a shell took '>...' for a redirect
+        raise UserError(f"--translate {text!r}: cut short at '>': quote the value, e.g. "
+                        f"--translate '{attribute}:{change}>{values[-1] if change[:-1] != values[-1] else values[0]}'")
     if not arrow or source not in values or target not in values or source == target:
         raise UserError(f"--translate {text!r}: expected {attribute}:FROM->TO with two different values "
                         f"of {', '.join(values)}")

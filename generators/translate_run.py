@@ -41,7 +41,7 @@ def load_translation_data(kind: str, data_spec: str, translate: str | None, size
     if data_spec == "portraits":
         if translate is None:
             raise UserError(f"--model {kind} --data portraits: say what to translate, e.g. "
-                            f"--translate age:young->older or --translate colour")
+                            f"--translate 'age:young->older' or --translate colour")
         a, b = portrait_pairs(n or DEFAULT_PORTRAITS, parse_translation(translate), seed=seed, size=size,
                               paired=paired)
         return translation_set(a, b, paired=paired)

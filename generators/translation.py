@@ -145,7 +145,7 @@ class Translator(Generator):
         inputs = getattr(data, "inputs", None)
         if inputs is None:
             raise UserError(f"{self.kind} translates images: train it on a translation set (domains A and B, "
-                            f"e.g. --data portraits --translate age:young->older)")
+                            f"e.g. --data portraits --translate 'age:young->older')")
         if self.paired_only and not getattr(data, "paired", False):
             raise UserError(f"{self.kind} learns from pairs (the same subject in A and B), but {data.name} "
                             f"is unpaired; give paired data (A/ and B/ with matching file names)")

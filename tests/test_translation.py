@@ -68,6 +68,7 @@ def test_a_translation_set_keeps_its_pairs_through_subsets_and_splits():
     ("age:young->ancient", "two different values of young, middle-aged, older"),
     ("age:young->young", "two different values"),
     ("age", "say which ages"),
+    ("age:young-", "cut short at '>': quote the value, e.g. --translate 'age:young->older'"),  # bash: >older
 ])
 def test_bad_translations_are_one_clear_error(text, message):
     with pytest.raises(UserError, match=message):

@@ -30,7 +30,8 @@ def register(commands: Subcommands) -> None:
     train.add_argument("--n", type=positive_int, help="use at most N images (portraits: how many to draw)")
     train.add_argument("--translate", metavar="ATTRIBUTE:FROM->TO",
                        help="what a translation model (pix2pix, cyclegan) learns to change in portraits: "
-                            "age:young->older, age:older->young, colour (grey -> colour)")
+                            "'age:young->older', 'age:older->young', colour (grey -> colour); quote it, "
+                            "or the shell reads '>' as a redirect")
     train.add_argument("--set", dest="options", action="append", metavar="KEY=VALUE",
                        help="model option, repeatable (e.g. --set latent_dim=2 --set mode=denoising)")
     train.add_argument("--snapshot-every", type=positive_int, help="save a sample grid every N steps")
