@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import sklearn
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (
     auc,
@@ -139,6 +140,12 @@ def threshold_at_fpr(real_scores: Sequence[float] | np.ndarray, target_fpr: floa
 
 
 # --------------------------------------------------------------------------- ROC summaries
+
+
+def _checked_already():
+    """scikit-learn checks its arguments on every call; a bootstrap calls it a thousand times with
+    resamples of arrays already checked, where those checks cost a fifth of the time."""
+    return sklearn.config_context(skip_parameter_validation=True, assume_finite=True)
 
 
 def _roc(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -657,13 +664,14 @@ def evaluate_scores(
         boots = {k: np.full(idx.shape[0] if idx is not None else 0, np.nan) for k in curve_names}
         if idx is not None:
             ys, ss = y[idx], s[idx]
-            for b in range(idx.shape[0]):
-                fb, tb, hb = _roc(ys[b], ss[b])
-                boots["ap"][b] = _ap_from_curve(fb, tb, n_fake, n_real)
-                boots["roc_auc"][b] = float(auc(fb, tb))
-                for k, v in _CURVE_FPRS.items():
-                    boots[k][b] = _tpr_at_fpr_from_curve(fb, tb, v)
-                boots["eer"][b] = _eer_from_curve(fb, tb, hb)[0]
+            with _checked_already():  # resamples of the arrays checked above, as the full set
+                for b in range(idx.shape[0]):
+                    fb, tb, hb = _roc(ys[b], ss[b])
+                    boots["ap"][b] = _ap_from_curve(fb, tb, n_fake, n_real)
+                    boots["roc_auc"][b] = float(auc(fb, tb))
+                    for k, v in _CURVE_FPRS.items():
+                        boots[k][b] = _tpr_at_fpr_from_curve(fb, tb, v)
+                    boots["eer"][b] = _eer_from_curve(fb, tb, hb)[0]
         eer_thr = _eer_from_curve(f, t, th)[1]
         for k in curve_names:
             lo, hi = boot(boots[k])
