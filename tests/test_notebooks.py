@@ -10,8 +10,8 @@ notebook is the slow test.
 
 from __future__ import annotations
 
-import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import jupytext
@@ -38,6 +38,7 @@ QUICK: dict[str, dict[str, object]] = {
 }
 FULL_TIMEOUT = 600  # seconds per cell at full size (a notebook should take at most about 3 minutes)
 QUICK_TIMEOUT = 120
+MIN_PICTURES = 3  # figures every notebook shows, whatever its sizes
 
 
 def parameters_index(nb: nbformat.NotebookNode) -> int:
@@ -53,14 +54,33 @@ def inject_parameters(nb: nbformat.NotebookNode, parameters: dict[str, object]) 
     nb.cells.insert(parameters_index(nb) + 1, cell)
 
 
-def execute(path: Path, parameters: dict[str, object], work: Path, timeout: int) -> float:
+@dataclass
+class Run:
+    """What a student would see of one run: the cells that did not run or show an error, how many
+    pictures were drawn, the files written into WORK_DIR, and the seconds it took."""
+
+    unrun: list[int]
+    errors: list[int]
+    pictures: int
+    written: list[Path]
+    seconds: float
+
+
+def execute(path: Path, parameters: dict[str, object], work: Path, timeout: int) -> Run:
+    """Run the notebook top to bottom with ``parameters`` and ``WORK_DIR`` = ``work``."""
     nb = nbformat.read(path, as_version=4)
     inject_parameters(nb, {**parameters, "WORK_DIR": str(work)})
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
     began = time.perf_counter()
     client.execute()  # raises CellExecutionError (the cell and its traceback) when a cell fails
-    return time.perf_counter() - began
+    seconds = time.perf_counter() - began
+    code = [(i, cell) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+    outputs = [output for _, cell in code for output in cell.get("outputs", [])]
+    return Run(unrun=[i for i, cell in code if not cell.get("execution_count")],
+               errors=[i for i, cell in code if any(o.get("output_type") == "error" for o in cell.get("outputs", []))],
+               pictures=sum("image/png" in o.get("data", {}) for o in outputs),
+               written=[p for p in work.rglob("*") if p.is_file()], seconds=seconds)
 
 
 @pytest.fixture
@@ -101,15 +121,19 @@ def test_notebook_matches_its_source(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_notebook_runs_quick(path, tmp_path, one_thread):
-    seconds = execute(path, QUICK.get(path.stem, {}), tmp_path / "work", QUICK_TIMEOUT)
-    print(f"{path.name}: {seconds:.1f} s with quick parameters")
+    run = execute(path, QUICK.get(path.stem, {}), tmp_path / "work", QUICK_TIMEOUT)
+    print(f"{path.name}: {run.seconds:.1f} s with quick parameters")
+    assert not run.unrun and not run.errors, (run.unrun, run.errors)
+    assert run.pictures >= MIN_PICTURES and run.written, (run.pictures, len(run.written))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_notebook_runs_full(path, tmp_path, one_thread):
-    seconds = execute(path, {}, tmp_path / "work", FULL_TIMEOUT)
-    print(f"{path.name}: {seconds:.1f} s at full size")
+    run = execute(path, {}, tmp_path / "work", FULL_TIMEOUT)
+    print(f"{path.name}: {run.seconds:.1f} s at full size")
+    assert not run.unrun and not run.errors, (run.unrun, run.errors)
+    assert run.pictures >= MIN_PICTURES and run.written, (run.pictures, len(run.written))
 
 
 def test_start_notebook_seeds_styles_and_names_the_work_folder(tmp_path):
