@@ -39,6 +39,10 @@ class Translation:
     def __str__(self) -> str:
         return f"{self.attribute}:{self.source}->{self.target}"
 
+    def reversed(self) -> Translation:
+        """The way back (``age:older->young`` for ``age:young->older``)."""
+        return Translation(self.attribute, self.target, self.source)
+
 
 def parse_translation(text: str) -> Translation:
     """``age:young->older``, ``age:older->young``, ``colour`` (grey -> colour) or ``colour:colour->grey``;

@@ -206,8 +206,10 @@ def translation_section(runs: dict[str, tuple[str, dict, Path]], detectors: Sect
     """Image-to-image translation: each model's numbers on held-out people (from ``translation.json``),
     what it changed besides the translated attribute, its lecture visuals (from its ``visuals/``), and
     ``detectors``, a subsection on telling its outputs from drawn pictures."""
+    from .pairs import parse_translation
+
     results = {name: (title, result) for name, (title, result, _) in runs.items()}
-    target = translation.partition("->")[2] or "the target"
+    target = parse_translation(translation).target
     perceived = perceived_table(results, target)
     section = Section(
         id="translation", title=f"Image-to-image translation: {translation}",

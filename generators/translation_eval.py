@@ -32,6 +32,8 @@ from synthscope.errors import UserError
 from synthscope.grouped import Column, GroupedCrossCounts, GroupedProportions, Schema
 from synthscope.runtime import atomic_write_bytes, atomic_write_json
 
+from .pairs import parse_translation
+
 RESULT_FILE = "translation.json"
 PRESERVATION_FILE = "attribute_preservation.csv"
 CHANGES_FILE = "attribute_changes.csv"
@@ -134,9 +136,7 @@ class TranslationEvaluation:
 
     def target_value(self) -> str | None:
         """The value the translation changes its attribute to (``older`` for ``age:young->older``)."""
-        if self.translation is None or "->" not in self.translation:
-            return None
-        return self.translation.partition("->")[2].strip()
+        return None if self.translation is None else parse_translation(self.translation).target
 
     def write(self, folder: Path | str) -> dict[str, Path]:
         """``attribute_preservation.csv`` and ``attribute_changes.csv`` (with a judge) and
@@ -231,15 +231,6 @@ def evaluate_translation(model, inputs: torch.Tensor, targets: torch.Tensor | No
     return result
 
 
-def reverse_label(translation: str | None) -> str:
-    """``age:young->older`` read backwards (``age:older->young``); ``B -> A`` when unnamed."""
-    if translation is None or "->" not in translation:
-        return "B -> A"
-    attribute, _, change = translation.partition(":")
-    source, _, target = change.partition("->")
-    return f"{attribute}:{target.strip()}->{source.strip()}"
-
-
 def judge_set(data):
     """The images a translation run's judge learns from: both domains of its training set (inputs with
     their own attributes), so it reads inputs and outputs alike; None when the set has no labels."""
@@ -289,7 +280,7 @@ def evaluate_translation_run(run, train, inputs: torch.Tensor, targets: torch.Te
             {"A": inputs[shown], "A -> B": outputs[shown], "A -> B -> A": model.translate_back(outputs[shown])},
             title=f"{model.kind} round trip, held-out people")
         if targets is not None:
-            back = reverse_label(translation)
+            back = "B -> A" if translation is None else str(parse_translation(translation).reversed())
             figures["backward"] = visuals.image_rows_figure(
                 {"input (true B)": targets[shown], "output (B -> A)": model.translate_back(targets[shown]),
                  "truth (A)": inputs[shown]},
