@@ -81,22 +81,29 @@ visuals.image_rows_figure({"young": young.images, "older": older.images},
 # **identity baseline** (the L1 of the unchanged input: what a model that does nothing scores).
 
 # %%
-pix2pix_run = train_translation("pix2pix", "portraits", WORK / "pix2pix", translate="age:young->older",
-                                steps=STEPS_PIX2PIX, n=PEOPLE, seed=SEED, force=True)
+def train(kind, steps):
+    """Train one translation model to age portraits, and print what its held-out people showed."""
+    run = train_translation(kind, "portraits", WORK / kind, translate="age:young->older", steps=steps, n=PEOPLE,
+                            seed=SEED, force=True)
+    print(f"{kind}: {steps} steps in {run.seconds:.0f} s")
+    print("\n".join(run.evaluation.summary_lines()))
+    return run
+
+
+pix2pix_run = train("pix2pix", STEPS_PIX2PIX)
 pix2pix = pix2pix_run.model
-print(f"{STEPS_PIX2PIX} steps in {pix2pix_run.seconds:.0f} s")
-print("\n".join(pix2pix_run.evaluation.summary_lines()))
 
 # %%
-visuals.image_rows_figure({"input": young.images, "pix2pix": pix2pix.translate(young.images),
-                           "truth": older.images}, title="pix2pix ageing held-out people")
+aged_by_pix2pix = pix2pix.translate(young.images)
+visuals.image_rows_figure({"input": young.images, "pix2pix": aged_by_pix2pix, "truth": older.images},
+                          title="pix2pix ageing held-out people")
 
 # %% [markdown]
 # Where did the model look? The difference between output and input shows what pix2pix chose to
 # change: it should be hair, brows and a few lines on the face, and nothing else.
 
 # %%
-changed = (pix2pix.translate(young.images) - young.images).abs().amax(dim=1, keepdim=True)
+changed = (aged_by_pix2pix - young.images).abs().amax(dim=1, keepdim=True)
 visuals.image_rows_figure({"input": young.images, "what changed": (changed / changed.max()).expand(-1, 3, -1, -1)},
                           title="Where pix2pix changed the picture (brighter: more)")
 
@@ -109,11 +116,8 @@ visuals.image_rows_figure({"input": young.images, "what changed": (changed / cha
 # true older picture to compare with.
 
 # %%
-cyclegan_run = train_translation("cyclegan", "portraits", WORK / "cyclegan", translate="age:young->older",
-                                 steps=STEPS_CYCLEGAN, n=PEOPLE, seed=SEED, force=True)
+cyclegan_run = train("cyclegan", STEPS_CYCLEGAN)
 cyclegan = cyclegan_run.model
-print(f"{STEPS_CYCLEGAN} steps in {cyclegan_run.seconds:.0f} s")
-print("\n".join(cyclegan_run.evaluation.summary_lines()))
 
 # %%
 aged = cyclegan.translate(young.images)
@@ -143,7 +147,7 @@ for name, run in (("pix2pix", pix2pix_run), ("CycleGAN", cyclegan_run)):
           f"outputs {reached.loc['outputs', 'reached']:.0%} "
           f"[{reached.loc['outputs', 'reached_ci_low']:.0%}, {reached.loc['outputs', 'reached_ci_high']:.0%}], "
           f"inputs {reached.loc['inputs', 'reached']:.0%}, true older {reached.loc['true targets', 'reached']:.0%}")
-print(f"on the pictures above: pix2pix {l1(pix2pix.translate(young.images), older.images):.4f}, "
+print(f"on the pictures above: pix2pix {l1(aged_by_pix2pix, older.images):.4f}, "
       f"CycleGAN {l1(aged, older.images):.4f}, unchanged {l1(young.images, older.images):.4f}")
 
 # %% [markdown]
