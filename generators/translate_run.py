@@ -73,23 +73,17 @@ def train_translation(kind: str, data_spec: str, out: Path | str, translate: str
     ``evaluation`` holds it. ``judge_dir`` shares the judge between runs on the same data. Training
     snapshots (the first training inputs translated) are saved every ``snapshot_every`` steps, by
     default about ``snapshots`` times a run."""
-    from .translation_eval import CHANGES_FILE, PRESERVATION_FILE, RESULT_FILE
-    from .workflow import clear_run
+    from .workflow import clear_run, training_split
 
     if kind not in TRANSLATION_KINDS:
         raise UserError(f"--translate needs a translation model ({', '.join(TRANSLATION_KINDS)}), not {kind}")
     out = Path(out)
     if force and out.exists():
         clear_run(out)
-        for name in (RESULT_FILE, PRESERVATION_FILE, CHANGES_FILE):
-            (out / name).unlink(missing_ok=True)
     seed_everything(seed)
     size = size or 32
     data = load_translation_data(kind, data_spec, translate, size=size, n=n, seed=seed, strict=strict)
-    train, heldout = data.split(seed=seed)
-    if len(train) < 2:  # batch normalisation needs two images in a batch
-        raise UserError(f"--n {len(data)}: {len(train)} training pair(s) remain after holding out 20 %; "
-                        f"training needs at least 2")
+    train, heldout = training_split(data, seed)
     model = resolve("generator", kind, where="--model")(channels=train.channels, size=train.size,
                                                       **(options or {}))
     steps = int(DEFAULT_STEPS[kind] if steps is None else steps)

@@ -17,7 +17,7 @@ from synthscope.runtime import check_disk, check_memory, resolve_device, seed_ev
 
 from .base import CONFIG_FILE, WEIGHTS_FILE, Generator
 from .data import load_data
-from .imageset import ImageSet
+from .imageset import HELDOUT_FRACTION, ImageSet
 from .training import STATE_FILE, snapshot_interval, train_generator
 
 # Default optimiser steps per model kind: each trains on digits (16 px) in about two minutes or
@@ -67,10 +67,7 @@ def train_run(kind: str, data_spec: str = "digits", out: Path | str = "run", con
     seed_everything(seed)
     size = size or DEFAULT_SIZE.get(data_spec, 32)
     data = load_data(data_spec, size=size, n=n, seed=seed, strict=strict)
-    train, heldout = data.split(seed=seed)
-    if len(train) < 2:  # batch normalisation needs two images in a batch
-        raise UserError(f"--n {len(data)}: {len(train)} training image(s) remain after holding out 20 % for "
-                         f"evaluation; training needs at least 2 (use --n 3 or more)")
+    train, heldout = training_split(data, seed)
     model = new_generator(kind, data, conditional, **(options or {}))
     steps = int(DEFAULT_STEPS[kind] if steps is None else steps)
     if steps < 1:
@@ -91,12 +88,25 @@ def train_run(kind: str, data_spec: str = "digits", out: Path | str = "run", con
     return run
 
 
+def training_split(data: ImageSet, seed: int) -> tuple[ImageSet, ImageSet]:
+    """The (training, held-out) split every training run makes, refused when fewer than two training
+    images remain (batch normalisation needs two in a batch)."""
+    train, heldout = data.split(seed=seed)
+    if len(train) < 2:
+        raise UserError(f"--n {len(data)}: {len(train)} training image(s) remain after holding out "
+                        f"{HELDOUT_FRACTION:.0%} for evaluation; training needs at least 2 (use --n 3 or more)")
+    return train, heldout
+
+
 def clear_run(run_dir: Path) -> None:
-    """Remove everything a training run and its evaluation wrote, so nothing stale survives --force."""
+    """Remove everything a training run and its evaluation wrote (a translation run's too), so nothing
+    stale survives --force."""
     from .evaluation import ADHERENCE_FILE, JUDGE_DIR, QUALITY_FILE, VISUALS_DIR
     from .training import HISTORY_FILE
+    from .translation_eval import CHANGES_FILE, PRESERVATION_FILE, RESULT_FILE
 
-    for name in (STATE_FILE, CONFIG_FILE, WEIGHTS_FILE, HISTORY_FILE, QUALITY_FILE, ADHERENCE_FILE):
+    for name in (STATE_FILE, CONFIG_FILE, WEIGHTS_FILE, HISTORY_FILE, QUALITY_FILE, ADHERENCE_FILE,
+                 RESULT_FILE, PRESERVATION_FILE, CHANGES_FILE):
         (run_dir / name).unlink(missing_ok=True)
     for folder in ("snapshots", VISUALS_DIR, JUDGE_DIR):
         shutil.rmtree(run_dir / folder, ignore_errors=True)
