@@ -447,12 +447,13 @@ def assessment_section(assessment: Assessment, title: str = "Detector", intro: s
     return section
 
 
-def generalisation_section(generalisation: Generalisation, section_id: str = "detector-generalisation") -> Section:
+def generalisation_section(generalisation: Generalisation, section_id: str = "detector-generalisation",
+                           title: str = "Does it generalise to other generators?",
+                           intro: str = "One detector per training set, each tested on every generator's held-out "
+                                        "images. The diagonal is in-distribution; off the diagonal, a detector "
+                                        "meets a generator it never saw.") -> Section:
     """The cross-generator matrix and leave-one-generator-out, as heatmaps and tables."""
-    section = Section(id=section_id, title="Does it generalise to other generators?",
-                      intro="One detector per training set, each tested on every generator's held-out "
-                            "images. The diagonal is in-distribution; off the diagonal, a detector meets a "
-                            "generator it never saw.")
+    section = Section(id=section_id, title=title, intro=intro)
     section.add(Figure.from_matplotlib(generalisation_heatmap(generalisation), "Cross-generator matrix",
                                        name="detector-matrix",
                                        caption="Rows: what the detector was trained on; columns: the "

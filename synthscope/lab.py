@@ -629,13 +629,13 @@ def translation_report_section(translation: TranslationResults):
 
     detectors = None
     if translation.generalisation is not None:
-        detectors = generalisation_section(translation.generalisation, section_id="translation-detectors")
-        detectors.title = "Can a detector tell a translated portrait from a drawn one?"
-        detectors.intro = ("Further young people, never seen in training, aged by each model; the real side is "
-                           "other people of every age, drawn by the portraits world. Translation leaves much of "
-                           "the input untouched: the "
-                           "detectors (the same small CNN as above, threshold fixed on held-out real pictures "
-                           "for a 1 % false-positive rate) must find what the model drew.")
+        detectors = generalisation_section(
+            translation.generalisation, section_id="translation-detectors",
+            title="Can a detector tell a translated portrait from a drawn one?",
+            intro="Further young people, never seen in training, aged by each model; the real side is other "
+                  "people of every age, drawn by the portraits world. Translation leaves much of the input "
+                  "untouched: the detectors (the same small CNN as above, threshold fixed on held-out real "
+                  "pictures for a 1 % false-positive rate) must find what the model drew.")
     return translation_section(translation.runs, detectors, LAB_TRANSLATION)
 
 
