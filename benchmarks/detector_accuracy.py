@@ -12,7 +12,10 @@ then the verdict on the target (in-distribution AP >= 0.99 for every generator a
 trained on all of them). Detectors are trained afresh in a temporary folder unless ``--out`` is given.
 
     synthscope lab --out lab-report
-    python benchmarks/detector_accuracy.py --lab lab-report [--quick] [--out DIR] [--seed 0]
+``--patience 5 8`` trains the stage once per early-stopping patience (the rest of the lab's settings
+kept) and prints each one's results and seconds, and the time ratio to the first.
+
+    python benchmarks/detector_accuracy.py --lab lab-report [--quick] [--out DIR] [--seed 0] [--patience 5 8]
 """
 
 from __future__ import annotations
@@ -45,16 +48,32 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="keep the detectors here (default: a temp dir)")
     parser.add_argument("--quick", action="store_true", help="the quick lab's shorter training")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--patience", type=int, nargs="+", help="early-stopping patience(s) to compare "
+                                                                 "(default: the lab's)")
     args = parser.parse_args()
+    from synthscope.lab import LAB_DETECTOR_TRAINING
 
+    seconds = {}
+    for patience in args.patience or [LAB_DETECTOR_TRAINING["patience"]]:
+        print(f"=== patience {patience} ===")
+        seconds[patience] = assess(args, patience)
+    first = next(iter(seconds.values()))
+    if len(seconds) > 1:
+        print("\n" + ", ".join(f"patience {patience}: {took:.0f} s ({took / first:.2f}x)"
+                               for patience, took in seconds.items()))
+
+
+def assess(args: argparse.Namespace, patience: int) -> float:
+    """The lab's detector stage with one patience, printed; its seconds."""
     from synthscope.detectors.generalisation import ALL
     from synthscope.lab import detector_stage
 
     corpora = lab_corpora(args.lab)
     with tempfile.TemporaryDirectory() as tmp:
-        out = args.out or Path(tmp)
+        out = args.out / f"patience-{patience}" if args.out else Path(tmp)
         began = time.perf_counter()
-        result = detector_stage(out, corpora, quick=args.quick, seed=args.seed, device="cpu", progress=False)
+        result = detector_stage(out, corpora, quick=args.quick, seed=args.seed, device="cpu", progress=False,
+                                training={"patience": patience})
         seconds = time.perf_counter() - began
     matrix = result.generalisation.pivot("ap")
     sizes = {name: sum(1 for _ in (path / "images").iterdir()) for name, path in corpora.items()}
@@ -76,6 +95,7 @@ def main() -> None:
     print("\nin-distribution AP: " + ", ".join(f"{name} {ap:.4f}" for name, ap in in_distribution.items()))
     print(f"target AP >= {TARGET_AP}: " + ("met" if not failing else
                                            "NOT met for " + ", ".join(sorted(failing))))
+    return seconds
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from synthscope.errors import UserError
 from synthscope.fingerprint import Reuse, fingerprint
 from synthscope.runtime import read_json, seed_everything
 
@@ -60,6 +61,10 @@ abstain_below = 0.6
 [reference]
 source = "bls-2022"
 """
+# The audit model's training length: as short as still recovers the injected skew as a 1,500-step
+# model does (benchmarks/lab_steps.py --audit: the same professions on the world's side of one half,
+# the same rank correlation with the world).
+LAB_AUDIT_STEPS = 600
 REAL_CORPUS = "digits-real"
 STAGE_RECORD = "lab_stage.json"  # in a run folder: what the finished stage was made from
 STAGE_FORMAT = 1  # bumped when a stage's results change meaning, so that older ones are made again
@@ -92,8 +97,8 @@ class GeneratorStage:
 
 
 def lab_stages() -> list[GeneratorStage]:
-    """The lab's generators. Steps are sized so the default lab finishes in about 10 minutes on
-    2 CPU cores (see benchmarks/generator_quality.py for the per-model timings)."""
+    """The lab's generators. Each stage trains as few steps as keep its Fréchet distance within 10 %
+    of a longer run's (measured by benchmarks/lab_steps.py, which keeps those longer references)."""
     return [
         GeneratorStage("ae-2d", "ae", "Autoencoder, 2-D latent",
                        "An autoencoder squeezes each digit through a bottleneck of only two numbers. "
@@ -105,26 +110,28 @@ def lab_stages() -> list[GeneratorStage]:
                        options={"latent_dim": 5}, steps=1500, quick_steps=150),
         GeneratorStage("ae-denoising", "ae", "Denoising autoencoder",
                        "Trained to map noisy digits to clean ones.",
-                       options={"latent_dim": 16, "mode": "denoising"}, steps=1500, quick_steps=150,
+                       options={"latent_dim": 16, "mode": "denoising"}, steps=750, quick_steps=150,
                        corpus_size=0),
         GeneratorStage("ae-colourising", "ae", "Colourising autoencoder (portraits)",
                        "Trained to map grey portraits back to colour. Where colour is ambiguous "
                        "(skin tone, clothes), it has to guess from what it saw in training.",
-                       data="portraits", options={"latent_dim": 32, "mode": "colourising"}, steps=600,
+                       # No distance to hold (not sampled); its training loss at 300 steps is within
+                       # 5 % of 600 steps'.
+                       data="portraits", options={"latent_dim": 32, "mode": "colourising"}, steps=300,
                        quick_steps=60, corpus_size=0, score=False),
         GeneratorStage("vae", "vae", "Variational autoencoder (VAE)",
                        "A VAE learns a latent space with a known prior, so sampling and interpolation "
-                       "work by design.", steps=3000, quick_steps=200),
+                       "work by design.", steps=2000, quick_steps=200),
         GeneratorStage("gan", "gan", "GAN (DCGAN)",
                        "A generator and a discriminator trained against each other.",
-                       steps=2500, quick_steps=200),
+                       steps=1250, quick_steps=200),
         GeneratorStage("diffusion", "diffusion", "Class-conditional diffusion",
                        "A small UNet learns to remove noise; sampling runs that in reverse from pure "
                        "noise, guided towards the requested digit (classifier-free guidance).",
-                       conditional=True, steps=1200, quick_steps=120,
-                       # A quick run's samples are poor anyway; drawing them in fewer denoising steps
-                       # keeps sampling from costing more than the training.
-                       quick_options={"sample_steps": 20}),
+                       conditional=True, steps=1000, quick_steps=120,
+                       # DDIM in 25 steps draws samples as close to the real digits as in 50 (FD 9.5
+                       # against 11.0) at half the cost. A quick run's samples are poor anyway: 20.
+                       options={"sample_steps": 25}, quick_options={"sample_steps": 20}),
     ]
 
 
@@ -213,11 +220,14 @@ class LabRun:
 
 @dataclass(frozen=True)
 class LabPart:
-    """One step of the lab, in the order it runs: what it prints, and what it does to the run."""
+    """One step of the lab, in the order it runs: what it prints, what it does to the run, and which
+    other parts' results it reads (``needs``)."""
 
     name: str
     message: str
     run: Callable[[LabRun], None]
+    # A part that needs none may be made by the second process of ``run_lab(jobs=2)``.
+    needs: tuple[str, ...] = ()
 
 
 def lab_parts(quick: bool = False) -> list[LabPart]:
@@ -228,13 +238,15 @@ def lab_parts(quick: bool = False) -> list[LabPart]:
                           f"generator {number}/{len(stages)}: {stage.title} ({stage.steps_for(quick)} steps)",
                           partial(_generator_part, stage))
                   for number, stage in enumerate(stages, 1)]
+    sampled = tuple(stage.name for stage in stages if stage.corpus_size)
     return [
         LabPart("real", "real images", _real_part),
         *generators,
-        LabPart("extras", "lecture figures across runs", _extras_part),
+        LabPart("extras", "lecture figures across runs", _extras_part, needs=("ae-2d", "ae")),
         LabPart("memorisation", "memorisation: is each generator's corpus new, or copied from its training images?",
-                _memorisation_part),
-        LabPart("detectors", "detectors: one per generator, one on all of them, then stress tests", _detector_part),
+                _memorisation_part, needs=sampled),
+        LabPart("detectors", "detectors: one per generator, one on all of them, then stress tests", _detector_part,
+                needs=("real", *sampled)),
         LabPart("translation", "image-to-image: ageing portraits with pix2pix and CycleGAN, and detecting "
                                "the translations", _translation_part),
         LabPart("audit", "bias audit of a model trained on a skewed portraits world", _audit_part),
@@ -242,28 +254,179 @@ def lab_parts(quick: bool = False) -> list[LabPart]:
 
 
 def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int = 0,
-            device: str = "auto", progress: bool = True) -> LabResult:
-    """Run every part of the lab (:func:`lab_parts`) into ``out`` and write ``out/index.html``."""
+            device: str = "auto", progress: bool = True, jobs: int = 1) -> LabResult:
+    """Run every part of the lab (:func:`lab_parts`) into ``out`` and write ``out/index.html``.
+
+    ``jobs=2``: a second process makes parts that need no other part, starting from the last (the
+    audit, the translation, ...) while this process works from the first; when this one reaches a
+    part the other has made, it reads it back, through the same reuse that a re-run relies on. Each
+    process computes with one thread while the other runs (runtime.ThreadGovernor): two one-thread
+    processes do more on 2 cores than one process with two threads."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out}: exists and is not a folder")
+    if jobs not in (1, 2):
+        raise UserError(f"--jobs must be 1 or 2, got {jobs}")
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     seed_everything(seed)
     run = LabRun(out, quick, force, seed, device, progress)
-    for part in lab_parts(quick):
-        _say(progress, f"[lab] {part.message}")
-        started = time.perf_counter()
-        part.run(run)
-        run.part_seconds[part.name] = round(time.perf_counter() - started, 2)
+    parts = lab_parts(quick)
+    with SecondProcess(run, parts, start=jobs > 1) as second:
+        def make(part: LabPart) -> None:
+            there = second.claimed_there(part.name)
+            _say(progress, f"[lab] {part.message}" + (" (made alongside, by the second process)" if there else ""))
+            made_there = second.take_back(part.name) if there else None
+            started, reused_before = time.perf_counter(), len(run.reused)
+            part.run(run)
+            run.part_seconds[part.name] = round(time.perf_counter() - started, 2)
+            if made_there is not None:  # what the second process made in this run is not a reuse
+                run.part_seconds[part.name] += made_there.seconds
+                run.reused[reused_before:] = [name for name in run.reused[reused_before:]
+                                              if name in made_there.reused]
+
+        deferred = []  # parts the second process claimed, read back when needed or at the end
+        for part in parts:
+            for need in part.needs:
+                if need in deferred:
+                    deferred.remove(need)
+                    make(next(p for p in parts if p.name == need))
+            if second.claim(part.name):
+                make(part)
+            else:
+                deferred.append(part.name)
+        for name in deferred:
+            make(next(p for p in parts if p.name == name))
+    order = [stage.name for stage in lab_stages()]  # the report's order, whichever process made them
+    run.evaluations.sort(key=lambda evaluation: order.index(evaluation.name))
     _say(progress, "[lab] report")
     seconds = time.perf_counter() - began
     report_path = write_lab_report(out, run.evaluations, run.corpora, quick=quick, seed=seed, seconds=seconds,
                                    extras=run.extras, reused=run.reused, detectors=run.detectors,
-                                   audit=run.audit, translation=run.translation, part_seconds=run.part_seconds)
+                                   audit=run.audit, translation=run.translation, part_seconds=run.part_seconds,
+                                   alongside=second.made_there())
     summary = lab_summary(run.evaluations, run.corpora, report_path, seconds, run.reused, run.detectors,
                           run.audit, run.translation)
     return LabResult(out, report_path, summary, seconds)
+
+
+@dataclass(frozen=True)
+class MadeAlongside:
+    """What the second process reports of one part: its seconds there, and which of its stages it
+    reused (from an earlier lab) rather than made; ``error`` when it failed there."""
+
+    name: str
+    seconds: float = 0.0
+    reused: tuple[str, ...] = ()
+    error: str | None = None
+
+
+MAIN, SECOND = 1, 2  # who claimed a part
+
+
+class SecondProcess:
+    """The second process of ``run_lab(jobs=2)`` (spawned, not forked: a forked copy of a process
+    holding torch's threads can hang). The two processes share one claim per part, so each part is
+    made once: this one claims from the first part on (:meth:`claim`), the other from the last part
+    that needs no other. :meth:`take_back` waits for a part the other made. A part that failed there,
+    or a second process that died, is simply made here, so its error surfaces as any other would.
+    With ``start=False`` there is no second process and every claim succeeds."""
+
+    def __init__(self, run: LabRun, parts: Sequence[LabPart], start: bool = True) -> None:
+        self.run, self.names, self.start = run, [part.name for part in parts], start
+        self.claims = self.process = self.messages = None
+        self.done: dict[str, MadeAlongside] = {}
+
+    def __enter__(self) -> SecondProcess:
+        if self.start:
+            import multiprocessing
+
+            import torch
+
+            from synthscope.runtime import threads_are_automatic
+
+            context = multiprocessing.get_context("spawn")
+            self.claims, self.messages = context.Array("b", len(self.names)), context.Queue()
+            threads = None if threads_are_automatic() else torch.get_num_threads()
+            settings = {"out": str(self.run.out), "quick": self.run.quick, "force": self.run.force,
+                        "seed": self.run.seed, "device": self.run.device}
+            self.process = context.Process(target=_second_process, args=(settings, self.claims, threads, self.messages),
+                                           name="synthscope-lab-second")
+            self.process.start()
+        return self
+
+    def claim(self, name: str) -> bool:
+        """Whether this process makes part ``name`` (False: the other one has claimed it)."""
+        return self.claims is None or claim_part(self.claims, self.names.index(name), MAIN)
+
+    def claimed_there(self, name: str) -> bool:
+        """Whether the second process has claimed part ``name``."""
+        return self.claims is not None and self.claims[self.names.index(name)] == SECOND
+
+    def take_back(self, name: str) -> MadeAlongside | None:
+        """How the second process made part ``name``, once it has; None if this process claimed it,
+        or the other failed at it or died first (then this one makes it)."""
+        import queue
+
+        if not self.claimed_there(name):
+            return None
+        while name not in self.done:
+            try:
+                message = self.messages.get(timeout=1.0)
+            except queue.Empty:
+                if not self.process.is_alive() and self.messages.empty():
+                    return None
+                continue
+            self.done[message.name] = message
+        made = self.done[name]
+        if made.error is not None:
+            _say(self.run.progress, f"[lab]   the second process failed at {name} ({made.error}); making it here")
+            return None
+        return made
+
+    def made_there(self) -> list[str]:
+        """The parts the second process made (in the lab's order)."""
+        return [name for name in self.names if name in self.done and self.done[name].error is None]
+
+    def __exit__(self, *exc_info) -> None:
+        if self.process is not None:
+            if self.process.is_alive():  # this process stopped early (an error, Ctrl-C): so does the other
+                self.process.terminate()
+            self.process.join()
+
+
+def claim_part(claims, index: int, who: int) -> bool:
+    """Claim part ``index`` for ``who`` unless the other process has; shared by both processes."""
+    with claims.get_lock():
+        if claims[index] == 0:
+            claims[index] = who
+        return claims[index] == who
+
+
+def _second_process(settings: dict[str, Any], claims, threads: int | None, messages) -> None:
+    """Make, quietly and from the last, each part that needs no other, until one is claimed by the
+    main process (which works from the first, so every part before it is claimed too)."""
+    from synthscope.runtime import choose_threads, use_threads
+
+    use_threads(threads or choose_threads(), automatic=threads is None)
+    seed_everything(settings["seed"])
+    run = LabRun(Path(settings["out"]), settings["quick"], settings["force"], settings["seed"], settings["device"],
+                 progress=False)
+    parts = lab_parts(settings["quick"])
+    for index in reversed(range(len(parts))):
+        part = parts[index]
+        if part.needs:
+            continue
+        if not claim_part(claims, index, SECOND):
+            return
+        started, reused_before = time.perf_counter(), len(run.reused)
+        try:
+            part.run(run)
+        except Exception as error:  # made again by the main process, which reports it properly
+            messages.put(MadeAlongside(part.name, error=f"{type(error).__name__}: {error}"))
+            continue
+        messages.put(MadeAlongside(part.name, round(time.perf_counter() - started, 2),
+                                   tuple(run.reused[reused_before:])))
 
 
 def _real_part(run: LabRun) -> None:
@@ -394,7 +557,7 @@ def translation_stage(out: Path, quick: bool, seed: int = 0, device: str = "auto
         translated.append(translate_to_corpus(run_dir, inputs, corpus_dir / stage.name, device=device,
                                               progress=progress, force=retrain))
     split = split_corpora(real, translated, size=32, test_fraction=0.3, seed=seed, progress=progress)
-    training = {**LAB_DETECTOR_TRAINING, **({"epochs": 6, "patience": 3} if quick else {})}
+    training = {**LAB_TRANSLATION_DETECTOR_TRAINING, **({"epochs": 6, "patience": 3} if quick else {})}
     generalisation = cross_generator(split, out / DETECTORS_DIR / "translation", n_boot=200, seed=seed,
                                      device=device, progress=progress, **training)
     corpora = {path.name: path for path in (inputs, real, *translated)}
@@ -408,11 +571,16 @@ def _audit_part(run: LabRun) -> None:
 
 # The lab's CNN detectors: parameters of synthscope.detectors.training.CNNEstimator by name (the rest
 # keep its defaults); their get_params() is what decides whether a trained one is reused.
-LAB_DETECTOR_TRAINING = {"epochs": 40, "patience": 8, "p_blur": 0.1, "p_jpeg": 0.1}
+# Patience 5: the all-generators detector's AP is the same (0.9998) as with 8, at 0.71x the time
+# (benchmarks/detector_accuracy.py --patience).
+LAB_DETECTOR_TRAINING = {"epochs": 40, "patience": 5, "p_blur": 0.1, "p_jpeg": 0.1}
+# Telling a translated portrait from a drawn one is harder and its validation loss noisier: with
+# patience 5 the all-translators detector stopped early (AP 0.69 on pix2pix's outputs, against 0.88).
+LAB_TRANSLATION_DETECTOR_TRAINING = {**LAB_DETECTOR_TRAINING, "patience": 8}
 
 
 def detector_stage(out: Path, corpora: dict[str, Path], quick: bool, seed: int = 0, device: str = "auto",
-                   progress: bool = True) -> DetectorResults:
+                   progress: bool = True, training: dict[str, Any] | None = None) -> DetectorResults:
     """Small CNN detectors on the lab's corpora: the cross-generator matrix with leave-one-out, and
     the detector trained on every generator assessed on held-out images (robustness included).
     Detectors already trained on the same images and settings are reused."""
@@ -423,7 +591,7 @@ def detector_stage(out: Path, corpora: dict[str, Path], quick: bool, seed: int =
     split = split_corpora(corpora[REAL_CORPUS], fakes, size=16, test_fraction=0.3, seed=seed, progress=progress)
     # CNNDetection's milder setting (p = 0.1): at 16 px, blur up to sigma 3 leaves little to learn
     # from; with p = 0.5 the validation loss swung so much that training stopped early (AP 0.88).
-    training = {**LAB_DETECTOR_TRAINING, **({"epochs": 6, "patience": 3} if quick else {})}
+    training = {**LAB_DETECTOR_TRAINING, **({"epochs": 6, "patience": 3} if quick else {}), **(training or {})}
     generalisation = cross_generator(split, out, n_boot=200, seed=seed, device=device, progress=progress,
                                      **training)
     assessment = assess_detector(generalisation.detectors[ALL], split.test_set(split.names),
@@ -441,7 +609,7 @@ def audit_stage(out: Path, quick: bool, seed: int = 0, device: str = "auto", pro
 
     spec = out / "audit.toml"
     text = LAB_AUDIT_SPEC.format(images_per_prompt=6 if quick else 20, seed=seed,
-                                 train_steps=150 if quick else 1500, sample_steps=20 if quick else 50)
+                                 train_steps=150 if quick else LAB_AUDIT_STEPS, sample_steps=20 if quick else 25)
     out.mkdir(parents=True, exist_ok=True)
     if not spec.is_file() or spec.read_text() != text:
         atomic_write_bytes(spec, text.encode())
@@ -568,7 +736,7 @@ def write_lab_report(out: Path, evaluations, corpora: dict[str, Path], quick: bo
                      seconds: float, extras=(), reused: Sequence[str] = (),
                      detectors: DetectorResults | None = None, audit: Any = None,
                      translation: TranslationResults | None = None,
-                     part_seconds: dict[str, float] | None = None) -> Path:
+                     part_seconds: dict[str, float] | None = None, alongside: Sequence[str] = ()) -> Path:
     """Assemble the lab report from the stages' results."""
     import pandas as pd
 
@@ -596,6 +764,7 @@ def write_lab_report(out: Path, evaluations, corpora: dict[str, Path], quick: bo
     provenance = collect_provenance({
         "run": {"command": "synthscope lab" + (" --quick" if quick else ""), "seed": seed,
                 "seconds": round(seconds, 1), "part_seconds": dict(part_seconds or {}),
+                "parts_alongside": list(alongside),
                 "synthscope": __version__},
         "generators": {ev.name: _run_provenance(ev) for ev in evaluations},
     })

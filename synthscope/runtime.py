@@ -195,6 +195,12 @@ def use_threads(count: int, automatic: bool = False) -> None:
     _AUTOMATIC_THREADS = bool(automatic)
 
 
+def threads_are_automatic() -> bool:
+    """Whether torch's thread count was synthscope's choice (so it may change with the machine's load)
+    rather than fixed by ``--threads`` or ``OMP_NUM_THREADS``."""
+    return _AUTOMATIC_THREADS
+
+
 class ThreadGovernor:
     """Keeps torch's CPU threads, while a long loop of tiny-model steps runs, at what other processes
     leave free: call :meth:`tick` once a step; every ``interval`` seconds it measures the machine and

@@ -21,7 +21,7 @@ from synthscope.lab import lab_parts, lab_stages, translation_stages
 @pytest.fixture(scope="module")
 def lab_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("lab")
-    assert main(["lab", "--quick", "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+    assert main(["lab", "--quick", "--out", str(out), "--quiet", "--device", "cpu", "--jobs", "2"]) == 0
     return out
 
 
@@ -30,7 +30,79 @@ def test_the_lab_is_a_declared_list_of_parts():
     assert names == ["real", *(stage.name for stage in lab_stages()), "extras", "memorisation", "detectors",
                      "translation", "audit"]
     quick = {part.name: part.message for part in lab_parts(quick=True)}
-    assert quick["vae"].endswith("(200 steps)") and lab_parts()[5].message.endswith("(3000 steps)")
+    assert quick["vae"].endswith("(200 steps)") and lab_parts()[5].message.endswith("(2000 steps)")
+    needs = {part.name: set(part.needs) for part in lab_parts()}
+    sampled = {stage.name for stage in lab_stages() if stage.corpus_size}
+    assert needs["detectors"] == {"real"} | sampled and needs["memorisation"] == sampled
+    assert needs["translation"] == needs["audit"] == needs["diffusion"] == set()  # a second process may make these
+
+
+class _Part:
+    def __init__(self, name, needs=(), fails=False):
+        self.name, self.needs, self.fails = name, needs, fails
+
+    def run(self, run):
+        if self.fails:
+            raise ValueError(f"{self.name} went wrong")
+        run.reused.append(self.name)
+
+
+def _second_process_makes(monkeypatch, tmp_path, claimed_by_main=()):
+    import multiprocessing
+    import queue
+
+    import synthscope.lab as lab
+
+    parts = [_Part("first"), _Part("needs-first", needs=("first",)), _Part("fails", fails=True), _Part("last")]
+    monkeypatch.setattr(lab, "lab_parts", lambda quick: parts)
+    claims, messages = multiprocessing.Array("b", len(parts)), queue.Queue()
+    for name in claimed_by_main:
+        claims[[part.name for part in parts].index(name)] = lab.MAIN
+    settings = {"out": str(tmp_path), "quick": True, "force": False, "seed": 0, "device": "cpu"}
+    lab._second_process(settings, claims, 1, messages)
+    said = []
+    while not messages.empty():
+        said.append(messages.get_nowait())
+    return list(claims), said
+
+
+def test_second_process_makes_parts_from_the_last_and_carries_on_after_a_failure(monkeypatch, tmp_path):
+    from synthscope.lab import MAIN, SECOND
+
+    claims, said = _second_process_makes(monkeypatch, tmp_path)
+    assert claims == [SECOND, 0, SECOND, SECOND]  # a part that needs another is left to the main process
+    assert [(made.name, made.error) for made in said] == [("last", None), ("fails", "ValueError: fails went wrong"),
+                                                        ("first", None)]
+    assert said[0].reused == ("last",)
+    # once the main process has claimed a part, everything before it is the main process's too
+    claims, said = _second_process_makes(monkeypatch, tmp_path, claimed_by_main=("first", "fails"))
+    assert claims == [MAIN, 0, MAIN, SECOND] and [made.name for made in said] == ["last"]
+
+
+class _Gone:
+    def is_alive(self):
+        return False
+
+
+def test_a_part_the_second_process_failed_or_never_made_is_made_here(tmp_path, capsys):
+    import multiprocessing
+    import queue
+
+    from synthscope.lab import SECOND, LabRun, MadeAlongside, SecondProcess, lab_parts
+
+    parts = lab_parts(quick=True)
+    second = SecondProcess(LabRun(tmp_path, True, False, 0, "cpu", True), parts, start=False)
+    assert second.claim("audit") and second.take_back("audit") is None  # no second process: all made here
+    second.claims, second.process, second.messages = multiprocessing.Array("b", len(parts)), _Gone(), queue.Queue()
+    names = [part.name for part in parts]
+    second.claims[names.index("audit")] = second.claims[names.index("translation")] = SECOND
+    assert not second.claim("audit") and second.claim("detectors")
+    second.messages.put(MadeAlongside("audit", error="OSError: disk full"))
+    assert second.take_back("audit") is None
+    assert "failed at audit (OSError: disk full); making it here" in capsys.readouterr().out
+    assert second.take_back("translation") is None  # it died before making it
+    assert second.take_back("detectors") is None  # claimed here
+    assert second.made_there() == []
 
 
 def test_lab_checks_each_sampled_generator_for_copies(lab_dir):
@@ -60,6 +132,13 @@ def test_lab_writes_runs_corpora_and_report(lab_dir):
     assert len(real) == 1797 and set(real["source"]) == {"real"}
     saved = json.loads((lab_dir / "report.json").read_text())
     assert saved["provenance"]["run"]["command"] == "synthscope lab --quick"
+    run = saved["provenance"]["run"]
+    # with --jobs 2 a second process made the last parts, starting with the audit; the report keeps the stages' order
+    assert "audit" in run["parts_alongside"] and "detectors" not in run["parts_alongside"]
+    assert run["part_seconds"]["audit"] > 1 and set(run["part_seconds"]) == {part.name for part in lab_parts()}
+    places = [html.index(f'id="gen-{stage.name}"') for stage in lab_stages()]
+    assert places == sorted(places)
+    assert "reused" not in " ".join(saved["summary"])  # made in this run, by whichever process
 
 
 def test_lab_audit_stage(lab_dir):
@@ -163,3 +242,10 @@ def test_out_that_is_a_file_is_a_clear_error(tmp_path, capsys):
         main(["lab", "--quick", "--out", str(target), "--quiet"])
     assert exit_info.value.code == 2
     assert "is not a folder" in capsys.readouterr().err and target.read_text() == "keep me"
+
+
+def test_jobs_is_one_or_two(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["lab", "--quick", "--out", str(tmp_path / "lab"), "--jobs", "3"])
+    assert exit_info.value.code == 2 and "--jobs" in capsys.readouterr().err
+    assert not (tmp_path / "lab").exists()

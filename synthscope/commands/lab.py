@@ -13,6 +13,9 @@ def register(commands: Subcommands) -> None:
     lab.add_argument("--out", type=output_folder, default=Path("lab-report"), help="output folder (default: lab-report)")
     lab.add_argument("--quick", action="store_true", help="a tenth of the training, same stages (about a minute)")
     lab.add_argument("--force", action="store_true", help="redo finished stages")
+    lab.add_argument("--jobs", type=int, choices=(1, 2), default=None,
+                     help="processes: with 2, a second one makes the portraits parts (colourising, translation, "
+                          "audit) while the first makes the digits parts (default: 2 when 2 or more CPUs are usable)")
     add_common(lab)
 
 
@@ -21,7 +24,9 @@ def handler(args: argparse.Namespace, progress: bool) -> None:
     self-contained HTML report (DIR/index.html). Re-running into the same DIR reuses finished stages;
     --force redoes them."""
     from synthscope.lab import run_lab
+    from synthscope.runtime import available_cpus
 
+    jobs = args.jobs if args.jobs is not None else min(2, available_cpus())
     result = run_lab(args.out, quick=args.quick, force=args.force, seed=args.seed, device=args.device,
-                     progress=progress)
+                     progress=progress, jobs=jobs)
     print("\n".join(result.summary))
