@@ -65,7 +65,7 @@ source = "bls-2022"
 # model does (benchmarks/lab_steps.py --audit: the same professions on the world's side of one half,
 # the same rank correlation with the world).
 LAB_AUDIT_STEPS = 600
-REAL_CORPUS = "digits-real"
+REAL_DATA, REAL_CORPUS = "digits", "digits-real"  # what the generators sample and the detectors test
 STAGE_RECORD = "lab_stage.json"  # in a run folder: what the finished stage was made from
 STAGE_FORMAT = 1  # bumped when a stage's results change meaning, so that older ones are made again
 
@@ -233,7 +233,10 @@ class LabPart:
 def lab_parts(quick: bool = False) -> list[LabPart]:
     """The lab, declared: real images, every generator stage, the lecture extras, the detectors and
     the audit; the report is written from what they leave in the :class:`LabRun`."""
-    stages = lab_stages()
+    # The digits generators first: the second process starts from the last part back, so the portraits
+    # ones (like the translation and the audit) fall to it, and the digits ones that the detectors need
+    # to this process.
+    stages = sorted(lab_stages(), key=lambda stage: stage.data != REAL_DATA)
     generators = [LabPart(stage.name,
                           f"generator {number}/{len(stages)}: {stage.title} ({stage.steps_for(quick)} steps)",
                           partial(_generator_part, stage))
@@ -432,7 +435,7 @@ def _second_process(settings: dict[str, Any], claims, threads: int | None, messa
 def _real_part(run: LabRun) -> None:
     from synthscope.generators.workflow import export_builtin
 
-    run.corpora[REAL_CORPUS] = export_builtin("digits", run.out / CORPORA_DIR / REAL_CORPUS, seed=run.seed,
+    run.corpora[REAL_CORPUS] = export_builtin(REAL_DATA, run.out / CORPORA_DIR / REAL_CORPUS, seed=run.seed,
                                               progress=run.progress, force=run.force)
 
 
