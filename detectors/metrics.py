@@ -21,10 +21,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import sklearn
+from scipy.integrate import trapezoid
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (
-    auc,
     brier_score_loss,
     roc_auc_score,
     roc_curve,
@@ -142,15 +141,24 @@ def threshold_at_fpr(real_scores: Sequence[float] | np.ndarray, target_fpr: floa
 # --------------------------------------------------------------------------- ROC summaries
 
 
-def _checked_already():
-    """scikit-learn checks its arguments on every call; a bootstrap calls it a thousand times with
-    resamples of arrays already checked, where those checks cost a fifth of the time."""
-    return sklearn.config_context(skip_parameter_validation=True, assume_finite=True)
-
-
 def _roc(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # drop_intermediate=False keeps every distinct threshold: needed for exact AP from the same curve
     return roc_curve(y, s, drop_intermediate=False)
+
+
+def _resample_roc(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_roc`` of a bootstrap resample of labels and scores already checked (both classes present):
+    the same arithmetic as scikit-learn's roc_curve (scores sorted descending, counts cumulated at
+    the last of each run of tied scores, a (0, 0) point at threshold +inf), without the argument
+    checks that make up most of a call's cost on a few hundred scores, a thousand times per report."""
+    order = np.argsort(s, kind="stable")[::-1]  # ties stay together, and the counts at their ends do not
+    ranked = s[order]
+    ends = np.r_[np.flatnonzero(np.diff(ranked)), s.size - 1]
+    tps = np.cumsum(y[order], dtype=np.float64)[ends]
+    fps = 1 + ends.astype(np.float64) - tps
+    tps, fps = np.r_[0.0, tps], np.r_[0.0, fps]
+    thresholds = np.r_[np.inf, ranked[ends].astype(np.float64)]
+    return fps / fps[-1], tps / tps[-1], thresholds
 
 
 def _tpr_at_fpr_from_curve(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
@@ -664,14 +672,13 @@ def evaluate_scores(
         boots = {k: np.full(idx.shape[0] if idx is not None else 0, np.nan) for k in curve_names}
         if idx is not None:
             ys, ss = y[idx], s[idx]
-            with _checked_already():  # resamples of the arrays checked above, as the full set
-                for b in range(idx.shape[0]):
-                    fb, tb, hb = _roc(ys[b], ss[b])
-                    boots["ap"][b] = _ap_from_curve(fb, tb, n_fake, n_real)
-                    boots["roc_auc"][b] = float(auc(fb, tb))
-                    for k, v in _CURVE_FPRS.items():
-                        boots[k][b] = _tpr_at_fpr_from_curve(fb, tb, v)
-                    boots["eer"][b] = _eer_from_curve(fb, tb, hb)[0]
+            for b in range(idx.shape[0]):
+                fb, tb, hb = _resample_roc(ys[b], ss[b])
+                boots["ap"][b] = _ap_from_curve(fb, tb, n_fake, n_real)
+                boots["roc_auc"][b] = float(trapezoid(tb, fb))  # sklearn.metrics.auc's sum, fpr rising
+                for k, v in _CURVE_FPRS.items():
+                    boots[k][b] = _tpr_at_fpr_from_curve(fb, tb, v)
+                boots["eer"][b] = _eer_from_curve(fb, tb, hb)[0]
         eer_thr = _eer_from_curve(f, t, th)[1]
         for k in curve_names:
             lo, hi = boot(boots[k])

@@ -233,18 +233,18 @@ class LabPart:
 def lab_parts(quick: bool = False) -> list[LabPart]:
     """The lab, declared: real images, every generator stage, the lecture extras, the detectors and
     the audit; the report is written from what they leave in the :class:`LabRun`."""
-    # The digits generators first: the second process starts from the last part back, so the portraits
-    # ones (like the translation and the audit) fall to it, and the digits ones that the detectors need
-    # to this process.
+    # The digits generators first and the portraits ones last: the second process starts from the last
+    # part back, so the portraits parts fall to it, and the digits ones the detectors need to this one.
     stages = sorted(lab_stages(), key=lambda stage: stage.data != REAL_DATA)
     generators = [LabPart(stage.name,
                           f"generator {number}/{len(stages)}: {stage.title} ({stage.steps_for(quick)} steps)",
                           partial(_generator_part, stage))
                   for number, stage in enumerate(stages, 1)]
+    digits = [part for part, stage in zip(generators, stages) if stage.data == REAL_DATA]
     sampled = tuple(stage.name for stage in stages if stage.corpus_size)
     return [
         LabPart("real", "real images", _real_part),
-        *generators,
+        *digits,
         LabPart("extras", "lecture figures across runs", _extras_part, needs=("ae-2d", "ae")),
         LabPart("memorisation", "memorisation: is each generator's corpus new, or copied from its training images?",
                 _memorisation_part, needs=sampled),
@@ -253,6 +253,7 @@ def lab_parts(quick: bool = False) -> list[LabPart]:
         LabPart("translation", "image-to-image: ageing portraits with pix2pix and CycleGAN, and detecting "
                                "the translations", _translation_part),
         LabPart("audit", "bias audit of a model trained on a skewed portraits world", _audit_part),
+        *generators[len(digits):],
     ]
 
 
@@ -560,7 +561,7 @@ def translation_stage(out: Path, quick: bool, seed: int = 0, device: str = "auto
         translated.append(translate_to_corpus(run_dir, inputs, corpus_dir / stage.name, device=device,
                                               progress=progress, force=retrain))
     split = split_corpora(real, translated, size=32, test_fraction=0.3, seed=seed, progress=progress)
-    training = {**LAB_TRANSLATION_DETECTOR_TRAINING, **({"epochs": 6, "patience": 3} if quick else {})}
+    training = {**LAB_TRANSLATION_DETECTOR_TRAINING, **(QUICK_DETECTOR_TRAINING if quick else {})}
     generalisation = cross_generator(split, out / DETECTORS_DIR / "translation", n_boot=200, seed=seed,
                                      device=device, progress=progress, **training)
     corpora = {path.name: path for path in (inputs, real, *translated)}
@@ -580,6 +581,7 @@ LAB_DETECTOR_TRAINING = {"epochs": 40, "patience": 5, "p_blur": 0.1, "p_jpeg": 0
 # Telling a translated portrait from a drawn one is harder and its validation loss noisier: with
 # patience 5 the all-translators detector stopped early (AP 0.69 on pix2pix's outputs, against 0.88).
 LAB_TRANSLATION_DETECTOR_TRAINING = {**LAB_DETECTOR_TRAINING, "patience": 8}
+QUICK_DETECTOR_TRAINING = {"epochs": 4, "patience": 2}  # --quick: enough to show every table and figure
 
 
 def detector_stage(out: Path, corpora: dict[str, Path], quick: bool, seed: int = 0, device: str = "auto",
@@ -594,7 +596,7 @@ def detector_stage(out: Path, corpora: dict[str, Path], quick: bool, seed: int =
     split = split_corpora(corpora[REAL_CORPUS], fakes, size=16, test_fraction=0.3, seed=seed, progress=progress)
     # CNNDetection's milder setting (p = 0.1): at 16 px, blur up to sigma 3 leaves little to learn
     # from; with p = 0.5 the validation loss swung so much that training stopped early (AP 0.88).
-    training = {**LAB_DETECTOR_TRAINING, **({"epochs": 6, "patience": 3} if quick else {}), **(training or {})}
+    training = {**LAB_DETECTOR_TRAINING, **(QUICK_DETECTOR_TRAINING if quick else {}), **(training or {})}
     generalisation = cross_generator(split, out, n_boot=200, seed=seed, device=device, progress=progress,
                                      **training)
     assessment = assess_detector(generalisation.detectors[ALL], split.test_set(split.names),

@@ -330,3 +330,29 @@ def test_a_perfect_ranking_reads_exactly_one_inside_its_interval():
         s = np.r_[np.linspace(0, 0.4, 50), np.linspace(0.6, 1, n_fake)]
         ap = M.evaluate_scores(y, s, 0.5, n_boot=20, seed=0).metrics["ap"]
         assert ap.value == ap.ci_low == ap.ci_high == 1.0, n_fake
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_resample_curve_is_sklearns_roc_curve_exactly(dtype):
+    from scipy.integrate import trapezoid
+    from sklearn.metrics import auc, roc_curve
+
+    rng = np.random.default_rng(3)
+    for n, levels in [(7, 3), (60, 5), (400, 1000), (400, 10**9)]:  # heavy ties to none
+        y = np.r_[np.zeros(n // 2, dtype=int), np.ones(n - n // 2, dtype=int)]
+        s = (rng.integers(0, levels, n) / levels).astype(dtype)
+        expected = roc_curve(y, s, drop_intermediate=False)
+        got = M._resample_roc(y, s)
+        for want, have in zip(expected, got):
+            assert have.dtype == want.dtype and np.array_equal(have, want)
+        assert float(trapezoid(got[1], got[0])) == auc(expected[0], expected[1])
+
+
+def test_bootstrap_intervals_are_those_of_sklearns_curve(monkeypatch):
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(150, dtype=int), np.ones(90, dtype=int)]
+    s = np.clip(rng.normal(0.3 + 0.3 * y, 0.2), 0, 1).round(2)  # ties, as a small CNN's scores have
+    fast = M.evaluate_scores(y, s, 0.5, n_boot=300, seed=1)
+    monkeypatch.setattr(M, "_resample_roc", M._roc)
+    slow = M.evaluate_scores(y, s, 0.5, n_boot=300, seed=1)
+    assert fast.metrics == slow.metrics

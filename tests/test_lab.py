@@ -29,8 +29,8 @@ def test_the_lab_is_a_declared_list_of_parts():
     names = [part.name for part in lab_parts(quick=True)]
     digits = [stage.name for stage in lab_stages() if stage.data == "digits"]
     portraits = [stage.name for stage in lab_stages() if stage.data != "digits"]
-    # the portraits generators after the digits ones: the second process, from the last part back, takes them
-    assert names == ["real", *digits, *portraits, "extras", "memorisation", "detectors", "translation", "audit"]
+    # the portraits generators last: the second process, from the last part back, takes them first
+    assert names == ["real", *digits, "extras", "memorisation", "detectors", "translation", "audit", *portraits]
     quick = {part.name: part.message for part in lab_parts(quick=True)}
     assert quick["vae"].endswith("(200 steps)") and lab_parts()[4].message.endswith("(2000 steps)")
     needs = {part.name: set(part.needs) for part in lab_parts()}
