@@ -207,6 +207,48 @@ def fixed_summary(result: Generalisation) -> tuple[Generalisation, list[str]]:
     return Generalisation(matrix[~fixed], result.leave_one_out, result.detectors), lines
 
 
+@dataclass(frozen=True)
+class PlannedDetector:
+    """One detector of a cross-generator study: its name, the synthetic corpora it trains on, the one
+    it leaves out (None but for the leave-one-out detectors) and its folder."""
+
+    name: str
+    fakes: list[str]
+    held_out: str | None
+    folder: Path
+
+
+def study_plan(names: Sequence[str], out: Path | str) -> list[PlannedDetector]:
+    """The detectors of a study of the corpora ``names``, in the order :func:`cross_generator`
+    trains them: one per corpus, one on all of them (two or more), one per left-out corpus (three or
+    more)."""
+    names = list(names)
+    training_sets: list[tuple[str, list[str], str | None]] = [(name, [name], None) for name in names]
+    if len(names) > 1:
+        training_sets.append((ALL, names, None))
+    leave_out = names if len(names) > 2 else []
+    training_sets += [(f"all but {name}", [n for n in names if n != name], name) for name in leave_out]
+    return [PlannedDetector(name, fakes, held_out, Path(out) / "detectors" / f"{number:02d}-{_slug(name)}")
+            for number, (name, fakes, held_out) in enumerate(training_sets)]
+
+
+def _settings(split: SplitCorpora, seed: int, train_options: dict[str, Any]) -> dict[str, Any]:
+    return {"seed": seed, "size": split.train["real"].images.shape[-1], **train_options}
+
+
+def train_study_detectors(split: SplitCorpora, out: Path | str, left_out: bool, seed: int = 0, device: str = "auto",
+                          progress: bool = True, **train_options: Any) -> list[Path]:
+    """Train (or reuse) part of a study's detectors exactly as :func:`cross_generator` trains them:
+    the leave-one-out ones (``left_out``) or the others. Two processes can each train a part; a
+    :func:`cross_generator` afterwards, with the same arguments, reuses them all. Their folders."""
+    out, device = check_output_folder(out), resolve_device(device)
+    settings = _settings(split, seed, train_options)
+    chosen = [planned for planned in study_plan(split.names, out) if (planned.held_out is not None) == left_out]
+    for planned in chosen:
+        _trained(planned.folder, split.training_set(planned.fakes), settings, device, progress)
+    return [planned.folder for planned in chosen]
+
+
 def cross_generator(split: SplitCorpora, out: Path | str, n_boot: int = 200, seed: int = 0, device: str = "auto",
                     progress: bool = True, fixed: Sequence[Path | str] = (), **train_options: Any) -> Generalisation:
     """Train one detector per synthetic corpus, one on all of them, and (with three or more
@@ -216,19 +258,13 @@ def cross_generator(split: SplitCorpora, out: Path | str, n_boot: int = 200, see
     Each trained detector's threshold is fixed on its own held-out training reals; the test parts are
     never seen in training. ``train_options`` go to :func:`fit_detector` (arch, epochs, …)."""
     out, device = check_output_folder(out), resolve_device(device)
-    settings = {"seed": seed, "size": split.train["real"].images.shape[-1], **train_options}
+    settings = _settings(split, seed, train_options)
     names = split.names
-    # (name, fakes trained on, the corpus left out or None)
-    training_sets: list[tuple[str, list[str], str | None]] = [(name, [name], None) for name in names]
-    if len(names) > 1:
-        training_sets.append((ALL, list(names), None))
-    leave_out = names if len(names) > 2 else []
-    training_sets += [(f"all but {name}", [n for n in names if n != name], name) for name in leave_out]
 
     # Score every test part once per detector; reals are shared by all cells.
     matrix_rows, loo_rows, folders = [], [], {}
-    for number, (train_name, fakes, held_out) in enumerate(training_sets):
-        folder = out / "detectors" / f"{number:02d}-{_slug(train_name)}"
+    for planned in study_plan(names, out):
+        train_name, fakes, held_out, folder = planned.name, planned.fakes, planned.held_out, planned.folder
         folders[train_name] = folder
         detector, threshold = _trained(folder, split.training_set(fakes), settings, device, progress)
         real_scores, fake_scores = _test_scores(detector, split)

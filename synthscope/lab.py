@@ -107,7 +107,7 @@ def lab_stages() -> list[GeneratorStage]:
         GeneratorStage("ae", "ae", "Autoencoder, 5-D latent",
                        "The same autoencoder with five latent numbers. Its samples decode random points "
                        "from a Gaussian fitted to the training codes: an autoencoder has no prior of its own.",
-                       options={"latent_dim": 5}, steps=1500, quick_steps=150),
+                       options={"latent_dim": 5}, steps=1250, quick_steps=150),
         GeneratorStage("ae-denoising", "ae", "Denoising autoencoder",
                        "Trained to map noisy digits to clean ones.",
                        options={"latent_dim": 16, "mode": "denoising"}, steps=750, quick_steps=150,
@@ -226,8 +226,10 @@ class LabPart:
     name: str
     message: str
     run: Callable[[LabRun], None]
-    # A part that needs none may be made by the second process of ``run_lab(jobs=2)``.
+    # A part that needs none may be made by the second process of ``run_lab(jobs=2)``; so may one
+    # marked ``from_disk`` once its needs are made, as it reads them from the lab folder, not the run.
     needs: tuple[str, ...] = ()
+    from_disk: bool = False
 
 
 def lab_parts(quick: bool = False) -> list[LabPart]:
@@ -248,8 +250,12 @@ def lab_parts(quick: bool = False) -> list[LabPart]:
         LabPart("extras", "lecture figures across runs", _extras_part, needs=("ae-2d", "ae")),
         LabPart("memorisation", "memorisation: is each generator's corpus new, or copied from its training images?",
                 _memorisation_part, needs=sampled),
-        LabPart("detectors", "detectors: one per generator, one on all of them, then stress tests", _detector_part,
-                needs=("real", *sampled)),
+        LabPart("detectors-each", "detectors: one per generator, one on all of them",
+                partial(_train_detectors_part, left_out=False), needs=("real", *sampled), from_disk=True),
+        LabPart("detectors-left-out", "detectors: one per left-out generator",
+                partial(_train_detectors_part, left_out=True), needs=("real", *sampled), from_disk=True),
+        LabPart("detectors", "detectors: the cross-generator matrix, then stress tests of the one on all",
+                _detector_part, needs=("detectors-each", "detectors-left-out")),
         LabPart("translation", "image-to-image: ageing portraits with pix2pix and CycleGAN, and detecting "
                                "the translations", _translation_part),
         LabPart("audit", "bias audit of a model trained on a skewed portraits world", _audit_part),
@@ -262,8 +268,10 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
     """Run every part of the lab (:func:`lab_parts`) into ``out`` and write ``out/index.html``.
 
     ``jobs=2``: a second process makes parts that need no other part, starting from the last (the
-    audit, the translation, ...) while this process works from the first; when this one reaches a
-    part the other has made, it reads it back, through the same reuse that a re-run relies on. Each
+    audit, the translation, ...) while this process works from the first, then helps with parts that
+    read what they need from the lab folder (half the detectors) once that is made; when this one
+    reaches a part the other has made, it reads it back, through the same reuse that a re-run relies
+    on. Each
     process computes with one thread while the other runs (runtime.ThreadGovernor): two one-thread
     processes do more on 2 cores than one process with two threads."""
     out = Path(out)
@@ -288,6 +296,7 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
                 run.part_seconds[part.name] += made_there.seconds
                 run.reused[reused_before:] = [name for name in run.reused[reused_before:]
                                               if name in made_there.reused]
+            second.mark_done(part.name)
 
         deferred = []  # parts the second process claimed, read back when needed or at the end
         for part in parts:
@@ -332,13 +341,14 @@ class SecondProcess:
     """The second process of ``run_lab(jobs=2)`` (spawned, not forked: a forked copy of a process
     holding torch's threads can hang). The two processes share one claim per part, so each part is
     made once: this one claims from the first part on (:meth:`claim`), the other from the last part
-    that needs no other. :meth:`take_back` waits for a part the other made. A part that failed there,
+    that needs no other, then the ``from_disk`` parts whose needs are done (:meth:`mark_done`).
+    :meth:`take_back` waits for a part the other made. A part that failed there,
     or a second process that died, is simply made here, so its error surfaces as any other would.
     With ``start=False`` there is no second process and every claim succeeds."""
 
     def __init__(self, run: LabRun, parts: Sequence[LabPart], start: bool = True) -> None:
         self.run, self.names, self.start = run, [part.name for part in parts], start
-        self.claims = self.process = self.messages = None
+        self.claims = self.done_flags = self.process = self.messages = None
         self.done: dict[str, MadeAlongside] = {}
 
     def __enter__(self) -> SecondProcess:
@@ -350,11 +360,13 @@ class SecondProcess:
             from synthscope.runtime import threads_are_automatic
 
             context = multiprocessing.get_context("spawn")
-            self.claims, self.messages = context.Array("b", len(self.names)), context.Queue()
+            self.claims, self.done_flags = context.Array("b", len(self.names)), context.Array("b", len(self.names))
+            self.messages = context.Queue()
             threads = None if threads_are_automatic() else torch.get_num_threads()
             settings = {"out": str(self.run.out), "quick": self.run.quick, "force": self.run.force,
                         "seed": self.run.seed, "device": self.run.device}
-            self.process = context.Process(target=_second_process, args=(settings, self.claims, threads, self.messages),
+            self.process = context.Process(target=_second_process,
+                                           args=(settings, self.claims, self.done_flags, threads, self.messages),
                                            name="synthscope-lab-second")
             self.process.start()
         return self
@@ -362,6 +374,11 @@ class SecondProcess:
     def claim(self, name: str) -> bool:
         """Whether this process makes part ``name`` (False: the other one has claimed it)."""
         return self.claims is None or claim_part(self.claims, self.names.index(name), MAIN)
+
+    def mark_done(self, name: str) -> None:
+        """Tell the second process that part ``name`` is made (it may be waiting to build on it)."""
+        if self.done_flags is not None:
+            self.done_flags[self.names.index(name)] = 1
 
     def claimed_there(self, name: str) -> bool:
         """Whether the second process has claimed part ``name``."""
@@ -407,9 +424,11 @@ def claim_part(claims, index: int, who: int) -> bool:
         return claims[index] == who
 
 
-def _second_process(settings: dict[str, Any], claims, threads: int | None, messages) -> None:
+def _second_process(settings: dict[str, Any], claims, done, threads: int | None, messages,
+                    poll_seconds: float = 0.5) -> None:
     """Make, quietly and from the last, each part that needs no other, until one is claimed by the
-    main process (which works from the first, so every part before it is claimed too)."""
+    main process (which works from the first, so every part before it is claimed too); then each
+    ``from_disk`` part, from the last, as soon as its needs are done, until all are claimed."""
     from synthscope.runtime import choose_threads, use_threads
 
     use_threads(threads or choose_threads(), automatic=threads is None)
@@ -417,20 +436,34 @@ def _second_process(settings: dict[str, Any], claims, threads: int | None, messa
     run = LabRun(Path(settings["out"]), settings["quick"], settings["force"], settings["seed"], settings["device"],
                  progress=False)
     parts = lab_parts(settings["quick"])
-    for index in reversed(range(len(parts))):
-        part = parts[index]
-        if part.needs:
-            continue
-        if not claim_part(claims, index, SECOND):
-            return
+    names = [part.name for part in parts]
+
+    def make(index: int) -> None:
         started, reused_before = time.perf_counter(), len(run.reused)
         try:
-            part.run(run)
+            parts[index].run(run)
         except Exception as error:  # made again by the main process, which reports it properly
-            messages.put(MadeAlongside(part.name, error=f"{type(error).__name__}: {error}"))
-            continue
-        messages.put(MadeAlongside(part.name, round(time.perf_counter() - started, 2),
+            messages.put(MadeAlongside(names[index], error=f"{type(error).__name__}: {error}"))
+            return
+        done[index] = 1
+        messages.put(MadeAlongside(names[index], round(time.perf_counter() - started, 2),
                                    tuple(run.reused[reused_before:])))
+
+    for index in reversed(range(len(parts))):
+        if parts[index].needs:
+            continue
+        if not claim_part(claims, index, SECOND):
+            break
+        make(index)
+    while True:
+        open_parts = [index for index, part in enumerate(parts) if part.from_disk and claims[index] == 0]
+        if not open_parts:
+            return
+        ready = [index for index in open_parts if all(done[names.index(need)] for need in parts[index].needs)]
+        if ready and claim_part(claims, ready[-1], SECOND):
+            make(ready[-1])
+        else:
+            time.sleep(poll_seconds)
 
 
 def _real_part(run: LabRun) -> None:
@@ -507,8 +540,24 @@ def _memorisation_part(run: LabRun) -> None:
         run.extras.append(memorisation_section(checks))
 
 
+def lab_corpora(out: Path) -> dict[str, Path]:
+    """The digits corpora the lab writes (the real one first, then each sampled generator's in the
+    stages' order), where it writes them: the same for both processes, whichever made them."""
+    sampled = [stage.name for stage in lab_stages() if stage.corpus_size]
+    return {name: out / CORPORA_DIR / name for name in (REAL_CORPUS, *sampled)}
+
+
+def _train_detectors_part(run: LabRun, left_out: bool) -> None:
+    """Part of the detector study's detectors, trained (or reused) as detector_stage will read them."""
+    from synthscope.detectors.generalisation import train_study_detectors
+
+    split = _detector_split(lab_corpora(run.out), run.seed, run.progress)
+    train_study_detectors(split, run.out / DETECTORS_DIR, left_out=left_out, seed=run.seed, device=run.device,
+                          progress=run.progress, **detector_training(run.quick))
+
+
 def _detector_part(run: LabRun) -> None:
-    run.detectors = detector_stage(run.out / DETECTORS_DIR, run.corpora, quick=run.quick, seed=run.seed,
+    run.detectors = detector_stage(run.out / DETECTORS_DIR, lab_corpora(run.out), quick=run.quick, seed=run.seed,
                                    device=run.device, progress=run.progress)
 
 
@@ -590,20 +639,31 @@ def detector_stage(out: Path, corpora: dict[str, Path], quick: bool, seed: int =
     the detector trained on every generator assessed on held-out images (robustness included).
     Detectors already trained on the same images and settings are reused."""
     from synthscope.detectors.assessment import assess_detector
-    from synthscope.detectors.generalisation import ALL, cross_generator, split_corpora
+    from synthscope.detectors.generalisation import ALL, cross_generator
 
-    fakes = [path for name, path in corpora.items() if name != REAL_CORPUS]
-    split = split_corpora(corpora[REAL_CORPUS], fakes, size=16, test_fraction=0.3, seed=seed, progress=progress)
-    # CNNDetection's milder setting (p = 0.1): at 16 px, blur up to sigma 3 leaves little to learn
-    # from; with p = 0.5 the validation loss swung so much that training stopped early (AP 0.88).
-    training = {**LAB_DETECTOR_TRAINING, **(QUICK_DETECTOR_TRAINING if quick else {}), **(training or {})}
+    split = _detector_split(corpora, seed, progress)
     generalisation = cross_generator(split, out, n_boot=200, seed=seed, device=device, progress=progress,
-                                     **training)
+                                     **detector_training(quick, training))
     assessment = assess_detector(generalisation.detectors[ALL], split.test_set(split.names),
                                  n_boot=200 if quick else 1000,
                                  seed=seed, device=device, progress=progress)
     assessment.save(out / "assessment")
     return DetectorResults(assessment, generalisation)
+
+
+def detector_training(quick: bool, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The lab's digits detectors' training settings (CNNEstimator parameters)."""
+    # CNNDetection's milder setting (p = 0.1): at 16 px, blur up to sigma 3 leaves little to learn
+    # from; with p = 0.5 the validation loss swung so much that training stopped early (AP 0.88).
+    return {**LAB_DETECTOR_TRAINING, **(QUICK_DETECTOR_TRAINING if quick else {}), **(overrides or {})}
+
+
+def _detector_split(corpora: dict[str, Path], seed: int, progress: bool):
+    """The digits corpora split once for every detector (70 % to train, 30 % to test)."""
+    from synthscope.detectors.generalisation import split_corpora
+
+    fakes = [path for name, path in corpora.items() if name != REAL_CORPUS]
+    return split_corpora(corpora[REAL_CORPUS], fakes, size=16, test_fraction=0.3, seed=seed, progress=progress)
 
 
 def audit_stage(out: Path, quick: bool, seed: int = 0, device: str = "auto", progress: bool = True) -> Any:

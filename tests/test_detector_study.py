@@ -303,3 +303,22 @@ def test_a_study_without_leave_one_out_loads_back(tmp_path):
     loaded = Generalisation.load(tmp_path)
     assert loaded.leave_one_out.empty
     pd.testing.assert_frame_equal(loaded.matrix, matrix)
+
+
+def test_study_detectors_trained_in_two_parts_are_the_study_s_own(corpora, tmp_path, monkeypatch):
+    from synthscope.detectors.generalisation import study_plan, train_study_detectors
+
+    real, fakes = corpora
+    split = split_corpora(real, fakes, size=16, test_fraction=0.3, seed=0)
+    plan = study_plan(split.names, tmp_path)
+    assert [planned.held_out for planned in plan] == [None] * 4 + split.names  # each, all, then one per left-out
+    left_out = train_study_detectors(split, tmp_path, left_out=True, seed=0, device="cpu", progress=False, **TRAIN)
+    each = train_study_detectors(split, tmp_path, left_out=False, seed=0, device="cpu", progress=False, **TRAIN)
+    assert each + left_out == [planned.folder for planned in plan]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("retrained a detector that a part had trained with the same images and settings")
+
+    monkeypatch.setattr(generalisation_module, "fit_detector", refuse)
+    result = cross_generator(split, tmp_path, n_boot=50, seed=0, device="cpu", progress=False, **TRAIN)
+    assert len(result.leave_one_out) == 3 and set(result.matrix["train"]) == {*split.names, ALL}

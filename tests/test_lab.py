@@ -30,18 +30,22 @@ def test_the_lab_is_a_declared_list_of_parts():
     digits = [stage.name for stage in lab_stages() if stage.data == "digits"]
     portraits = [stage.name for stage in lab_stages() if stage.data != "digits"]
     # the portraits generators last: the second process, from the last part back, takes them first
-    assert names == ["real", *digits, "extras", "memorisation", "detectors", "translation", "audit", *portraits]
+    assert names == ["real", *digits, "extras", "memorisation", "detectors-each", "detectors-left-out", "detectors",
+                     "translation", "audit", *portraits]
     quick = {part.name: part.message for part in lab_parts(quick=True)}
     assert quick["vae"].endswith("(200 steps)") and lab_parts()[4].message.endswith("(2000 steps)")
     needs = {part.name: set(part.needs) for part in lab_parts()}
     sampled = {stage.name for stage in lab_stages() if stage.corpus_size}
-    assert needs["detectors"] == {"real"} | sampled and needs["memorisation"] == sampled
+    assert needs["detectors-each"] == needs["detectors-left-out"] == {"real"} | sampled
+    assert needs["memorisation"] == sampled and needs["detectors"] == {"detectors-each", "detectors-left-out"}
     assert needs["translation"] == needs["audit"] == needs["diffusion"] == set()  # a second process may make these
+    # ... and, once their needs are made, the parts that read them from the lab folder
+    assert [part.name for part in lab_parts() if part.from_disk] == ["detectors-each", "detectors-left-out"]
 
 
 class _Part:
-    def __init__(self, name, needs=(), fails=False):
-        self.name, self.needs, self.fails = name, needs, fails
+    def __init__(self, name, needs=(), fails=False, from_disk=False):
+        self.name, self.needs, self.fails, self.from_disk = name, needs, fails, from_disk
 
     def run(self, run):
         if self.fails:
@@ -49,19 +53,24 @@ class _Part:
         run.reused.append(self.name)
 
 
-def _second_process_makes(monkeypatch, tmp_path, claimed_by_main=()):
+def _second_process_makes(monkeypatch, tmp_path, claimed_by_main=(), parts=None, made_later=()):
     import multiprocessing
     import queue
+    import threading
 
     import synthscope.lab as lab
 
-    parts = [_Part("first"), _Part("needs-first", needs=("first",)), _Part("fails", fails=True), _Part("last")]
+    parts = parts or [_Part("first"), _Part("needs-first", needs=("first",)), _Part("fails", fails=True),
+                      _Part("last")]
+    names = [part.name for part in parts]
     monkeypatch.setattr(lab, "lab_parts", lambda quick: parts)
-    claims, messages = multiprocessing.Array("b", len(parts)), queue.Queue()
+    claims, done, messages = multiprocessing.Array("b", len(parts)), multiprocessing.Array("b", len(parts)), queue.Queue()
     for name in claimed_by_main:
-        claims[[part.name for part in parts].index(name)] = lab.MAIN
+        claims[names.index(name)] = lab.MAIN
+    for name in made_later:  # the main process finishes these a moment after the second one starts
+        threading.Timer(0.2, lambda index=names.index(name): done.__setitem__(index, 1)).start()
     settings = {"out": str(tmp_path), "quick": True, "force": False, "seed": 0, "device": "cpu"}
-    lab._second_process(settings, claims, 1, messages)
+    lab._second_process(settings, claims, done, 1, messages, poll_seconds=0.02)
     said = []
     while not messages.empty():
         said.append(messages.get_nowait())
@@ -79,6 +88,21 @@ def test_second_process_makes_parts_from_the_last_and_carries_on_after_a_failure
     # once the main process has claimed a part, everything before it is the main process's too
     claims, said = _second_process_makes(monkeypatch, tmp_path, claimed_by_main=("first", "fails"))
     assert claims == [MAIN, 0, MAIN, SECOND] and [made.name for made in said] == ["last"]
+
+
+def test_second_process_makes_a_from_disk_part_once_its_needs_are_done(monkeypatch, tmp_path):
+    from synthscope.lab import MAIN, SECOND
+
+    parts = [_Part("early"), _Part("late"), _Part("reads-both", needs=("early", "late"), from_disk=True),
+             _Part("reads-early", needs=("early",), from_disk=True)]
+    # the main process made both needs: it waits for "late", then takes the last ready part first
+    claims, said = _second_process_makes(monkeypatch, tmp_path, claimed_by_main=("early", "late"), parts=parts,
+                                         made_later=("early", "late"))
+    assert claims == [MAIN, MAIN, SECOND, SECOND] and [made.name for made in said] == ["reads-early", "reads-both"]
+    # a from-disk part the main process claimed first is left to it
+    claims, said = _second_process_makes(monkeypatch, tmp_path, claimed_by_main=("early", "late", "reads-both"),
+                                         parts=parts, made_later=("early",))
+    assert claims == [MAIN, MAIN, MAIN, SECOND] and [made.name for made in said] == ["reads-early"]
 
 
 class _Gone:
