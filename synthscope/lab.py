@@ -365,7 +365,7 @@ class SecondProcess:
             threads = None if threads_are_automatic() else torch.get_num_threads()
             settings = {"out": str(self.run.out), "quick": self.run.quick, "force": self.run.force,
                         "seed": self.run.seed, "device": self.run.device}
-            self.process = context.Process(target=_second_process,
+            self.process = context.Process(target=_second_process_main,
                                            args=(settings, self.claims, self.done_flags, threads, self.messages),
                                            name="synthscope-lab-second")
             self.process.start()
@@ -414,6 +414,10 @@ class SecondProcess:
             if self.process.is_alive():  # this process stopped early (an error, Ctrl-C): so does the other
                 self.process.terminate()
             self.process.join()
+            self.messages.close()
+            # Dropped now, not when an interrupted run's traceback lets go of them, so that their
+            # semaphores are released before the interpreter exits.
+            self.claims = self.done_flags = self.messages = None
 
 
 def claim_part(claims, index: int, who: int) -> bool:
@@ -422,6 +426,23 @@ def claim_part(claims, index: int, who: int) -> bool:
         if claims[index] == 0:
             claims[index] = who
         return claims[index] == who
+
+
+def _second_process_main(*args: Any) -> None:
+    """The spawned process's entry point. Ctrl-C reaches both processes; the main one stops this one
+    (SecondProcess.__exit__), so this one ignores it rather than print a second traceback. A main
+    process killed outright cannot stop it: a watcher thread ends it when the main process is gone."""
+    import multiprocessing
+    import os
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True,
+                         name="synthscope-lab-parent-watch").start()
+    _second_process(*args)
 
 
 def _second_process(settings: dict[str, Any], claims, done, threads: int | None, messages,
