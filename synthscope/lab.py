@@ -271,9 +271,8 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
     audit, the translation, ...) while this process works from the first, then helps with parts that
     read what they need from the lab folder (half the detectors) once that is made; when this one
     reaches a part the other has made, it reads it back, through the same reuse that a re-run relies
-    on. Each
-    process computes with one thread while the other runs (runtime.ThreadGovernor): two one-thread
-    processes do more on 2 cores than one process with two threads."""
+    on. Each process computes with one thread while the other runs (runtime.ThreadGovernor): two
+    one-thread processes do more on 2 cores than one process with two threads."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out}: exists and is not a folder")
@@ -342,9 +341,9 @@ class SecondProcess:
     holding torch's threads can hang). The two processes share one claim per part, so each part is
     made once: this one claims from the first part on (:meth:`claim`), the other from the last part
     that needs no other, then the ``from_disk`` parts whose needs are done (:meth:`mark_done`).
-    :meth:`take_back` waits for a part the other made. A part that failed there,
-    or a second process that died, is simply made here, so its error surfaces as any other would.
-    With ``start=False`` there is no second process and every claim succeeds."""
+    :meth:`take_back` waits for a part the other made. A part that failed there, or a second process
+    that died, is simply made here, so its error surfaces as any other would. With ``start=False``
+    there is no second process and every claim succeeds."""
 
     def __init__(self, run: LabRun, parts: Sequence[LabPart], start: bool = True) -> None:
         self.run, self.names, self.start = run, [part.name for part in parts], start
