@@ -295,6 +295,8 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
                 run.part_seconds[part.name] += made_there.seconds
                 run.reused[reused_before:] = [name for name in run.reused[reused_before:]
                                               if name in made_there.reused]
+            _say(progress, f"[lab]   done in {run.part_seconds[part.name]:.0f} s"
+                           + (" (by the second process)" if made_there is not None else ""))
             second.mark_done(part.name)
 
         deferred = []  # parts the second process claimed, read back when needed or at the end
@@ -502,7 +504,6 @@ def _generator_part(stage: GeneratorStage, run: LabRun) -> None:
 
     steps = stage.steps_for(run.quick)
     run_dir = run.out / RUNS_DIR / stage.name
-    began = time.perf_counter()
     eval_samples = 200 if run.quick else 1000
     reuse, made_from = Reuse(run_dir, STAGE_RECORD), stage_fingerprint(stage, steps, run.seed, eval_samples,
                                                                         quick=run.quick)
@@ -529,7 +530,6 @@ def _generator_part(stage: GeneratorStage, run: LabRun) -> None:
         run.corpora[stage.name] = sample_to_corpus(run_dir, run.out / CORPORA_DIR / stage.name, n=n,
                                                    prompts=prompts, seed=run.seed, device=run.device,
                                                    progress=run.progress, force=run.force)
-    _say(run.progress, f"[lab]   done in {time.perf_counter() - began:.0f} s")
 
 
 def _extras_part(run: LabRun) -> None:
