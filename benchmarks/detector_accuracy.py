@@ -29,16 +29,14 @@ from pathlib import Path
 TARGET_AP = 0.99
 
 
-def lab_corpora(lab: Path) -> dict[str, Path]:
-    """The real and synthetic corpora a lab wrote, by name, in the lab's own order (the order of the
-    training images decides the training batches, so it must match for the same detectors)."""
-    from synthscope.lab import CORPORA_DIR, REAL_CORPUS, lab_stages
+def written_corpora(lab: Path) -> dict[str, Path]:
+    """The lab's digits corpora (``synthscope.lab.lab_corpora``, in the lab's own order: the order of
+    the training images decides the training batches) that this lab folder holds."""
+    from synthscope.lab import REAL_CORPUS, lab_corpora
 
-    root = lab / CORPORA_DIR
-    names = [REAL_CORPUS, *(stage.name for stage in lab_stages() if stage.corpus_size)]
-    corpora = {name: root / name for name in names if (root / name / "manifest.csv").is_file()}
+    corpora = {name: path for name, path in lab_corpora(lab).items() if (path / "manifest.csv").is_file()}
     if REAL_CORPUS not in corpora or len(corpora) < 2:
-        sys.exit(f"{root}: no lab corpora here; run 'synthscope lab --out {lab}' first")
+        sys.exit(f"{lab}: no lab corpora here; run 'synthscope lab --out {lab}' first")
     return corpora
 
 
@@ -68,7 +66,7 @@ def assess(args: argparse.Namespace, patience: int) -> float:
     from synthscope.detectors.generalisation import ALL
     from synthscope.lab import detector_stage
 
-    corpora = lab_corpora(args.lab)
+    corpora = written_corpora(args.lab)
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out / f"patience-{patience}" if args.out else Path(tmp)
         began = time.perf_counter()

@@ -630,9 +630,9 @@ def translation_stage(out: Path, quick: bool, seed: int = 0, device: str = "auto
         translated.append(translate_to_corpus(run_dir, inputs, corpus_dir / stage.name, device=device,
                                               progress=progress, force=retrain))
     split = split_corpora(real, translated, size=32, test_fraction=0.3, seed=seed, progress=progress)
-    training = {**LAB_TRANSLATION_DETECTOR_TRAINING, **(QUICK_DETECTOR_TRAINING if quick else {})}
     generalisation = cross_generator(split, out / DETECTORS_DIR / "translation", n_boot=200, seed=seed,
-                                     device=device, progress=progress, **training)
+                                     device=device, progress=progress,
+                                     **detector_training(quick, base=LAB_TRANSLATION_DETECTOR_TRAINING))
     corpora = {path.name: path for path in (inputs, real, *translated)}
     return TranslationResults(runs, corpora, generalisation)
 
@@ -644,6 +644,8 @@ def _audit_part(run: LabRun) -> None:
 
 # The lab's CNN detectors: parameters of synthscope.detectors.training.CNNEstimator by name (the rest
 # keep its defaults); their get_params() is what decides whether a trained one is reused.
+# CNNDetection's milder augmentation (p = 0.1): at 16 px, blur up to sigma 3 leaves little to learn
+# from; with p = 0.5 the validation loss swung so much that training stopped early (AP 0.88).
 # Patience 5: the all-generators detector's AP is the same (0.9998) as with 8, at 0.71x the time
 # (benchmarks/detector_accuracy.py --patience).
 LAB_DETECTOR_TRAINING = {"epochs": 40, "patience": 5, "p_blur": 0.1, "p_jpeg": 0.1}
@@ -671,11 +673,11 @@ def detector_stage(out: Path, corpora: dict[str, Path], quick: bool, seed: int =
     return DetectorResults(assessment, generalisation)
 
 
-def detector_training(quick: bool, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The lab's digits detectors' training settings (CNNEstimator parameters)."""
-    # CNNDetection's milder setting (p = 0.1): at 16 px, blur up to sigma 3 leaves little to learn
-    # from; with p = 0.5 the validation loss swung so much that training stopped early (AP 0.88).
-    return {**LAB_DETECTOR_TRAINING, **(QUICK_DETECTOR_TRAINING if quick else {}), **(overrides or {})}
+def detector_training(quick: bool, overrides: dict[str, Any] | None = None,
+                      base: dict[str, Any] = LAB_DETECTOR_TRAINING) -> dict[str, Any]:
+    """The training settings (CNNEstimator parameters) of the lab's detectors: ``base`` (the digits
+    detectors' by default), shortened under ``quick``, then ``overrides``."""
+    return {**base, **(QUICK_DETECTOR_TRAINING if quick else {}), **(overrides or {})}
 
 
 def _detector_split(corpora: dict[str, Path], seed: int, progress: bool):
