@@ -282,35 +282,32 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
     began = time.perf_counter()
     seed_everything(seed)
     run = LabRun(out, quick, force, seed, device, progress)
-    parts = lab_parts(quick)
-    with SecondProcess(run, parts, start=jobs > 1) as second:
+    parts = {part.name: part for part in lab_parts(quick)}
+    with SecondProcess(run, list(parts.values()), start=jobs > 1) as second:
         def make(part: LabPart) -> None:
             there = second.claimed_there(part.name)
             _say(progress, f"[lab] {part.message}" + (" (made alongside, by the second process)" if there else ""))
             made_there = second.take_back(part.name) if there else None
-            started, reused_before = time.perf_counter(), len(run.reused)
-            part.run(run)
-            run.part_seconds[part.name] = round(time.perf_counter() - started, 2)
+            seconds, reused = _run_part(part, run)
             if made_there is not None:  # what the second process made in this run is not a reuse
-                run.part_seconds[part.name] += made_there.seconds
-                run.reused[reused_before:] = [name for name in run.reused[reused_before:]
-                                              if name in made_there.reused]
-            _say(progress, f"[lab]   done in {run.part_seconds[part.name]:.0f} s"
-                           + (" (by the second process)" if made_there is not None else ""))
+                seconds += made_there.seconds
+                run.reused = [name for name in run.reused if name not in reused or name in made_there.reused]
+            run.part_seconds[part.name] = seconds
+            by = " (by the second process)" if made_there is not None else ""
+            _say(progress, f"[lab]   done in {seconds:.0f} s{by}")
             second.mark_done(part.name)
 
         deferred = []  # parts the second process claimed, read back when needed or at the end
-        for part in parts:
-            for need in part.needs:
-                if need in deferred:
-                    deferred.remove(need)
-                    make(next(p for p in parts if p.name == need))
+        for part in parts.values():
+            for need in [need for need in part.needs if need in deferred]:
+                deferred.remove(need)
+                make(parts[need])
             if second.claim(part.name):
                 make(part)
             else:
                 deferred.append(part.name)
         for name in deferred:
-            make(next(p for p in parts if p.name == name))
+            make(parts[name])
     order = [stage.name for stage in lab_stages()]  # the report's order, whichever process made them
     run.evaluations.sort(key=lambda evaluation: order.index(evaluation.name))
     _say(progress, "[lab] report")
@@ -461,15 +458,13 @@ def _second_process(settings: dict[str, Any], claims, done, threads: int | None,
     names = [part.name for part in parts]
 
     def make(index: int) -> None:
-        started, reused_before = time.perf_counter(), len(run.reused)
         try:
-            parts[index].run(run)
+            seconds, reused = _run_part(parts[index], run)
         except Exception as error:  # made again by the main process, which reports it properly
             messages.put(MadeAlongside(names[index], error=f"{type(error).__name__}: {error}"))
             return
         done[index] = 1
-        messages.put(MadeAlongside(names[index], round(time.perf_counter() - started, 2),
-                                   tuple(run.reused[reused_before:])))
+        messages.put(MadeAlongside(names[index], seconds, reused))
 
     for index in reversed(range(len(parts))):
         if parts[index].needs:
@@ -486,6 +481,13 @@ def _second_process(settings: dict[str, Any], claims, done, threads: int | None,
             make(ready[-1])
         else:
             time.sleep(poll_seconds)
+
+
+def _run_part(part: LabPart, run: LabRun) -> tuple[float, tuple[str, ...]]:
+    """Make one part: its seconds, and the stages it reused from an earlier lab."""
+    started, reused_before = time.perf_counter(), len(run.reused)
+    part.run(run)
+    return round(time.perf_counter() - started, 2), tuple(run.reused[reused_before:])
 
 
 def _real_part(run: LabRun) -> None:
