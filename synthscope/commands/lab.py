@@ -14,8 +14,9 @@ def register(commands: Subcommands) -> None:
     lab.add_argument("--quick", action="store_true", help="a tenth of the training, same stages (about a minute and a half on 2 cores)")
     lab.add_argument("--force", action="store_true", help="redo finished stages")
     lab.add_argument("--jobs", type=int, choices=(1, 2), default=None,
-                     help="processes: with 2, a second one makes the portraits parts (colourising, translation, "
-                          "audit) while the first makes the digits parts (default: 2 when 2 or more CPUs are usable)")
+                     help="processes: with 2, a second one makes the parts that need no other, from the last one "
+                          "back (audit, translation, ...), then half the detectors, while the first works from the "
+                          "top (default: 2 when 2 or more CPUs are usable)")
     add_common(lab)
 
 
