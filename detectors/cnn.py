@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from synthscope.errors import UserError
-from synthscope.runtime import evaluating
+from synthscope.runtime import channels_last, evaluating
 
 from .base import TEXT, Field, SavedDetector
 from .defaults import ARCHS  # torch-free, so that the command line lists the same ones
@@ -69,6 +69,7 @@ class CNNDetector(nn.Module, SavedDetector):
         self.network = small_cnn(channels) if arch == "small" else resnet(arch, pretrained)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        channels_last(self)  # 0.7x the time of a training step on a CPU (max-pooling above all)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.arch == "small":

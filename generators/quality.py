@@ -35,7 +35,7 @@ from synthscope.grouped import Column, GroupedProportions, Schema
 from synthscope.images import to_float
 from synthscope.jsondata import json_data
 from synthscope.persistence import Persistent
-from synthscope.runtime import evaluating
+from synthscope.runtime import channels_last, evaluating
 
 from .conditioning import Vocabulary
 from .imageset import ImageSet
@@ -106,6 +106,7 @@ class FeatureClassifier(nn.Module, Persistent):
         )
         # A list in vocabulary order, not a ModuleDict: attribute names need not be valid module names.
         self.heads = nn.ModuleList(nn.Linear(self.feature_dim, k) for k in vocabulary.sizes())
+        channels_last(self)  # 0.6x the time of a training step on a CPU (max-pooling above all)
         self.heldout_accuracy: dict[str, float] = {}
         self.heldout_recall: dict[str, dict[str, float]] = {}
         self.train_info: dict = {}

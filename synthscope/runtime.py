@@ -13,7 +13,7 @@ import uuid
 from importlib import metadata
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -247,6 +247,22 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
         return torch.device(name)
     except RuntimeError as error:
         raise UserError(f"--device {name}: {error}") from None
+
+
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
+
+
+def channels_last(module: ModuleT) -> ModuleT:
+    """``module`` with its 4-D weights stored channels-last (NHWC), returned for chaining.
+
+    On a CPU, oneDNN's convolutions and above all max-pooling of small feature maps run faster on
+    NHWC: one training step of a small detector or judge takes 0.6-0.7x the time, an autoencoder's,
+    GAN's or translator's 0.85-0.9x (benchmarks/memory_format.py). Weights stored this way pull every
+    activation after them into NHWC, even from a 1-channel image (the same bytes in both formats, so
+    converting inputs alone would not). The arithmetic is the same up to rounding, and saved weights
+    are unchanged: :func:`save_weights` stores tensors contiguous, loading copies into this layout.
+    """
+    return module.to(memory_format=torch.channels_last)
 
 
 @contextlib.contextmanager

@@ -117,3 +117,35 @@ def test_missing_folders_and_files_name_what_is_missing(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="empty: not a run folder .no config.json.; train it with"):
         load_generator(tmp_path / "empty")
+
+
+def _channels_last_weights(module: torch.nn.Module) -> list[bool]:
+    weights = [p for p in module.parameters() if p.ndim == 4 and p.shape[1] > 1 and p.shape[2:] != (1, 1)]
+    assert weights, "no 3x3 convolution to check"
+    return [w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in weights]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: AutoEncoder(channels=1, size=16, latent_dim=2, width=4),
+    lambda: Diffusion(channels=1, size=8, block_out_channels=[8, 8], norm_num_groups=4),
+    lambda: CNNDetector("small", channels=1, size=8),
+    lambda: __import__("synthscope.generators.quality", fromlist=["_"]).FeatureClassifier(
+        __import__("synthscope.generators.data", fromlist=["_"]).load_data("digits", size=8, n=20).vocabulary, 1, 8),
+], ids=["autoencoder", "diffusion", "detector", "judge"])
+def test_networks_train_channels_last_and_save_and_load_the_same_weights(make, tmp_path):
+    from safetensors.torch import load_file
+
+    from synthscope.runtime import load_weights, save_weights
+
+    torch.manual_seed(0)
+    model = make()
+    assert all(_channels_last_weights(model))  # even from a 1-channel input, every activation is NHWC
+    save_weights(model, tmp_path / "w.safetensors")
+    saved = load_file(str(tmp_path / "w.safetensors"))
+    assert all(saved[name].is_contiguous() and torch.equal(saved[name], value)
+               for name, value in model.state_dict().items())
+    torch.manual_seed(1)
+    again = make()
+    load_weights(again, tmp_path / "w.safetensors")
+    assert all(_channels_last_weights(again))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
