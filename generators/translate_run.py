@@ -103,9 +103,24 @@ def train_translation(kind: str, data_spec: str, out: Path | str, translate: str
         translation = None if translate is None else parse_translation(translate)
         evaluation = evaluate_translation_run(
             run, train, inputs, targets, changed=None if translation is None else translation.attribute,
-            translation=None if translation is None else str(translation), seed=seed, judge_dir=judge_dir)
+            translation=None if translation is None else str(translation), seed=seed, judge_dir=judge_dir,
+            judged_by=judge_training_set(train, data_spec, translate, size, n, seed))
         return TranslationRun(**vars(run), evaluation=evaluation)
     return TranslationRun(**vars(run))
+
+
+def judge_training_set(train: PairedImageSet, data_spec: str, translate: str | None, size: int, n: int | None,
+                       seed: int) -> PairedImageSet:
+    """What the judge of a run reads its outputs with learns from. Portraits runs of the same draw
+    (translation, people, size, seed) share one: the training split of the paired draw, which is
+    pix2pix's own training set. So pix2pix and CycleGAN are read by the same judge, and with a shared
+    ``judge_dir`` it is trained once. A folder run's judge learns from its own training split."""
+    from .workflow import training_split
+
+    if data_spec != "portraits" or train.paired:
+        return train
+    paired = load_translation_data("pix2pix", data_spec, translate, size=size, n=n, seed=seed)
+    return training_split(paired, seed)[0]
 
 
 # Seed offset of the held-out people an unpaired portrait run is measured on: other people than any

@@ -246,15 +246,16 @@ def judge_set(data):
 
 def evaluate_translation_run(run, train, inputs: torch.Tensor, targets: torch.Tensor | None,
                              changed: str | None = None, translation: str | None = None, seed: int = 0,
-                             judge_dir: Path | None = None) -> TranslationEvaluation:
+                             judge_dir: Path | None = None, judged_by=None) -> TranslationEvaluation:
     """After training: the evaluation of ``run`` on held-out ``inputs`` (with their true ``targets``,
     if known) written into its folder (``translation.json``, ``attribute_preservation.csv``,
-    ``attribute_changes.csv``) with its lecture visuals in ``visuals/``."""
+    ``attribute_changes.csv``) with its lecture visuals in ``visuals/``. The judge learns from both
+    domains of ``judged_by`` (default ``train``, the run's own training set)."""
     from . import visuals
     from .evaluation import JUDGE_DIR, VISUALS_DIR, judge_for
 
     model, run_dir = run.model, Path(run.run_dir)
-    labelled = judge_set(train)
+    labelled = judge_set(train if judged_by is None else judged_by)
     judge = None
     if labelled is not None and len(labelled) >= 10:  # too few images train no judge
         judge = judge_for(judge_dir or run_dir / JUDGE_DIR, labelled, seed)

@@ -535,3 +535,28 @@ def test_no_eval_writes_no_evaluation(tmp_path, capsys):
     assert (run / "model.safetensors").exists()
     for name in ("translation.json", "attribute_preservation.csv", "attribute_changes.csv", "visuals", "judge"):
         assert not (run / name).exists(), name
+
+
+def test_pix2pix_and_cyclegan_on_the_same_portraits_are_read_by_one_judge_trained_once(tmp_path, monkeypatch):
+    import json
+
+    import synthscope.generators.quality as quality
+    from synthscope.generators.evaluation import JUDGE_RECORD
+    from synthscope.generators.translate_run import load_translation_data, train_translation
+    from synthscope.generators.workflow import training_split
+
+    trained = []
+    real_training = quality.train_feature_classifier
+    monkeypatch.setattr(quality, "train_feature_classifier",
+                        lambda data, **kw: trained.append(len(data)) or real_training(data, epochs=1, **kw))
+    judges = tmp_path / "judge"
+    for kind in ("pix2pix", "cyclegan"):
+        run = train_translation(kind, "portraits", tmp_path / kind, translate="age:young->older", steps=2, n=20,
+                                size=16, device="cpu", progress=False, judge_dir=judges, snapshots=1,
+                                options={"width": 4, "levels": 3, "d_width": 4, "batch_size": 4})
+        assert run.evaluation.reached is not None  # read by the judge
+    # Both domains of pix2pix's training split (the paired draw), whichever model was judged.
+    paired_train = training_split(load_translation_data("pix2pix", "portraits", "age:young->older", size=16, n=20),
+                                  0)[0]
+    assert trained == [2 * len(paired_train)]
+    assert json.loads((judges / JUDGE_RECORD).read_text())["n_images"] == 2 * len(paired_train)
