@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 from synthscope.errors import UserError
 from synthscope.fingerprint import Reuse, fingerprint
@@ -217,6 +217,24 @@ class LabRun:
     audit: Any = None
     part_seconds: dict[str, float] = field(default_factory=dict)  # wall time of each part, in order
 
+    # What parts hand on to later parts and the report (the other fields are settings and bookkeeping).
+    HANDED_ON: ClassVar[tuple[str, ...]] = ("corpora", "evaluations", "extras", "detectors", "translation", "audit")
+
+    def handed_on(self) -> dict[str, Any]:
+        """What the parts made in this run have handed on so far (the fields they filled)."""
+        return {name: getattr(self, name) for name in self.HANDED_ON if getattr(self, name)}
+
+    def take(self, handed_on: dict[str, Any]) -> None:
+        """Add what parts made in another run of the same lab (the second process) handed on."""
+        for name, value in handed_on.items():
+            current = getattr(self, name)
+            if isinstance(current, dict):
+                current.update(value)
+            elif isinstance(current, list):
+                current.extend(value)
+            else:
+                setattr(self, name, value)
+
 
 @dataclass(frozen=True)
 class LabPart:
@@ -270,8 +288,8 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
     ``jobs=2``: a second process makes parts that need no other part, starting from the last (the
     audit, the translation, ...) while this process works from the first, then helps with parts that
     read what they need from the lab folder (half the detectors) once that is made; when this one
-    reaches a part the other has made, it reads it back, through the same reuse that a re-run relies
-    on. Each process computes with one thread while the other runs (runtime.ThreadGovernor): two
+    reaches a part the other has made, it takes what that part handed on (sent back pickled), or, if
+    that could not be sent, reads the part back through the same reuse a re-run relies on. Each process computes with one thread while the other runs (runtime.ThreadGovernor): two
     one-thread processes do more on 2 cores than one process with two threads."""
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -288,8 +306,13 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
             there = second.claimed_there(part.name)
             _say(progress, f"[lab] {part.message}" + (" (made alongside, by the second process)" if there else ""))
             made_there = second.take_back(part.name) if there else None
-            seconds, reused = _run_part(part, run)
-            if made_there is not None:  # what the second process made in this run is not a reuse
+            if made_there is not None and made_there.handed_on is not None:
+                run.take(made_there.handed_on)
+                run.reused.extend(made_there.reused)
+                seconds = made_there.seconds
+            else:
+                seconds, reused = _run_part(part, run)
+            if made_there is not None and made_there.handed_on is None:  # read back: not a reuse
                 seconds += made_there.seconds
                 run.reused = [name for name in run.reused if name not in reused or name in made_there.reused]
             run.part_seconds[part.name] = seconds
@@ -323,12 +346,15 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
 
 @dataclass(frozen=True)
 class MadeAlongside:
-    """What the second process reports of one part: its seconds there, and which of its stages it
-    reused (from an earlier lab) rather than made; ``error`` when it failed there."""
+    """What the second process reports of one part: its seconds there, which of its stages it
+    reused (from an earlier lab) rather than made, and what the part handed on (:meth:`LabRun.handed_on`;
+    None when that could not be sent, and the part is read back from the lab folder instead);
+    ``error`` when it failed there."""
 
     name: str
     seconds: float = 0.0
     reused: tuple[str, ...] = ()
+    handed_on: dict[str, Any] | None = None
     error: str | None = None
 
 
@@ -452,19 +478,21 @@ def _second_process(settings: dict[str, Any], claims, done, threads: int | None,
 
     use_threads(threads or choose_threads(), automatic=threads is None)
     seed_everything(settings["seed"])
-    run = LabRun(Path(settings["out"]), settings["quick"], settings["force"], settings["seed"], settings["device"],
-                 progress=False)
     parts = lab_parts(settings["quick"])
     names = [part.name for part in parts]
 
     def make(index: int) -> None:
+        # A run of its own per part: the parts made here read nothing from the run (they need no other
+        # part, or read it from the lab folder), so what it holds afterwards is what this part handed on.
+        run = LabRun(Path(settings["out"]), settings["quick"], settings["force"], settings["seed"],
+                     settings["device"], progress=False)
         try:
             seconds, reused = _run_part(parts[index], run)
         except Exception as error:  # made again by the main process, which reports it properly
             messages.put(MadeAlongside(names[index], error=f"{type(error).__name__}: {error}"))
             return
         done[index] = 1
-        messages.put(MadeAlongside(names[index], seconds, reused))
+        messages.put(MadeAlongside(names[index], seconds, reused, _sendable(run.handed_on())))
 
     for index in reversed(range(len(parts))):
         if parts[index].needs:
@@ -481,6 +509,19 @@ def _second_process(settings: dict[str, Any], claims, done, threads: int | None,
             make(ready[-1])
         else:
             time.sleep(poll_seconds)
+
+
+def _sendable(handed_on: dict[str, Any]) -> dict[str, Any] | None:
+    """``handed_on`` if it can be sent to the main process (pickled), else None: the main process then
+    reads the part back from the lab folder. Checked here, as the queue would only fail in its own
+    thread, where the main process never hears of it."""
+    import pickle
+
+    try:
+        pickle.dumps(handed_on)
+    except Exception:  # noqa: BLE001 - whatever a result cannot pickle with, reading it back works
+        return None
+    return handed_on
 
 
 def _run_part(part: LabPart, run: LabRun) -> tuple[float, tuple[str, ...]]:

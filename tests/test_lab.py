@@ -44,13 +44,17 @@ def test_the_lab_is_a_declared_list_of_parts():
 
 
 class _Part:
-    def __init__(self, name, needs=(), fails=False, from_disk=False):
+    def __init__(self, name, needs=(), fails=False, from_disk=False, unsendable=False):
         self.name, self.needs, self.fails, self.from_disk = name, needs, fails, from_disk
+        self.unsendable = unsendable
 
     def run(self, run):
         if self.fails:
             raise ValueError(f"{self.name} went wrong")
         run.reused.append(self.name)
+        run.extras.append(f"section of {self.name}")
+        if self.unsendable:
+            run.audit = lambda: None  # cannot be pickled
 
 
 def _second_process_makes(monkeypatch, tmp_path, claimed_by_main=(), parts=None, made_later=()):
@@ -85,6 +89,8 @@ def test_second_process_makes_parts_from_the_last_and_carries_on_after_a_failure
     assert [(made.name, made.error) for made in said] == [("last", None), ("fails", "ValueError: fails went wrong"),
                                                         ("first", None)]
     assert said[0].reused == ("last",)
+    # each part made on a run of its own: what it handed on, and nothing of the parts before it
+    assert said[0].handed_on == {"extras": ["section of last"]} and said[2].handed_on == {"extras": ["section of first"]}
     # once the main process has claimed a part, everything before it is the main process's too
     claims, said = _second_process_makes(monkeypatch, tmp_path, claimed_by_main=("first", "fails"))
     assert claims == [MAIN, 0, MAIN, SECOND] and [made.name for made in said] == ["last"]
@@ -103,6 +109,24 @@ def test_second_process_makes_a_from_disk_part_once_its_needs_are_done(monkeypat
     claims, said = _second_process_makes(monkeypatch, tmp_path, claimed_by_main=("early", "late", "reads-both"),
                                          parts=parts, made_later=("early",))
     assert claims == [MAIN, MAIN, MAIN, SECOND] and [made.name for made in said] == ["reads-early"]
+
+
+def test_what_a_part_hands_on_can_be_sent_and_taken_into_another_run_of_the_lab(monkeypatch, tmp_path):
+    from synthscope.lab import LabRun
+
+    made_there = LabRun(tmp_path, True, False, 0, "cpu", False)
+    assert made_there.handed_on() == {}
+    made_there.corpora["gan"], made_there.audit = tmp_path / "gan", {"shares": [0.1]}
+    made_there.evaluations.append("gan evaluation")
+    here = LabRun(tmp_path, True, False, 0, "cpu", False)
+    here.corpora["real"], here.evaluations = tmp_path / "real", ["ae evaluation"]
+    here.take(made_there.handed_on())
+    assert here.corpora == {"real": tmp_path / "real", "gan": tmp_path / "gan"}
+    assert here.evaluations == ["ae evaluation", "gan evaluation"] and here.audit == {"shares": [0.1]}
+    # a result that cannot be pickled is not sent: the main process reads that part back instead
+    _, said = _second_process_makes(monkeypatch, tmp_path, parts=[_Part("odd", unsendable=True), _Part("plain")])
+    assert [(made.name, made.handed_on) for made in said] == [("plain", {"extras": ["section of plain"]}),
+                                                             ("odd", None)]
 
 
 class _Gone:
