@@ -254,6 +254,10 @@ def _raw_frame(ids: Sequence[str], scores: Mapping[str, tuple[list[str], np.ndar
     return frame.drop(columns=["_order", "_attr"]).reset_index(drop=True)
 
 
+# Portraits drawn to tell whether a kept probe was trained on portraits drawn as they are drawn now.
+PROBE_SAMPLE_DRAWN = 32
+
+
 def default_probe_cache_dir() -> Path:
     """Where trained probes are kept: beside the CLIP feature cache (``$SYNTHSCOPE_CACHE/probes``, else
     ``~/.cache/synthscope/probes``)."""
@@ -265,7 +269,8 @@ def default_probe_cache_dir() -> Path:
 class ProbeAnnotator(Annotator):
     """The ground-truth probe of the portraits world: a FeatureClassifier trained on ``n_train`` rendered
     portraits of the uniform world at ``size`` px (seed ``seed``), trained once and kept in ``cache_dir``
-    (through :func:`synthscope.generators.evaluation.judge_for`, which retrains when the pixels differ).
+    (through :func:`synthscope.generators.evaluation.judge_for`, which retrains when the settings, or
+    the pixels of :data:`PROBE_SAMPLE_DRAWN` portraits drawn the same way, differ).
 
     ``attributes``: any of profession, gender, skin_tone, age (default gender, skin_tone, age). The
     classifier is trained on first use. ``classifier`` passes a ready one (its size wins over ``size``).
@@ -320,9 +325,17 @@ class ProbeAnnotator(Annotator):
         if self._classifier is None:
             from synthscope.generators.evaluation import judge_for
             from synthscope.generators.portraits import generate_portraits
+            from synthscope.generators.training import data_fingerprint
 
-            train = generate_portraits(n=self.n_train, seed=self.seed, size=self.size, distribution=self.world())
-            self._classifier = judge_for(self.folder, train, seed=self.seed)
+            def draw(n: int):
+                return generate_portraits(n=n, seed=self.seed, size=self.size, distribution=self.world())
+
+            # Keyed on the drawing's settings and on a few portraits drawn the same way, not on all
+            # n_train of them: drawing those takes seconds an audit need not spend once the probe is kept.
+            drawn_from = {"n": self.n_train, "size": self.size, "world": self.world().to_dict(),
+                          "sample_sha256": data_fingerprint(draw(PROBE_SAMPLE_DRAWN))}
+            self._classifier = judge_for(self.folder, lambda: draw(self.n_train), seed=self.seed,
+                                         drawn_from=drawn_from)
         self._classifier.to(self.device).eval()
         return self._classifier
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,23 +73,33 @@ def adherence_counts(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["level"] == "value"].drop(columns="level").reset_index(drop=True)
 
 
-def judge_for(folder: Path, train: ImageSet, seed: int = 0):
+def judge_for(folder: Path, train: ImageSet | Callable[[], ImageSet], seed: int = 0,
+              drawn_from: dict[str, Any] | None = None):
     """The feature classifier that judges generators of ``train``'s kind, trained once on the real
     training images and kept in ``folder`` (reused only if it was trained on the same pixels with
-    the same seed)."""
+    the same seed).
+
+    ``drawn_from``: for images drawn deterministically (the audit probe's portraits), what they are
+    drawn from, including a hash of a few drawn the same way, which any change to the drawing shows
+    in. A judge recorded with the same is reused without drawing its images: ``train`` may then be a
+    function that draws them, called only when a judge must be trained."""
     from synthscope.registry import load_judge
 
     from .quality import train_feature_classifier
     from .training import data_fingerprint
 
+    if drawn_from is None and callable(train):
+        train = train()
     reuse = Reuse(folder, JUDGE_RECORD)
-    made_from = fingerprint({"format": JUDGE_FORMAT, "data_sha256": data_fingerprint(train), "seed": seed})
+    made_from = fingerprint({"format": JUDGE_FORMAT, "seed": seed, **(
+        {"drawn_from": drawn_from} if drawn_from is not None else {"data_sha256": data_fingerprint(train)})})
     if reuse.matches(made_from):
         try:
             return load_judge(folder)
         except (ValueError, OSError):
             pass  # an unreadable judge is trained again, not trusted
     reuse.forget()
+    train = train() if callable(train) else train
     judge = train_feature_classifier(train, seed=seed)
     judge.save(folder)
     reuse.record(made_from, n_images=len(train), seed=seed)

@@ -80,6 +80,30 @@ def test_a_strict_threshold_abstains_and_the_cache_makes_it_free(probe, portrait
     assert shares.loc[shares["is_abstention"], "count"].sum() == abstained.sum()
 
 
+def test_a_kept_probe_is_read_without_drawing_its_training_portraits_unless_the_drawing_changed(tmp_path,
+                                                                                                  monkeypatch):
+    import synthscope.generators.portraits as portraits_module
+    import synthscope.generators.quality as quality
+    from synthscope.audits.annotators import PROBE_SAMPLE_DRAWN
+
+    drawn, trained = [], []
+    draw, train = portraits_module.generate_portraits, quality.train_feature_classifier
+    monkeypatch.setattr(portraits_module, "generate_portraits", lambda n, **kw: drawn.append(n) or draw(n, **kw))
+    monkeypatch.setattr(quality, "train_feature_classifier",
+                        lambda data, **kw: trained.append(len(data)) or train(data, epochs=1, **kw))
+    first = ProbeAnnotator(size=16, n_train=64, seed=0, cache_dir=tmp_path).classifier
+    assert drawn == [PROBE_SAMPLE_DRAWN, 64] and trained == [64]
+    drawn.clear()
+    again = ProbeAnnotator(size=16, n_train=64, seed=0, cache_dir=tmp_path).classifier
+    assert drawn == [PROBE_SAMPLE_DRAWN] and trained == [64]  # kept: read, not drawn nor trained again
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    # portraits drawn differently now (a changed drawing): the kept probe no longer fits them
+    monkeypatch.setattr(portraits_module, "generate_portraits",
+                        lambda n, **kw: drawn.append(n) or draw(n, **kw).subset(range(n - 1, -1, -1)))
+    ProbeAnnotator(size=16, n_train=64, seed=0, cache_dir=tmp_path).classifier
+    assert trained == [64, 64]
+
+
 def test_validity_on_fresh_portraits_reports_accuracy_confusion_and_abstentions(probe):
     validity = probe.validity(n=120).set_index("attribute")
     assert list(validity.index) == ["gender", "skin_tone", "age"]
