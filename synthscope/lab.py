@@ -255,7 +255,10 @@ def lab_parts(quick: bool = False) -> list[LabPart]:
     the audit; the report is written from what they leave in the :class:`LabRun`."""
     # The digits generators first and the portraits ones last: the second process starts from the last
     # part back, so the portraits parts fall to it, and the digits ones the detectors need to this one.
-    stages = sorted(lab_stages(), key=lambda stage: stage.data != REAL_DATA)
+    # Among the digits, those whose corpora the detectors need come first, so that either process can
+    # start on the detectors as soon as possible; the lecture-only ones (no corpus) after them, where
+    # the second process, done with the portraits, takes them from the last back while this one is busy.
+    stages = sorted(lab_stages(), key=lambda stage: (stage.data != REAL_DATA, not stage.corpus_size))
     generators = [LabPart(stage.name,
                           f"generator {number}/{len(stages)}: {stage.title} ({stage.steps_for(quick)} steps)",
                           partial(_generator_part, stage))

@@ -27,13 +27,16 @@ def lab_dir(tmp_path_factory):
 
 def test_the_lab_is_a_declared_list_of_parts():
     names = [part.name for part in lab_parts(quick=True)]
-    digits = [stage.name for stage in lab_stages() if stage.data == "digits"]
+    sampled_digits = [stage.name for stage in lab_stages() if stage.data == "digits" and stage.corpus_size]
+    lecture_digits = [stage.name for stage in lab_stages() if stage.data == "digits" and not stage.corpus_size]
     portraits = [stage.name for stage in lab_stages() if stage.data != "digits"]
-    # the portraits generators last: the second process, from the last part back, takes them first
-    assert names == ["real", *digits, "extras", "memorisation", "detectors-each", "detectors-left-out", "detectors",
+    # the portraits generators last: the second process, from the last part back, takes them first; the
+    # digits generators the detectors need first, those they do not need after them
+    assert sampled_digits == ["ae", "vae", "gan", "diffusion"] and lecture_digits == ["ae-2d", "ae-denoising"]
+    assert names == ["real", *sampled_digits, *lecture_digits, "extras", "memorisation", "detectors-each", "detectors-left-out", "detectors",
                      "translation", "audit", *portraits]
     quick = {part.name: part.message for part in lab_parts(quick=True)}
-    assert quick["vae"].endswith("(200 steps)") and lab_parts()[4].message.endswith("(2000 steps)")
+    assert quick["vae"].endswith("(200 steps)") and lab_parts()[2].message.endswith("(2000 steps)")
     needs = {part.name: set(part.needs) for part in lab_parts()}
     sampled = {stage.name for stage in lab_stages() if stage.corpus_size}
     assert needs["detectors-each"] == needs["detectors-left-out"] == {"real"} | sampled
