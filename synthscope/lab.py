@@ -115,10 +115,10 @@ def lab_stages() -> list[GeneratorStage]:
         GeneratorStage("ae-colourising", "ae", "Colourising autoencoder (portraits)",
                        "Trained to map grey portraits back to colour. Where colour is ambiguous "
                        "(skin tone, clothes), it has to guess from what it saw in training.",
-                       # No distance to hold (not sampled); its training loss at 300 steps is within
-                       # 5 % of 600 steps'.
-                       data="portraits", options={"latent_dim": 32, "mode": "colourising"}, steps=300,
-                       quick_steps=60, corpus_size=0, score=False),
+                       # No distance to hold (not sampled). Batches of 64: 450 steps colour held-out
+                       # portraits as closely (L1 0.047) as 300 of 128 (0.048), at 0.85x the time.
+                       data="portraits", options={"latent_dim": 32, "mode": "colourising", "batch_size": 64},
+                       steps=450, quick_steps=90, corpus_size=0, score=False),
         GeneratorStage("vae", "vae", "Variational autoencoder (VAE)",
                        "A VAE learns a latent space with a known prior, so sampling and interpolation "
                        "work by design.", steps=2000, quick_steps=200),
