@@ -5,10 +5,12 @@ The lab runs in a fresh folder in a subprocess, exactly as a student starts it (
 each part's seconds come from the report's provenance (``run.part_seconds``). With ``--jobs 2`` (the
 default on 2 or more CPUs) the parts marked "2nd" were made by the second process at the same time,
 so the shares add up to more than the wall time; each process's total is printed. ``--compare-jobs``
-runs the lab once with ``--jobs 1`` and once with ``--jobs 2`` and prints the ratio. Run it on a quiet
+runs the lab once with ``--jobs 1`` and once with ``--jobs 2`` and prints the ratio. The lab starts with
+an empty cache, as a first run does (``--warm-cache``: the usual one). Run it on a quiet
 machine: the lab's training stages share the cores with anything else running.
 
     python benchmarks/lab_time.py [--quick] [--notebooks] [--seed 0] [--keep DIR] [--jobs N] [--compare-jobs]
+                                  [--warm-cache]
 """
 
 from __future__ import annotations
@@ -28,15 +30,19 @@ LAB_TARGET = {False: 300.0, True: 90.0}  # seconds: the default lab and --quick
 NOTEBOOK_TARGET = 180.0
 
 
-def time_lab(out: Path, quick: bool, seed: int, jobs: int | None = None) -> tuple[float, dict[str, float], list[str]]:
+def time_lab(out: Path, quick: bool, seed: int, jobs: int | None = None,
+             cache: Path | None = None) -> tuple[float, dict[str, float], list[str]]:
     """The lab's wall time from the outside, each part's seconds from its report, and the parts the
-    second process made."""
+    second process made. ``cache``: synthscope's cache folder (the audit probe is kept there); an
+    empty one times a first run, as a student's."""
     command = [sys.executable, "-m", "synthscope", "lab", "--out", str(out), "--seed", str(seed), "--quiet"]
     if quick:
         command.append("--quick")
     if jobs is not None:
         command += ["--jobs", str(jobs)]
     env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}  # the lab's own choice
+    if cache is not None:
+        env["SYNTHSCOPE_CACHE"] = str(cache)
     started = time.perf_counter()
     subprocess.run(command, check=True, env=env)
     wall = time.perf_counter() - started
@@ -78,6 +84,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, help="write the lab here and keep it (must not exist)")
     parser.add_argument("--jobs", type=int, choices=(1, 2), help="the lab's --jobs (default: its own)")
+    parser.add_argument("--warm-cache", action="store_true",
+                        help="keep synthscope's usual cache (a kept audit probe); default: an empty one, as a first run")
     parser.add_argument("--compare-jobs", action="store_true", help="time --jobs 1, then --jobs 2, and compare")
     args = parser.parse_args()
 
@@ -90,7 +98,8 @@ def main() -> None:
             scratch = Path(tempfile.mkdtemp(prefix="lab-time-"))
             out = (args.keep / f"jobs-{jobs}" if args.compare_jobs else args.keep) if args.keep else scratch / "lab"
             try:
-                wall, parts, second = time_lab(out, args.quick, args.seed, jobs)
+                wall, parts, second = time_lab(out, args.quick, args.seed, jobs,
+                                               cache=None if args.warm_cache else scratch / "cache")
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
             walls[jobs] = wall

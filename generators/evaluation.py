@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from filelock import FileLock
 
 from synthscope.fingerprint import Reuse, fingerprint
 from synthscope.grouped import GroupedProportions
@@ -20,6 +21,7 @@ QUALITY_FILE = "quality.json"
 ADHERENCE_FILE = "prompt_adherence.csv"
 JUDGE_DIR = "judge"
 JUDGE_RECORD = "trained_on.json"  # beside a judge: the data and seed it was trained with
+JUDGE_LOCK = ".trained_on.lock"  # held while a judge is looked up or trained
 JUDGE_FORMAT = 1  # bumped when judges change meaning, so that older ones are trained again
 VISUALS_DIR = "visuals"
 
@@ -93,16 +95,19 @@ def judge_for(folder: Path, train: ImageSet | Callable[[], ImageSet], seed: int 
     reuse = Reuse(folder, JUDGE_RECORD)
     made_from = fingerprint({"format": JUDGE_FORMAT, "seed": seed, **(
         {"drawn_from": drawn_from} if drawn_from is not None else {"data_sha256": data_fingerprint(train)})})
-    if reuse.matches(made_from):
-        try:
-            return load_judge(folder)
-        except (ValueError, OSError):
-            pass  # an unreadable judge is trained again, not trusted
-    reuse.forget()
-    train = train() if callable(train) else train
-    judge = train_feature_classifier(train, seed=seed)
-    judge.save(folder)
-    reuse.record(made_from, n_images=len(train), seed=seed)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    # Runs in two processes (the lab's) may share a judge: one trains it, the other waits, then reads it.
+    with FileLock(Path(folder) / JUDGE_LOCK):
+        if reuse.matches(made_from):
+            try:
+                return load_judge(folder)
+            except (ValueError, OSError):
+                pass  # an unreadable judge is trained again, not trusted
+        reuse.forget()
+        train = train() if callable(train) else train
+        judge = train_feature_classifier(train, seed=seed)
+        judge.save(folder)
+        reuse.record(made_from, n_images=len(train), seed=seed)
     return judge
 
 

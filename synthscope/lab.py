@@ -6,6 +6,7 @@ resume by themselves, so an interrupted lab picks up where it stopped.
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -264,6 +265,10 @@ def lab_parts(quick: bool = False) -> list[LabPart]:
                           partial(_generator_part, stage))
                   for number, stage in enumerate(stages, 1)]
     digits = [part for part, stage in zip(generators, stages) if stage.data == REAL_DATA]
+    translation = translation_stages()
+    translators = [LabPart(stage.name, f"image-to-image {number}/{len(translation)}: {stage.title}, ageing "
+                                       f"portraits ({stage.steps_for(quick)} steps)", partial(_translator_part, stage))
+                   for number, stage in enumerate(translation, 1)]
     sampled = tuple(stage.name for stage in stages if stage.corpus_size)
     return [
         LabPart("real", "real images", _real_part),
@@ -277,8 +282,10 @@ def lab_parts(quick: bool = False) -> list[LabPart]:
                 partial(_train_detectors_part, left_out=True), needs=("real", *sampled), from_disk=True),
         LabPart("detectors", "detectors: the cross-generator matrix, then stress tests of the one on all",
                 _detector_part, needs=("detectors-each", "detectors-left-out")),
-        LabPart("translation", "image-to-image: ageing portraits with pix2pix and CycleGAN, and detecting "
-                               "the translations", _translation_part),
+        *translators,
+        LabPart("translation", "image-to-image: further young people translated by each model, and detectors "
+                               "of the translations", _translation_part,
+                needs=tuple(part.name for part in translators), from_disk=True),
         LabPart("audit", "bias audit of a model trained on a skewed portraits world", _audit_part),
         *generators[len(digits):],
     ]
@@ -627,25 +634,58 @@ def _detector_part(run: LabRun) -> None:
                                    device=run.device, progress=run.progress)
 
 
+def _translator_part(stage: TranslationStage, run: LabRun) -> None:
+    train_translator(stage, run.out, quick=run.quick, seed=run.seed, device=run.device, progress=run.progress,
+                     force=run.force)
+
+
 def _translation_part(run: LabRun) -> None:
     run.translation = translation_stage(run.out, quick=run.quick, seed=run.seed, device=run.device,
                                         progress=run.progress, force=run.force)
 
 
+def translator_fingerprint(stage: TranslationStage, quick: bool, seed: int) -> str:
+    """What a finished translation model of the lab was made from (its run folder's ``lab_stage.json``)."""
+    return fingerprint({"format": STAGE_FORMAT, "kind": stage.kind, "translate": LAB_TRANSLATION,
+                        "steps": stage.steps_for(quick), "people": 200 if quick else TRANSLATION_PEOPLE,
+                        "seed": seed})
+
+
+def train_translator(stage: TranslationStage, out: Path, quick: bool, seed: int = 0, device: str = "auto",
+                     progress: bool = True, force: bool = False) -> Path:
+    """Train one of the lab's image-to-image models to age portraits, measured on held-out people
+    against the true older picture (distance, whether it reads as older, what else it changed);
+    reused when its finished run was made the same way. Returns its run folder."""
+    from synthscope.generators.translate_run import train_translation
+    from synthscope.generators.translation_eval import RESULT_FILE
+
+    run_dir = out / RUNS_DIR / stage.name
+    reuse, made_from = Reuse(run_dir, STAGE_RECORD), translator_fingerprint(stage, quick, seed)
+    if not force and reuse.matches(made_from) and (run_dir / RESULT_FILE).is_file():
+        return run_dir
+    reuse.forget()
+    # A retrained model's corpus is made again: its old translations came from other weights.
+    shutil.rmtree(out / CORPORA_DIR / stage.name, ignore_errors=True)
+    steps = stage.steps_for(quick)
+    train_translation(stage.kind, "portraits", run_dir, translate=LAB_TRANSLATION, steps=steps, seed=seed,
+                      n=200 if quick else TRANSLATION_PEOPLE, device=device, force=force, progress=progress,
+                      judge_dir=out / JUDGES_DIR / "portraits-ageing", snapshots=4 if quick else 8)
+    reuse.record(made_from, stage=stage.name, steps=steps, seed=seed)
+    return run_dir
+
+
 def translation_stage(out: Path, quick: bool, seed: int = 0, device: str = "auto", progress: bool = True,
                       force: bool = False) -> TranslationResults:
-    """Train pix2pix and CycleGAN to age portraits (each measured on held-out people against the true
-    older picture: distance, whether it reads as older, and what else it changed), translate further
-    young people with each into a corpus, and train detectors to tell those translations from portraits
+    """With the lab's translation models trained (:func:`train_translator`), translate further young
+    people with each into a corpus, and train detectors to tell those translations from portraits
     drawn by the portraits world (other people, of every age)."""
     from synthscope.detectors.generalisation import cross_generator, split_corpora
     from synthscope.generators.data import load_data
     from synthscope.generators.pairs import portrait_pairs
-    from synthscope.generators.translate_run import train_translation, translate_to_corpus
+    from synthscope.generators.translate_run import translate_to_corpus
     from synthscope.generators.translation_eval import RESULT_FILE
     from synthscope.generators.workflow import write_image_set
 
-    people = 200 if quick else TRANSLATION_PEOPLE
     corpus_people = 100 if quick else TRANSLATION_CORPUS_PEOPLE
     corpus_seed = seed + TRANSLATION_CORPUS_SEED
     young, _ = portrait_pairs(corpus_people, LAB_TRANSLATION, seed=corpus_seed, size=32)
@@ -660,21 +700,12 @@ def translation_stage(out: Path, quick: bool, seed: int = 0, device: str = "auto
                            key="portraits-real", progress=progress, force=force)
     runs, translated = {}, []
     for stage in translation_stages():
-        steps, run_dir = stage.steps_for(quick), out / RUNS_DIR / stage.name
-        reuse = Reuse(run_dir, STAGE_RECORD)
-        made_from = fingerprint({"format": STAGE_FORMAT, "kind": stage.kind, "translate": LAB_TRANSLATION,
-                                 "steps": steps, "people": people, "seed": seed})
-        retrain = force or not reuse.matches(made_from) or not (run_dir / RESULT_FILE).is_file()
-        if retrain:
-            reuse.forget()
-            train_translation(stage.kind, "portraits", run_dir, translate=LAB_TRANSLATION, steps=steps, seed=seed,
-                              n=people, device=device, force=force, progress=progress,
-                              judge_dir=out / JUDGES_DIR / "portraits-ageing", snapshots=4 if quick else 8)
-            reuse.record(made_from, stage=stage.name, steps=steps, seed=seed)
+        run_dir = out / RUNS_DIR / stage.name
+        if not Reuse(run_dir, STAGE_RECORD).matches(translator_fingerprint(stage, quick, seed)):
+            raise RuntimeError(f"{run_dir}: the lab's {stage.name} model is not trained yet (train_translator)")
         runs[stage.name] = (stage.title, read_json(run_dir / RESULT_FILE), run_dir / "visuals")
-        # A retrained model's corpus is made again: its old translations came from other weights.
         translated.append(translate_to_corpus(run_dir, inputs, corpus_dir / stage.name, device=device,
-                                              progress=progress, force=retrain))
+                                              progress=progress, force=force))
     split = split_corpora(real, translated, size=32, test_fraction=0.3, seed=seed, progress=progress)
     generalisation = cross_generator(split, out / DETECTORS_DIR / "translation", n_boot=200, seed=seed,
                                      device=device, progress=progress,

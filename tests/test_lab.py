@@ -30,20 +30,23 @@ def test_the_lab_is_a_declared_list_of_parts():
     sampled_digits = [stage.name for stage in lab_stages() if stage.data == "digits" and stage.corpus_size]
     lecture_digits = [stage.name for stage in lab_stages() if stage.data == "digits" and not stage.corpus_size]
     portraits = [stage.name for stage in lab_stages() if stage.data != "digits"]
+    translators = [stage.name for stage in translation_stages()]
     # the portraits generators last: the second process, from the last part back, takes them first; the
     # digits generators the detectors need first, those they do not need after them
     assert sampled_digits == ["ae", "vae", "gan", "diffusion"] and lecture_digits == ["ae-2d", "ae-denoising"]
     assert names == ["real", *sampled_digits, *lecture_digits, "extras", "memorisation", "detectors-each", "detectors-left-out", "detectors",
-                     "translation", "audit", *portraits]
+                     *translators, "translation", "audit", *portraits]
     quick = {part.name: part.message for part in lab_parts(quick=True)}
     assert quick["vae"].endswith("(200 steps)") and lab_parts()[2].message.endswith("(2000 steps)")
     needs = {part.name: set(part.needs) for part in lab_parts()}
     sampled = {stage.name for stage in lab_stages() if stage.corpus_size}
     assert needs["detectors-each"] == needs["detectors-left-out"] == {"real"} | sampled
     assert needs["memorisation"] == sampled and needs["detectors"] == {"detectors-each", "detectors-left-out"}
-    assert needs["translation"] == needs["audit"] == needs["diffusion"] == set()  # a second process may make these
+    assert needs["pix2pix-ageing"] == needs["audit"] == needs["diffusion"] == set()  # a second process may make these
     # ... and, once their needs are made, the parts that read them from the lab folder
-    assert [part.name for part in lab_parts() if part.from_disk] == ["detectors-each", "detectors-left-out"]
+    assert needs["translation"] == {"pix2pix-ageing", "cyclegan-ageing"}
+    assert [part.name for part in lab_parts() if part.from_disk] == ["detectors-each", "detectors-left-out",
+                                                                     "translation"]
 
 
 class _Part:
@@ -302,3 +305,24 @@ def test_jobs_is_one_or_two(tmp_path, capsys):
         main(["lab", "--quick", "--out", str(tmp_path / "lab"), "--jobs", "3"])
     assert exit_info.value.code == 2 and "--jobs" in capsys.readouterr().err
     assert not (tmp_path / "lab").exists()
+
+
+def test_a_retrained_translator_drops_its_old_corpus_and_detection_waits_for_trained_models(lab_dir, tmp_path):
+    import shutil
+
+    from synthscope.lab import STAGE_RECORD, train_translator, translation_stage
+
+    out = tmp_path / "lab"
+    shutil.copytree(lab_dir / "runs", out / "runs")
+    shutil.copytree(lab_dir / "corpora", out / "corpora")
+    stage = translation_stages()[0]
+    corpus = out / "corpora" / stage.name
+    assert train_translator(stage, out, quick=True, device="cpu", progress=False) == out / "runs" / stage.name
+    assert corpus.is_dir()  # the finished model is reused, and so are its translations
+    (out / "runs" / stage.name / STAGE_RECORD).unlink()  # no longer known to be the lab's model
+    with pytest.raises(RuntimeError, match=f"the lab's {stage.name} model is not trained yet"):
+        translation_stage(out, quick=True, device="cpu", progress=False)
+    shutil.rmtree(out / "runs" / stage.name / "visuals")
+    train_translator(stage, out, quick=True, device="cpu", progress=False)
+    assert not corpus.exists()  # made by other weights: translated again by the detection part
+    assert (out / "runs" / stage.name / "visuals" / "translations.png").is_file()

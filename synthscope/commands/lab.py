@@ -15,8 +15,8 @@ def register(commands: Subcommands) -> None:
     lab.add_argument("--force", action="store_true", help="redo finished stages")
     lab.add_argument("--jobs", type=int, choices=(1, 2), default=None,
                      help="processes: with 2, a second one makes the parts that need no other, from the last one "
-                          "back (audit, translation, ...), then half the detectors, while the first works from the "
-                          "top (default: 2 when 2 or more CPUs are usable)")
+                          "back (audit, translation models, ...), then detectors once what they read is made, while "
+                          "the first works from the top (default: 2 when 2 or more CPUs are usable)")
     add_common(lab)
 
 
