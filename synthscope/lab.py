@@ -296,11 +296,12 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
     """Run every part of the lab (:func:`lab_parts`) into ``out`` and write ``out/index.html``.
 
     ``jobs=2``: a second process makes parts that need no other part, starting from the last (the
-    audit, the translation, ...) while this process works from the first, then helps with parts that
-    read what they need from the lab folder (half the detectors) once that is made; when this one
-    reaches a part the other has made, it takes what that part handed on (sent back pickled), or, if
-    that could not be sent, reads the part back through the same reuse a re-run relies on. Each process computes with one thread while the other runs (runtime.ThreadGovernor): two
-    one-thread processes do more on 2 cores than one process with two threads."""
+    audit, the translation models, ...) while this process works from the first, then helps with parts
+    that read what they need from the lab folder (detectors) once that is made; when this one reaches
+    a part the other has made, it takes what that part handed on (sent back pickled), or, if that could
+    not be sent, reads the part back through the same reuse a re-run relies on. Each process computes
+    with one thread while the other runs (runtime.ThreadGovernor): two one-thread processes do more on
+    2 cores than one process with two threads."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out}: exists and is not a folder")
@@ -316,15 +317,15 @@ def run_lab(out: Path | str, quick: bool = False, force: bool = False, seed: int
             there = second.claimed_there(part.name)
             _say(progress, f"[lab] {part.message}" + (" (made alongside, by the second process)" if there else ""))
             made_there = second.take_back(part.name) if there else None
-            if made_there is not None and made_there.handed_on is not None:
+            if made_there is not None and made_there.handed_on is not None:  # sent back: taken as it is
                 run.take(made_there.handed_on)
                 run.reused.extend(made_there.reused)
                 seconds = made_there.seconds
             else:
                 seconds, reused = _run_part(part, run)
-            if made_there is not None and made_there.handed_on is None:  # read back: not a reuse
-                seconds += made_there.seconds
-                run.reused = [name for name in run.reused if name not in reused or name in made_there.reused]
+                if made_there is not None:  # read back: what the second process made now is not a reuse
+                    seconds += made_there.seconds
+                    run.reused = [name for name in run.reused if name not in reused or name in made_there.reused]
             run.part_seconds[part.name] = seconds
             by = " (by the second process)" if made_there is not None else ""
             _say(progress, f"[lab]   done in {seconds:.0f} s{by}")
