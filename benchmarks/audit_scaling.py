@@ -220,7 +220,7 @@ def merge_cost(work: Path, rows: int, parts: int = 8) -> tuple[float, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images-per-prompt", type=int, default=64)
     parser.add_argument("--files", type=int, default=5000)
     parser.add_argument("--merge-rows", type=int, default=43_800,

@@ -41,7 +41,7 @@ def written_corpora(lab: Path) -> dict[str, Path]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lab", type=Path, required=True, help="output folder of 'synthscope lab'")
     parser.add_argument("--out", type=Path, default=None, help="keep the detectors here (default: a temp dir)")
     parser.add_argument("--quick", action="store_true", help="the quick lab's shorter training")

@@ -21,7 +21,7 @@ from synthscope.generators.workflow import train_run
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("bench-runs"))
     parser.add_argument("--kinds", nargs="+", default=["ae", "vae", "gan", "diffusion"])
     parser.add_argument("--portraits", action="store_true", help="also conditional diffusion on portraits")

@@ -112,7 +112,7 @@ def main() -> None:
     from synthscope.lab import lab_stages
 
     stages = {stage.name: stage for stage in lab_stages() if stage.score and stage.data == "digits"}
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stages", nargs="+", default=sorted(stages), choices=sorted(stages))
     parser.add_argument("--steps", nargs="+", type=int, help="lengths to try (default: the lab's and the reference)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])

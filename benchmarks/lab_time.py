@@ -77,7 +77,7 @@ def time_notebook(path: Path, work: Path) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="time synthscope lab --quick")
     parser.add_argument("--notebooks", action="store_true", help="also time every notebook at lecture sizes")
     parser.add_argument("--no-lab", action="store_true", help="skip the lab (with --notebooks)")

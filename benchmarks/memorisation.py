@@ -41,7 +41,7 @@ def main() -> int:
     from synthscope.generators.evaluation import judge_for
     from synthscope.generators.memorisation import FEATURES, PIXELS, check_memorisation, check_run, summary_lines
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=4000, help="training steps of both models (default: 4000)")
     parser.add_argument("--n-train", type=int, default=40,
                         help="digits drawn for the overfit model; 80 %% of them train it (default: 40)")

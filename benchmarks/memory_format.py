@@ -117,7 +117,7 @@ def timed(step: Step, steps: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per format and repeat")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (the fastest counts)")
     parser.add_argument("--only", nargs="*", help="case names containing any of these words")

@@ -66,7 +66,7 @@ def seconds(process: subprocess.Popen) -> float:
 def main() -> int:
     from synthscope.runtime import available_cpus
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every stage's steps (default: 1)")
     parser.add_argument("--work", type=Path, help="working folder (default: a temporary one, removed after)")
     args = parser.parse_args()

@@ -68,7 +68,7 @@ def time_ours(kind, data, steps, seed):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--kinds", nargs="+", default=list(BARE), choices=list(BARE))
     parser.add_argument("--repeats", type=int, default=2, help="alternating repeats; the best of each is kept")

@@ -31,7 +31,7 @@ from synthscope.registry import resolve
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2500)
     parser.add_argument("--n", type=int, default=800)
     parser.add_argument("--size", type=int, default=32)
