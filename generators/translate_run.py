@@ -3,6 +3,7 @@ and translate a folder or corpus with a trained run into a corpus that links eac
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from synthscope.errors import UserError
 from synthscope.registry import load_generator, resolve
 from synthscope.runtime import resolve_device, seed_everything, sha256_file
 
-from .base import WEIGHTS_FILE
+from .base import TRANSLATION_SNAPSHOTS, WEIGHTS_FILE
 from .pairs import PairedImageSet, folder_pairs, parse_translation, portrait_pairs, translation_set
 from .training import TrainingRun, snapshot_interval, train_generator
 
@@ -65,7 +66,7 @@ def train_translation(kind: str, data_spec: str, out: Path | str, translate: str
                       device: str = "auto", options: dict[str, Any] | None = None, force: bool = False,
                       progress: bool = True, strict: bool = False, evaluate: bool = True,
                       judge_dir: Path | None = None, snapshot_every: int | None = None,
-                      snapshots: int = 8) -> TranslationRun:
+                      snapshots: int = TRANSLATION_SNAPSHOTS) -> TranslationRun:
     """Train a translation model into ``out`` (resumed if a run is there; ``force`` starts over), on 80 %
     of the set; the held-out 20 % are for measuring it against the true targets. With ``evaluate``,
     the run folder also gets that measurement (:mod:`.translation_eval`: ``translation.json``,
@@ -142,6 +143,22 @@ def evaluation_pairs(heldout: PairedImageSet, data_spec: str, translate: str | N
     return heldout.inputs, None
 
 
+def _source_entry(source: Path, out: Path) -> str:
+    """How a translated corpus names its source folder: relative to the corpus, so that a folder moved
+    together with its source (a lab folder copied elsewhere) still resumes. An existing corpus's entry
+    that names the same folder (an absolute path, as older corpora recorded it) is kept as it is."""
+    from .corpus import read_corpus
+
+    if (out / "manifest.csv").is_file():
+        recorded = read_corpus(out).provenance.get("data")
+        if isinstance(recorded, str) and (out / recorded).resolve() == source.resolve():
+            return recorded
+    try:
+        return Path(os.path.relpath(source.resolve(), out.resolve())).as_posix()
+    except ValueError:  # on another drive (Windows): no relative path exists
+        return str(source.resolve())
+
+
 def translate_to_corpus(run_dir: Path | str, source: Path | str, out: Path | str, batch_size: int = 64,
                         device: str = "auto", progress: bool = True, force: bool = False) -> Path:
     """Translate every image of ``source`` (a folder or a corpus) with the model in ``run_dir``, into a
@@ -161,7 +178,7 @@ def translate_to_corpus(run_dir: Path | str, source: Path | str, out: Path | str
     images = corpus.load_images(size=model.size, channels=model.channels, progress=progress)
     files = list(corpus.manifest["file"])  # after load_images: unreadable files are dropped from both
     # "data" is one of the keys a resumed corpus must share: outputs of two inputs never mix.
-    provenance = {"generator": model.kind, "run_dir": str(run_dir), "data": str(source),
+    provenance = {"generator": model.kind, "run_dir": str(run_dir), "data": _source_entry(source, out),
                   "checkpoint_sha256": sha256_file(run_dir / WEIGHTS_FILE), "config": model.config(),
                   "size": model.size, "command": "generate translate"}
     keys = [f"translate#{file}" for file in files]

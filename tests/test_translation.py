@@ -1,5 +1,8 @@
 """Image-to-image translation: paired and unpaired portraits, pix2pix, and the translate command."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -330,6 +333,23 @@ def test_train_and_translate_write_a_corpus_linking_outputs_to_inputs(tmp_path, 
     assert corpus.load_images(progress=False).shape == (3, 3, 16, 16)
     # Run again: nothing is translated twice.
     assert main(["generate", "translate", str(run), str(inputs), "--out", str(out), "--quiet"]) == 0
+    assert len(read_corpus(out)) == 3
+    # The corpus names its source relative to itself: moved together with it, it still resumes.
+    assert read_corpus(out).provenance["data"] == "../faces"
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    inputs, out = inputs.rename(moved / "faces"), out.rename(moved / "older")
+    assert main(["generate", "translate", str(run), str(inputs), "--out", str(out), "--quiet"]) == 0
+    assert len(read_corpus(out)) == 3
+    # An entry naming the source by its absolute path (as older corpora did) still matches it ...
+    record = out / "corpus.json"
+    record.write_text(record.read_text().replace('"../faces"', json.dumps(str(inputs.resolve()))))
+    assert main(["generate", "translate", str(run), str(inputs), "--out", str(out), "--quiet"]) == 0
+    # ... while other inputs never join the corpus
+    other = tmp_path / "other"
+    shutil.copytree(inputs, other)
+    assert main(["generate", "translate", str(run), str(other), "--out", str(out), "--quiet"]) == 2
+    assert "holds a corpus made with other data" in capsys.readouterr().err
     assert len(read_corpus(out)) == 3
 
 
