@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 SNAPSHOT_IMAGES = 64  # images in a training snapshot of a model that samples
+# Training snapshots a run keeps by default: as many as its progress figure shows side by side, since
+# a diffusion model's snapshot costs as much as 15 training steps.
+SNAPSHOTS = 6
+TRANSLATION_SNAPSHOTS = 4  # a translation snapshot's rows are wider (input, output, truth)
 
 
 def null_ids(sizes: list[int], batch: int, device: torch.device | str) -> torch.Tensor:

@@ -18,7 +18,7 @@ from synthscope.errors import UserError
 from synthscope.images import to_uint8
 from synthscope.runtime import ThreadGovernor, atomic_write_bytes, read_json
 
-from .base import CONFIG_FILE, SNAPSHOT_IMAGES, Generator
+from .base import CONFIG_FILE, SNAPSHOT_IMAGES, SNAPSHOTS, Generator
 from .imageset import ImageSet
 
 STATE_FILE = "training_state.pt"
@@ -225,13 +225,13 @@ def _check_state(state: Any, path: Path, optimizers: dict[str, torch.optim.Optim
 SNAPSHOT_SHARE = 0.25  # training snapshots take at most about this share of a run's time
 
 
-def snapshot_interval(model: Generator, steps: int, snapshots: int = 8) -> int:
-    """Steps between training snapshots: about ``snapshots`` per run, but never so many that drawing
-    them costs more than :data:`SNAPSHOT_SHARE` of the training (a 20-step diffusion run would
-    otherwise spend most of its time drawing ten 64-image grids). The last step always gets one more
-    (the run's final samples)."""
+def snapshot_interval(model: Generator, steps: int, snapshots: int = SNAPSHOTS) -> int:
+    """Steps between training snapshots: at most ``snapshots`` per run, the last one at the final step
+    (the run's final samples), and never so many that drawing them costs more than
+    :data:`SNAPSHOT_SHARE` of the training (a 20-step diffusion run would otherwise spend most of its
+    time drawing 64-image grids). Runs longer than (snapshots - 1)² steps get exactly ``snapshots``."""
     cost = model.sampling_cost(SNAPSHOT_IMAGES)
-    return max(1, steps // max(1, snapshots), math.ceil(cost / SNAPSHOT_SHARE))
+    return max(1, math.ceil(steps / max(1, snapshots)), math.ceil(cost / SNAPSHOT_SHARE))
 
 
 def _save_snapshot(model: Generator, run_dir: Path, step: int, seed: int, data: ImageSet) -> None:

@@ -32,6 +32,7 @@ from synthscope.errors import UserError
 from synthscope.grouped import Column, GroupedCrossCounts, GroupedProportions, Schema
 from synthscope.runtime import atomic_write_bytes, atomic_write_json
 
+from .base import TRANSLATION_SNAPSHOTS
 from .pairs import parse_translation
 
 RESULT_FILE = "translation.json"
@@ -274,7 +275,7 @@ def evaluate_translation_run(run, train, inputs: torch.Tensor, targets: torch.Te
     if (run_dir / "snapshots").is_dir():
         rows_shown = "input, output, truth" if train.paired else "input, output, round trip"
         figures["training_progress"] = visuals.training_progress_figure(
-            run_dir, max_columns=4, title=f"The first training inputs translated as training goes on "
+            run_dir, max_columns=TRANSLATION_SNAPSHOTS, title=f"The first training inputs translated as training goes on "
                                           f"(rows: {rows_shown})")
     if hasattr(model, "translate_back"):
         figures["round_trip"] = visuals.image_rows_figure(

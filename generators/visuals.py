@@ -44,8 +44,9 @@ from synthscope.errors import UserError
 from synthscope.images import from_pil, to_uint8
 from synthscope.reports import style as report_style
 from synthscope.reports.style import figure_png, palette
-
 from synthscope.runtime import atomic_write_bytes, evaluating
+
+from .base import SNAPSHOTS
 
 if TYPE_CHECKING:  # imported lazily at run time: a figure of one kind needs no other model code
     from .autoencoder import AutoEncoder
@@ -468,7 +469,7 @@ def prior_samples_figure(model: Generator, n: int = 64, seed: int = 0, prompt: s
     return image_grid(samples, nrow=nrow, title=title)
 
 
-def training_progress_figure(run_dir: str | Path, max_columns: int = 6, title: str | None = None) -> Figure:
+def training_progress_figure(run_dir: str | Path, max_columns: int = SNAPSHOTS, title: str | None = None) -> Figure:
     """The sample grids a training run saved (``run_dir/snapshots/step_*.png``), side by side.
 
     With more snapshots than ``max_columns``, evenly spaced ones are shown, always including the

@@ -15,7 +15,7 @@ from synthscope.images import to_uint8
 from synthscope.registry import load_generator, resolve
 from synthscope.runtime import check_disk, check_memory, resolve_device, seed_everything, sha256_file
 
-from .base import CONFIG_FILE, WEIGHTS_FILE, Generator
+from .base import CONFIG_FILE, SNAPSHOTS, WEIGHTS_FILE, Generator
 from .data import load_data
 from .imageset import HELDOUT_FRACTION, ImageSet
 from .training import STATE_FILE, snapshot_interval, train_generator
@@ -52,7 +52,7 @@ def new_generator(kind: str, data: ImageSet, conditional: bool = False, **option
 def train_run(kind: str, data_spec: str = "digits", out: Path | str = "run", conditional: bool = False,
               steps: int | None = None, seed: int = 0, size: int | None = None, n: int | None = None,
               device: str = "auto", options: dict[str, Any] | None = None, force: bool = False,
-              snapshot_every: int | None = None, snapshots: int = 8, evaluate: bool = True, progress: bool = True,
+              snapshot_every: int | None = None, snapshots: int = SNAPSHOTS, evaluate: bool = True, progress: bool = True,
               strict: bool = False, judge_dir: Path | None = None, eval_samples: int = 1000,
               score: bool = True):
     """Train a generator into ``out``; an existing run there is resumed (``force`` starts over).
@@ -183,7 +183,7 @@ def sample_to_corpus(run_dir: Path | str, out: Path | str, n: int, prompts: list
                if any(f"{p or ''}#{i}" not in done for i in range(start, min(n, start + batch_size)))]
     mine = shard.select(pending, key=lambda job: f"{job[0] or ''}#{job[1]}")
     bar = tqdm(total=sum(min(batch_size, n - start) for _, start in mine), desc=f"sample {model.kind}",
-               unit="img", disable=not shard.progress(progress))
+               unit="img", disable=not (mine and shard.progress(progress)))  # nothing to draw: no bar
     for prompt, start in mine:
         count = min(batch_size, n - start)
         keys = [f"{prompt or ''}#{start + i}" for i in range(count)]

@@ -552,6 +552,7 @@ def _real_part(run: LabRun) -> None:
 def _generator_part(stage: GeneratorStage, run: LabRun) -> None:
     """Train and evaluate one generator (reused when its finished run was made the same way), then
     sample its corpus."""
+    from synthscope.generators.base import SNAPSHOTS
     from synthscope.generators.evaluation import RunEvaluation
     from synthscope.generators.workflow import sample_to_corpus, train_run
     from synthscope.registry import load_generator
@@ -570,7 +571,7 @@ def _generator_part(stage: GeneratorStage, run: LabRun) -> None:
                                seed=run.seed, device=run.device, options=stage.options_for(run.quick),
                                force=run.force,
                                progress=run.progress, judge_dir=run.out / JUDGES_DIR / stage.data,
-                               snapshots=4 if run.quick else 8, eval_samples=eval_samples, score=stage.score)
+                               snapshots=4 if run.quick else SNAPSHOTS, eval_samples=eval_samples, score=stage.score)
         reuse.record(made_from, stage=stage.name, steps=steps, seed=run.seed)
     evaluation.name, evaluation.title, evaluation.description = stage.name, stage.title, stage.description
     run.evaluations.append(evaluation)
@@ -670,7 +671,7 @@ def train_translator(stage: TranslationStage, out: Path, quick: bool, seed: int 
     steps = stage.steps_for(quick)
     train_translation(stage.kind, "portraits", run_dir, translate=LAB_TRANSLATION, steps=steps, seed=seed,
                       n=200 if quick else TRANSLATION_PEOPLE, device=device, force=force, progress=progress,
-                      judge_dir=out / JUDGES_DIR / "portraits-ageing", snapshots=4 if quick else 8)
+                      judge_dir=out / JUDGES_DIR / "portraits-ageing")
     reuse.record(made_from, stage=stage.name, steps=steps, seed=seed)
     return run_dir
 

@@ -230,22 +230,29 @@ def test_weights_that_do_not_match_their_config_hash_are_refused(small_digits, t
 
 
 def test_snapshots_never_cost_more_than_the_run(small_digits, tmp_path):
+    from synthscope.generators.base import SNAPSHOTS
     from synthscope.generators.training import SNAPSHOT_SHARE, snapshot_interval
     from synthscope.generators.workflow import train_run
 
     diffusion = new_generator("diffusion", small_digits)
     assert diffusion.sampling_cost(64) == pytest.approx(64 * 50 / (3 * 64))  # about 17 training steps
-    # a short run draws only its final grid; a long one keeps about eight
-    assert snapshot_interval(diffusion, 20) > 20
-    assert snapshot_interval(diffusion, 1600) == 200
+    def drawn(model, steps, **kwargs):  # grids every `every` steps, and one at the final step
+        every = snapshot_interval(model, steps, **kwargs)
+        return len(range(every, steps + 1, every)) + (steps % every != 0)
+
+    # a short run draws only its final grid; a long one exactly as many as its progress figure shows
+    assert snapshot_interval(diffusion, 20) > 20 and drawn(diffusion, 20) == 1
+    assert snapshot_interval(diffusion, 1600) == 267
     ae = new_generator("ae", small_digits)
-    assert snapshot_interval(ae, 800) == 100 and snapshot_interval(ae, 20, snapshots=4) == 5
+    assert snapshot_interval(ae, 800) == 134 and snapshot_interval(ae, 20, snapshots=4) == 5
     assert snapshot_interval(ae, 20) == 4  # one network pass a grid: at most a quarter of the run
+    for steps in (26, 100, 450, 750, 1000, 1250, 1999, 2000):
+        assert drawn(ae, steps) == SNAPSHOTS and drawn(ae, steps, snapshots=4) == 4
+        assert drawn(diffusion, steps) <= SNAPSHOTS
+    assert drawn(diffusion, 1000) == SNAPSHOTS
     for steps in (20, 100, 1000):
-        every = snapshot_interval(diffusion, steps)
-        drawn = len(range(every, steps + 1, every)) + (steps % every != 0)
         # the grids along the way take at most a quarter of the run; the final grid comes on top
-        assert (drawn - 1) * diffusion.sampling_cost(64) <= SNAPSHOT_SHARE * steps + 1e-9
+        assert (drawn(diffusion, steps) - 1) * diffusion.sampling_cost(64) <= SNAPSHOT_SHARE * steps + 1e-9
     run = train_run("diffusion", "digits", tmp_path / "run", steps=4, n=64, size=16, device="cpu",
                     evaluate=False, progress=False, options={"block_out_channels": [8, 16], "norm_num_groups": 4,
                                                              "sample_steps": 4})
