@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-SNAPSHOT_IMAGES = 64  # images in a training snapshot of a model that samples
+SNAPSHOT_IMAGES = 64  # images in a training snapshot of a model that samples (at most)
+SNAPSHOT_CLASS_ROWS = 4  # samples of each class in a conditional model's snapshot, one class a column
 # Training snapshots a run keeps by default: as many as its progress figure shows side by side, since
 # a diffusion model's snapshot costs as much as 15 training steps.
 SNAPSHOTS = 6
@@ -155,12 +156,14 @@ class Generator(nn.Module, Persistent):
 
     def snapshot(self, data: ImageSet, seed: int) -> tuple[torch.Tensor, int]:
         """What a training snapshot shows, and how many images a row of its grid holds: samples from
-        fixed noise, with one column per value of the first attribute when the model is conditional
-        (so that conditioning is visible)."""
-        prompt = None
-        if self.conditional:
-            prompt = self.vocabulary.balanced_prompts(min(SNAPSHOT_IMAGES, 8 * self.vocabulary.sizes()[0]))
-        return self.sample(len(prompt) if prompt else SNAPSHOT_IMAGES, prompt=prompt, seed=seed + 12345), 8
+        fixed noise, 8 a row; a conditional model's grid has one column per value of the first
+        attribute (each digit), a few samples of it down each column, so that conditioning is visible."""
+        if not self.conditional:
+            return self.sample(SNAPSHOT_IMAGES, seed=seed + 12345), 8
+        columns = self.vocabulary.sizes()[0]
+        rows = max(1, min(SNAPSHOT_CLASS_ROWS, SNAPSHOT_IMAGES // columns))
+        prompts = self.vocabulary.balanced_prompts(rows * columns)  # cycles through the values: a column each
+        return self.sample(len(prompts), prompt=prompts, seed=seed + 12345), columns
 
     def training_state(self) -> dict[str, torch.Tensor]:
         """What training carries besides weights and optimisers (a CycleGAN's image pools), saved with

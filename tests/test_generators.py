@@ -111,6 +111,22 @@ def test_conditional_models_follow_prompts_and_reject_unknown_words(kind, small_
     assert load_generator(tmp_path).conditional
 
 
+def test_a_conditional_snapshot_has_one_column_per_class(small_digits):
+    from synthscope.generators.base import SNAPSHOT_CLASS_ROWS, SNAPSHOT_IMAGES
+
+    model = make("gan", small_digits, conditional=True)
+    asked = []
+    drawn = model.sample
+    model.sample = lambda n, prompt=None, **kwargs: asked.append(prompt) or drawn(n, prompt=prompt, **kwargs)
+    images, per_row = model.snapshot(small_digits, seed=0)
+    digits = model.vocabulary.attributes["digit"]
+    assert per_row == len(digits) == 10 and images.shape[0] == SNAPSHOT_CLASS_ROWS * 10
+    # row-major: image i lies in column i % 10, which is digit i % 10 on every row
+    assert asked[0] == [digits[i % 10] for i in range(SNAPSHOT_CLASS_ROWS * 10)]
+    images, per_row = make("gan", small_digits).snapshot(small_digits, seed=0)
+    assert images.shape[0] == SNAPSHOT_IMAGES and per_row == 8
+
+
 def test_guidance_scale_changes_diffusion_samples(small_digits, tmp_path):
     model = make("diffusion", small_digits, conditional=True)
     train_generator(model, small_digits, tmp_path, steps=3, progress=False)
