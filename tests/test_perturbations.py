@@ -287,14 +287,17 @@ def test_blur_jpeg_augment_is_deterministic_per_generator_seed_and_per_image_ran
     assert any(changed) and not all(changed)  # with p = 0.5 each, some images are left alone (seed 5)
 
 
+@pytest.mark.parametrize("pillow_only", [False, True], ids=["torchvision", "pillow"])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_the_jpeg_round_trip_gives_pillows_bytes(channels):
+def test_the_jpeg_round_trip_gives_pillows_bytes(channels, pillow_only, monkeypatch, recwarn):
     import io
 
     from PIL import Image
 
     from synthscope.images import from_pil, to_pil_list, to_uint8
 
+    if pillow_only:  # a torchvision without its (deprecated) image codecs
+        monkeypatch.setattr(P, "encode_jpeg", None)
     x = torch.nn.functional.avg_pool2d(torch.rand(12, channels, 17, 17, generator=torch.Generator().manual_seed(1)),
                                        3, 1, 1)  # odd size, smooth and noisy parts
     for quality in (30, 75, 100):
@@ -305,6 +308,7 @@ def test_the_jpeg_round_trip_gives_pillows_bytes(channels):
             with Image.open(buffer) as back:
                 expected.append(from_pil(back.convert(image.mode)))
         assert torch.equal(to_uint8(P._jpeg(x, quality)), to_uint8(torch.stack(expected))), quality
+    assert not [w for w in recwarn if issubclass(w.category, DeprecationWarning)]  # no notice per call
 
 
 def test_blur_jpeg_augment_perturbs_each_image_as_if_alone():
