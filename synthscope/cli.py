@@ -66,18 +66,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Warnings for a person at a terminal: one line, no source location."""
-    print(f"synthscope: warning: {message}", file=file or sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
-    from synthscope.errors import UserError
+    from synthscope.errors import UserError, show_warning_line
 
     if argv is None:  # a real command line (not a call from Python code or a test)
-        warnings.showwarning = _show_warning
+        warnings.showwarning = show_warning_line
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence
 
-from synthscope.errors import UserError
+from synthscope.errors import UserError, show_warning_line
 from synthscope.fingerprint import Reuse, fingerprint
 from synthscope.runtime import read_json, seed_everything
 
@@ -399,7 +400,9 @@ class SecondProcess:
             self.messages = context.Queue()
             threads = None if threads_are_automatic() else torch.get_num_threads()
             settings = {"out": str(self.run.out), "quick": self.run.quick, "force": self.run.force,
-                        "seed": self.run.seed, "device": self.run.device}
+                        "seed": self.run.seed, "device": self.run.device,
+                        # a command line's warnings are one line each in this process: in the other too
+                        "warning_lines": warnings.showwarning is show_warning_line}
             self.process = context.Process(target=_second_process_main,
                                            args=(settings, self.claims, self.done_flags, threads, self.messages),
                                            name="synthscope-lab-second")
@@ -473,6 +476,8 @@ def _second_process_main(*args: Any) -> None:
     import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if args[0].get("warning_lines"):
+        warnings.showwarning = show_warning_line
     parent = multiprocessing.parent_process()
     if parent is not None:
         threading.Thread(target=lambda: (parent.join(), os._exit(1)), daemon=True,

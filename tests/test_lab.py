@@ -117,6 +117,48 @@ def test_second_process_makes_a_from_disk_part_once_its_needs_are_done(monkeypat
     assert claims == [MAIN, MAIN, MAIN, SECOND] and [made.name for made in said] == ["reads-early"]
 
 
+class _WarningPart(_Part):
+    def run(self, run):
+        import warnings
+
+        warnings.warn(f"resuming {run.out} with different run_dir; recorded in corpus.json")
+        super().run(run)
+
+
+@pytest.mark.parametrize("from_the_command_line", [True, False])
+def test_the_second_process_shows_warnings_as_the_main_one_does(from_the_command_line, monkeypatch, tmp_path,
+                                                                 capsys):
+    import contextlib
+    import multiprocessing
+    import queue
+    import signal
+    import warnings
+
+    import synthscope.lab as lab
+    from synthscope.errors import show_warning_line
+
+    monkeypatch.setattr(lab, "lab_parts", lambda quick: [_WarningPart("warns")])
+    python_s_own = warnings.showwarning
+    monkeypatch.setattr(warnings, "showwarning", show_warning_line if from_the_command_line else python_s_own)
+    settings = {"out": str(tmp_path), "quick": True, "force": False, "seed": 0, "device": "cpu",
+                "warning_lines": warnings.showwarning is show_warning_line}  # as SecondProcess sends them
+    warnings.showwarning = python_s_own  # as a spawned process starts (put back after the test)
+    interrupt = signal.getsignal(signal.SIGINT)
+    # Python code calling run_lab keeps Python's own warnings (here: pytest's record of them)
+    expected = contextlib.nullcontext() if from_the_command_line else pytest.warns(UserWarning, match="run_dir")
+    try:
+        with expected:
+            lab._second_process_main(settings, multiprocessing.Array("b", 1), multiprocessing.Array("b", 1), 1,
+                                     queue.Queue())
+    finally:
+        signal.signal(signal.SIGINT, interrupt)
+    err = capsys.readouterr().err
+    if from_the_command_line:  # one line for a person, as the main process prints it
+        assert f"synthscope: warning: resuming {tmp_path} with different run_dir" in err and "UserWarning" not in err
+    else:
+        assert "synthscope: warning" not in err
+
+
 def test_what_a_part_hands_on_can_be_sent_and_taken_into_another_run_of_the_lab(monkeypatch, tmp_path):
     from synthscope.lab import LabRun
 
