@@ -127,6 +127,17 @@ def test_a_conditional_snapshot_has_one_column_per_class(small_digits):
     assert images.shape[0] == SNAPSHOT_IMAGES and per_row == 8
 
 
+@pytest.mark.parametrize("conditional", [True, False])
+def test_the_progress_figure_says_when_each_column_is_a_class(conditional, small_digits, tmp_path):
+    from synthscope.generators.evaluation import lecture_figures
+
+    model = make("gan", small_digits, conditional=conditional)
+    run = train_generator(model, small_digits, tmp_path, steps=2, snapshot_every=1, progress=False)
+    title = lecture_figures(model, run, small_digits)["training_progress"]._suptitle.get_text()
+    assert title.startswith("Samples from fixed noise as training goes on")
+    assert ("(one digit a column)" in title) == conditional
+
+
 def test_guidance_scale_changes_diffusion_samples(small_digits, tmp_path):
     model = make("diffusion", small_digits, conditional=True)
     train_generator(model, small_digits, tmp_path, steps=3, progress=False)
