@@ -14,7 +14,6 @@ steps from the same start (the same arithmetic in another order: rounding only).
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 from collections.abc import Callable
 

@@ -5,7 +5,6 @@ and scoring labelled images at a threshold."""
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence

@@ -26,7 +26,7 @@ CONFIG_FILE = "config.json"
 SNAPSHOT_IMAGES = 64  # images in a training snapshot of a model that samples (at most)
 SNAPSHOT_CLASS_ROWS = 4  # samples of each class in a conditional model's snapshot, one class a column
 # Training snapshots a run keeps by default: as many as its progress figure shows side by side, since
-# a diffusion model's snapshot costs as much as 15 training steps.
+# a digits-diffusion snapshot costs as much as 10 training steps.
 SNAPSHOTS = 6
 TRANSLATION_SNAPSHOTS = 4  # a translation snapshot's rows are wider (input, output, truth)
 

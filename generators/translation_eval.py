@@ -275,8 +275,8 @@ def evaluate_translation_run(run, train, inputs: torch.Tensor, targets: torch.Te
     if (run_dir / "snapshots").is_dir():
         rows_shown = "input, output, truth" if train.paired else "input, output, round trip"
         figures["training_progress"] = visuals.training_progress_figure(
-            run_dir, max_columns=TRANSLATION_SNAPSHOTS, title=f"The first training inputs translated as training goes on "
-                                          f"(rows: {rows_shown})")
+            run_dir, max_columns=TRANSLATION_SNAPSHOTS,
+            title=f"The first training inputs translated as training goes on (rows: {rows_shown})")
     if hasattr(model, "translate_back"):
         figures["round_trip"] = visuals.image_rows_figure(
             {"A": inputs[shown], "A -> B": outputs[shown], "A -> B -> A": model.translate_back(outputs[shown])},

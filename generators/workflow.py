@@ -52,8 +52,8 @@ def new_generator(kind: str, data: ImageSet, conditional: bool = False, **option
 def train_run(kind: str, data_spec: str = "digits", out: Path | str = "run", conditional: bool = False,
               steps: int | None = None, seed: int = 0, size: int | None = None, n: int | None = None,
               device: str = "auto", options: dict[str, Any] | None = None, force: bool = False,
-              snapshot_every: int | None = None, snapshots: int = SNAPSHOTS, evaluate: bool = True, progress: bool = True,
-              strict: bool = False, judge_dir: Path | None = None, eval_samples: int = 1000,
+              snapshot_every: int | None = None, snapshots: int = SNAPSHOTS, evaluate: bool = True,
+              progress: bool = True, strict: bool = False, judge_dir: Path | None = None, eval_samples: int = 1000,
               score: bool = True):
     """Train a generator into ``out``; an existing run there is resumed (``force`` starts over).
 

@@ -245,7 +245,7 @@ def test_the_human_label_flow_through_the_cli(audit, tmp_path, capsys):
     assert (agreement["n_shared"] == 16).all()
     html = (out / "index.html").read_text()
     assert "Agreement between labellers" in html and "Krippendorff" in html and "Fleiss" in html
-    assert f"Cohen&#39;s kappa · gender · human:alice vs human:bob" in html
+    assert "Cohen&#39;s kappa · gender · human:alice vs human:bob" in html
     assert MAJORITY_ANNOTATOR in html and "most of its labellers" in html
 
 

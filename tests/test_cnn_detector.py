@@ -176,7 +176,7 @@ def test_scan_and_eval_csvs_never_hold_a_live_spreadsheet_formula(corpora, train
     from synthscope.detectors.scan import scan_folder
 
     _, out = trained
-    test_real, test_fake = corpora[2], corpora[3]
+    test_real = corpora[2]
     folder = tmp_path / "inbox"
     names = ['=HYPERLINK("evil","x").png', "+1.png", "-2.png", "@x.png", "plain.png"]
     for index, name in enumerate(names):

@@ -61,7 +61,8 @@ def test_the_judge_s_feature_space_is_checked_too(images):
 
     check = check_memorisation(torch.cat([train[:1], new]), train, judge=Judge())
     assert set(check.per_image["space"]) == {PIXELS, FEATURES}
-    assert check.shares.by_group.query("value == @FLAGGED")["count"].tolist() == [1, 1]
+    by_group = check.shares.by_group
+    assert by_group[by_group["value"] == FLAGGED]["count"].tolist() == [1, 1]
 
 
 def test_bad_input_is_one_clear_error(images):

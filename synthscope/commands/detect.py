@@ -262,8 +262,8 @@ def _train_external(args: argparse.Namespace, progress: bool):
         calibrate=args.calibrate, target_fpr=args.target_fpr, seed=args.seed, batch_size=args.batch_size,
         device=args.device, cache_dir=args.cache_dir, cache=not args.no_cache, progress=progress)
     if report is not None:
-        print(f"on --real and --fake at the threshold (the reals fixed it, so their false-positive rate is the "
-              f"target by construction; test on other images with 'synthscope detect eval'):")
+        print("on --real and --fake at the threshold (the reals fixed it, so their false-positive rate is the "
+              "target by construction; test on other images with 'synthscope detect eval'):")
         print(report.table()[["metric", "value", "ci_low", "ci_high"]].to_string(index=False))
     return run
 
