@@ -143,16 +143,9 @@ def evaluation_pairs(heldout: PairedImageSet, data_spec: str, translate: str | N
     return heldout.inputs, None
 
 
-def _source_entry(source: Path, out: Path) -> str:
-    """How a translated corpus names its source folder: relative to the corpus, so that a folder moved
-    together with its source (a lab folder copied elsewhere) still resumes. An existing corpus's entry
-    that names the same folder (an absolute path, as older corpora recorded it) is kept as it is."""
-    from .corpus import read_corpus
-
-    if (out / "manifest.csv").is_file():
-        recorded = read_corpus(out).provenance.get("data")
-        if isinstance(recorded, str) and (out / recorded).resolve() == source.resolve():
-            return recorded
+def _relative_to(source: Path, out: Path) -> str:
+    """``source`` as a corpus at ``out`` names it: relative to the corpus, so that a folder moved together
+    with its source (a lab folder copied elsewhere) still resumes (workflow.open_corpus)."""
     try:
         return Path(os.path.relpath(source.resolve(), out.resolve())).as_posix()
     except ValueError:  # on another drive (Windows): no relative path exists
@@ -178,7 +171,7 @@ def translate_to_corpus(run_dir: Path | str, source: Path | str, out: Path | str
     images = corpus.load_images(size=model.size, channels=model.channels, progress=progress)
     files = list(corpus.manifest["file"])  # after load_images: unreadable files are dropped from both
     # "data" is one of the keys a resumed corpus must share: outputs of two inputs never mix.
-    provenance = {"generator": model.kind, "run_dir": str(run_dir), "data": _source_entry(source, out),
+    provenance = {"generator": model.kind, "run_dir": str(run_dir), "data": _relative_to(source, out),
                   "checkpoint_sha256": sha256_file(run_dir / WEIGHTS_FILE), "config": model.config(),
                   "size": model.size, "command": "generate translate"}
     keys = [f"translate#{file}" for file in files]

@@ -126,11 +126,23 @@ def open_corpus(out: Path, provenance: dict[str, Any], force: bool):
         return CorpusWriter(out, provenance=provenance, mode="overwrite")
     if (out / "manifest.csv").exists():
         existing = read_corpus(out).provenance
-        changed = [k for k in RESUME_KEYS if k in provenance and existing.get(k) != provenance[k]]
+        changed = [k for k in RESUME_KEYS if k in provenance and not _same_origin(out, k, existing.get(k), provenance[k])]
         if changed:
             raise UserError(f"{out}: holds a corpus made with other {', '.join(changed)}; "
                              f"use another --out folder, or --force to replace it")
     return CorpusWriter(out, provenance=provenance)
+
+
+def _same_origin(out: Path, key: str, recorded: Any, wanted: Any) -> bool:
+    """Whether a resume key names the same origin. "data" may name a source folder, relative to the
+    corpus (so that a corpus moved together with its source resumes) or absolute (as older corpora
+    recorded it): two names of one folder are the same origin."""
+    if recorded == wanted:
+        return True
+    if key != "data" or not (isinstance(recorded, str) and isinstance(wanted, str)):
+        return False
+    folder = out / recorded  # an absolute path stays itself
+    return folder.is_dir() and folder.resolve() == (out / wanted).resolve()
 
 
 def sample_to_corpus(run_dir: Path | str, out: Path | str, n: int, prompts: list[str] | None = None,
