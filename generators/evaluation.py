@@ -160,9 +160,8 @@ def lecture_figures(model, run: TrainingRun, data: ImageSet, seed: int = 0) -> d
     if len(run.history):
         figures["loss_curve"] = visuals.loss_curve_figure(run.history)
     if (Path(run.run_dir) / "snapshots").is_dir():
-        columns = f" (one {next(iter(model.vocabulary.attributes))} a column)" if model.conditional else ""
         figures["training_progress"] = visuals.training_progress_figure(
-            run.run_dir, title=f"Samples from fixed noise as training goes on{columns}")
+            run.run_dir, column_attribute=next(iter(model.vocabulary.attributes)) if model.conditional else None)
     prompts = None
     if model.conditional:  # one row per value of the first attribute
         values = next(iter(model.vocabulary.attributes.values()))

@@ -469,11 +469,14 @@ def prior_samples_figure(model: Generator, n: int = 64, seed: int = 0, prompt: s
     return image_grid(samples, nrow=nrow, title=title)
 
 
-def training_progress_figure(run_dir: str | Path, max_columns: int = SNAPSHOTS, title: str | None = None) -> Figure:
+def training_progress_figure(run_dir: str | Path, max_columns: int = SNAPSHOTS, title: str | None = None,
+                             column_attribute: str | None = None) -> Figure:
     """The sample grids a training run saved (``run_dir/snapshots/step_*.png``), side by side.
 
     With more snapshots than ``max_columns``, evenly spaced ones are shown, always including the
-    first and the last. Raises FileNotFoundError naming the folder when there are none.
+    first and the last. ``column_attribute``: a conditional model's, whose snapshots have one value
+    of it a column (Generator.snapshot); the default title says so. Raises FileNotFoundError naming
+    the folder when there are none.
     """
     from PIL import Image
 
@@ -514,7 +517,8 @@ def training_progress_figure(run_dir: str | Path, max_columns: int = SNAPSHOTS, 
         axes = fig.subplots(1, len(tiles), squeeze=False)[0]
         for ax, (step, array) in zip(axes, tiles):
             _show(ax, array, title=f"step {step:,}")
-        fig.suptitle(_plain(title or "Samples from fixed noise as training goes on"))
+        columns = f" (one {column_attribute} a column)" if column_attribute else ""
+        fig.suptitle(_plain(title or f"Samples from fixed noise as training goes on{columns}"))
         return fig
 
 

@@ -476,7 +476,8 @@ def _second_process_main(*args: Any) -> None:
     import threading
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if args[0].get("warning_lines"):
+    settings = args[0]  # as _second_process takes it
+    if settings.get("warning_lines"):  # started from the command line: its warnings are one line each
         warnings.showwarning = show_warning_line
     parent = multiprocessing.parent_process()
     if parent is not None:
