@@ -126,7 +126,8 @@ def open_corpus(out: Path, provenance: dict[str, Any], force: bool):
         return CorpusWriter(out, provenance=provenance, mode="overwrite")
     if (out / "manifest.csv").exists():
         existing = read_corpus(out).provenance
-        changed = [k for k in RESUME_KEYS if k in provenance and not _same_origin(out, k, existing.get(k), provenance[k])]
+        changed = [k for k in RESUME_KEYS
+                   if k in provenance and not _same_origin(out, k, existing.get(k), provenance[k])]
         if changed:
             raise UserError(f"{out}: holds a corpus made with other {', '.join(changed)}; "
                              f"use another --out folder, or --force to replace it")
